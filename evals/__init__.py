@@ -1,0 +1,1 @@
+"""speclm.evals"""

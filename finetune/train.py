@@ -1,0 +1,317 @@
+"""LoRA fine-tuning: spectra-as-text -> "Redshift: z", loss on the answer tokens only.
+
+Why a small hand-written loop instead of HF Trainer: exact resume after a kill needs the data
+order, optimiser, scheduler and RNG state saved together at a step boundary, atomically; and the
+same loop must run on a 2-core laptop (bf16 autocast on AMX) and on one GPU. Multi-GPU runs go
+through ``accelerate launch`` with the shipped FSDP/DeepSpeed configs (see README).
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import shutil
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from speclm.finetune.codec import build_prompt, format_redshift
+from speclm.finetune.predict import RedshiftPredictor, encode_example
+from speclm.finetune.presets import Preset
+from speclm.tools.errors import SpeclmError
+
+CARD = "training_card.json"
+
+
+class TrainingError(SpeclmError):
+    """Training cannot start or continue (bad output dir, overlapping splits, incompatible checkpoint)."""
+
+
+def assert_disjoint(train_ids: Sequence[str], val_ids: Sequence[str]) -> None:
+    """Honest science: a validation spectrum must never be trained on."""
+    overlap = set(train_ids) & set(val_ids)
+    if overlap:
+        raise TrainingError(f"{len(overlap)} spectra are in both train and validation, e.g. {sorted(overlap)[:3]}")
+
+
+def build_examples(tokenizer, X: np.ndarray, z: np.ndarray, preset: Preset):
+    """Tokenized (input_ids, labels) for every spectrum vector and its redshift."""
+    out = []
+    for x, zz in zip(X, z):
+        ids, labels = encode_example(tokenizer, build_prompt(x, preset.codec), format_redshift(zz, preset.codec))
+        out.append((ids, labels))
+    return out
+
+
+def _batches(n: int, batch_size: int, epoch: int, seed: int, lengths: Sequence[int]) -> list[list[int]]:
+    """Deterministic shuffled, length-grouped micro-batches for one epoch (same seed -> same order)."""
+    rng = random.Random(seed * 1000003 + epoch)
+    order = list(range(n))
+    rng.shuffle(order)
+    chunk = batch_size * 32
+    grouped = []
+    for i in range(0, n, chunk):
+        grouped.extend(sorted(order[i : i + chunk], key=lambda j: lengths[j]))
+    batches = [grouped[i : i + batch_size] for i in range(0, n, batch_size)]
+    rng.shuffle(batches)
+    return batches
+
+
+def _collate(examples, idx, pad_id):
+    """Left-padded batch: answers sit at the right end of every row, so logits are only needed
+    for the last few positions (``answer_window``), not for the whole vocabulary x sequence."""
+    import torch
+
+    L = max(len(examples[i][0]) for i in idx)
+    ids = torch.full((len(idx), L), pad_id, dtype=torch.long)
+    labels = torch.full((len(idx), L), -100, dtype=torch.long)
+    mask = torch.zeros((len(idx), L), dtype=torch.long)
+    for r, i in enumerate(idx):
+        a, b = examples[i]
+        ids[r, L - len(a):] = torch.tensor(a)
+        labels[r, L - len(b):] = torch.tensor(b)
+        mask[r, L - len(a):] = 1
+    return ids, labels, mask
+
+
+def answer_window(labels) -> int:
+    """Positions from the right that hold answer tokens (+1 for the token predicting the first)."""
+    import torch
+
+    has = (labels != -100).any(0)
+    first = int(torch.nonzero(has)[0]) if has.any() else labels.shape[1] - 1
+    return labels.shape[1] - first + 1
+
+
+def answer_loss(model, ids, mask, labels):
+    """Causal-LM cross-entropy on answer tokens only (labels == -100 elsewhere), computing logits
+    just for the answer window: the vocabulary projection over every prompt position is most of
+    the memory of a 135M model's step and is wasted work when the prompt carries no loss."""
+    import torch
+    import torch.nn.functional as F
+
+    pos = (mask.cumsum(-1) - 1).clamp(min=0)
+    k = answer_window(labels)
+    logits = model(input_ids=ids, attention_mask=mask, position_ids=pos, logits_to_keep=k).logits
+    tgt = labels[:, -k:]
+    return F.cross_entropy(logits[:, :-1].float().reshape(-1, logits.shape[-1]), tgt[:, 1:].reshape(-1),
+                           ignore_index=-100)
+
+
+def _lr_lambda(cfg, total_steps):
+    warm = int(cfg.warmup_frac * total_steps)
+
+    def f(step):
+        if warm and step < warm:
+            return (step + 1) / warm
+        if cfg.scheduler == "constant":
+            return 1.0
+        frac = (step - warm) / max(1, total_steps - warm)
+        return max(0.0, 1 - frac) if cfg.scheduler == "linear" else 0.5 * (1 + math.cos(math.pi * min(1.0, frac)))
+
+    return f
+
+
+def make_peft_model(model, preset: Preset, seed: int):
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    torch.manual_seed(seed)
+    lc = LoraConfig(r=preset.lora.r, lora_alpha=preset.lora.alpha, lora_dropout=preset.lora.dropout,
+                    target_modules=list(preset.lora.target_modules), task_type="CAUSAL_LM", bias="none")
+    return get_peft_model(model, lc)
+
+
+def _latest_checkpoint(out: Path) -> Path | None:
+    ck = sorted((out / "checkpoints").glob("step-*"), key=lambda p: int(p.name.split("-")[1]))
+    ck = [c for c in ck if (c / "state.json").is_file()]
+    return ck[-1] if ck else None
+
+
+def _save_checkpoint(out: Path, step: int, model, opt, sched, state: dict, keep: int = 2) -> None:
+    """Atomic: write into a temp dir, then rename; a kill leaves the previous checkpoint intact."""
+    import torch
+    from peft import get_peft_model_state_dict
+
+    ckdir = out / "checkpoints"
+    ckdir.mkdir(parents=True, exist_ok=True)
+    tmp = ckdir / f".tmp-step-{step}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    torch.save({"adapter": get_peft_model_state_dict(model), "opt": opt.state_dict(), "sched": sched.state_dict(),
+                "torch_rng": torch.get_rng_state()}, tmp / "state.pt")
+    (tmp / "state.json").write_text(json.dumps(state, indent=1))
+    final = ckdir / f"step-{step}"
+    shutil.rmtree(final, ignore_errors=True)
+    tmp.rename(final)
+    for old in sorted(ckdir.glob("step-*"), key=lambda p: int(p.name.split("-")[1]))[:-keep]:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def train_arrays(preset: Preset, out_dir: str | os.PathLike, X_train: np.ndarray, z_train: np.ndarray,
+                 X_val: np.ndarray, z_val: np.ndarray, *, train_ids: Sequence[str], val_ids: Sequence[str],
+                 dataset_info: dict | None = None, resume: bool = True, max_steps: int | None = None,
+                 device: str = "auto", progress: bool = True, runtime=None, stop_after: int | None = None) -> dict:
+    """Train a LoRA adapter on preprocessed vectors; returns the training card (also written to out_dir).
+
+    ``stop_after`` ends the run after that many optimiser steps *without* finishing (used by the
+    resume tests to simulate a kill at a step boundary; a real SIGKILL is tested too).
+    """
+    import torch
+    from tqdm.auto import tqdm
+
+    from speclm.finetune.runtime import ModelRuntime, load_base_model, pick_device
+
+    assert_disjoint(train_ids, val_ids)
+    out = Path(out_dir)
+    if out.exists() and (out / "adapter_config.json").exists() and not resume:
+        raise TrainingError(f"{out} already holds a finished adapter; choose another --out or pass --resume")
+    out.mkdir(parents=True, exist_ok=True)
+    cfg = preset.train
+    random.seed(cfg.seed), np.random.seed(cfg.seed), torch.manual_seed(cfg.seed)
+
+    if runtime is None:
+        model, tok, _ = load_base_model(preset.base, device=device, dtype="bfloat16" if cfg.bf16 else "float32")
+    else:
+        model, tok = runtime.model, runtime.tokenizer
+    dev = pick_device(device)
+    model = make_peft_model(model, preset, cfg.seed)
+    model.to(dev)
+    n_trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+    examples = build_examples(tok, X_train, z_train, preset)
+    lengths = [len(e[0]) for e in examples]
+    per_epoch = math.ceil(len(examples) / cfg.batch_size)
+    total_micro = int(round(cfg.epochs * per_epoch))
+    total_steps = max(1, total_micro // cfg.grad_accum)
+    if max_steps:
+        total_steps = min(total_steps, max_steps)
+
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(cfg, total_steps))
+    state = {"step": 0, "micro": 0, "losses": [], "tokens": 0, "train_seconds": 0.0,
+             "preset": preset.to_dict(), "total_steps": total_steps}
+
+    ck = _latest_checkpoint(out) if resume else None
+    if ck is not None:
+        from peft import set_peft_model_state_dict
+
+        saved = json.loads((ck / "state.json").read_text())
+        if saved["preset"] != preset.to_dict():
+            raise TrainingError(f"checkpoint {ck} was made with a different preset; use a new --out")
+        blob = torch.load(ck / "state.pt", map_location=dev, weights_only=False)
+        set_peft_model_state_dict(model, blob["adapter"])
+        opt.load_state_dict(blob["opt"])
+        sched.load_state_dict(blob["sched"])
+        torch.set_rng_state(blob["torch_rng"])
+        state = saved
+        if progress:
+            print(f"resuming from {ck} (step {state['step']}/{total_steps})", flush=True)
+
+    model.train()
+    use_amp = cfg.bf16
+    amp_dev = "cuda" if dev.startswith("cuda") else "cpu"
+    pad = tok.pad_token_id
+    bar = tqdm(total=total_steps, initial=state["step"], desc="train", unit="step", disable=not progress)
+    t0 = time.time()
+    micro_done = state["micro"]
+    epoch = micro_done // per_epoch
+    steps_this_run = 0
+    while state["step"] < total_steps:
+        batches = _batches(len(examples), cfg.batch_size, epoch, cfg.seed, lengths)
+        start = micro_done - epoch * per_epoch
+        for bi in range(start, len(batches)):
+            ids, labels, mask = _collate(examples, batches[bi], pad)
+            ids, labels, mask = ids.to(dev), labels.to(dev), mask.to(dev)
+            with torch.autocast(amp_dev, dtype=torch.bfloat16, enabled=use_amp):
+                loss = answer_loss(model, ids, mask, labels)
+            (loss / cfg.grad_accum).backward()
+            state["tokens"] += int(mask.sum())
+            micro_done += 1
+            state["micro"] = micro_done
+            if micro_done % cfg.grad_accum:
+                continue
+            torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
+            opt.step(), sched.step(), opt.zero_grad(set_to_none=True)
+            state["step"] += 1
+            steps_this_run += 1
+            state["losses"].append(round(float(loss.detach()), 5))
+            bar.update(1)
+            bar.set_postfix(loss=f"{float(loss):.3f}", lr=f"{sched.get_last_lr()[0]:.1e}")
+            done = state["step"] >= total_steps
+            if state["step"] % cfg.save_every == 0 or done:
+                state["train_seconds"] += time.time() - t0
+                t0 = time.time()
+                _save_checkpoint(out, state["step"], model, opt, sched, state)
+            if done or (stop_after and steps_this_run >= stop_after):
+                break
+        else:
+            epoch += 1
+            continue
+        break
+    bar.close()
+    if stop_after and state["step"] < total_steps:
+        return {"stopped_at": state["step"]}
+
+    # final adapter (unmerged PEFT: adapter_config.json + adapter_model.safetensors, no modules_to_save)
+    model.eval()
+    model.save_pretrained(str(out))
+    secs = state["train_seconds"] or 1e-9
+    card = {
+        "speclm_version": _version(),
+        "base_model": preset.base,
+        "preset": preset.to_dict(),
+        "preprocess": preset.preprocess.to_dict(),
+        "codec": preset.codec.to_dict(),
+        "lora": asdict(preset.lora),
+        "train": asdict(cfg),
+        "seed": cfg.seed,
+        "dataset": dataset_info or {},
+        "n_train": int(len(X_train)),
+        "n_val": int(len(X_val)),
+        "train_ids_sha": _sha(train_ids),
+        "val_ids_sha": _sha(val_ids),
+        "trainable_parameters": int(n_trainable),
+        "steps": state["step"],
+        "tokens_seen": state["tokens"],
+        "train_seconds": round(secs, 1),
+        "tokens_per_second": round(state["tokens"] / secs, 1),
+        "device": dev,
+        "final_loss": float(np.mean(state["losses"][-20:])) if state["losses"] else None,
+    }
+    (out / CARD).write_text(json.dumps(card, indent=2))
+    if len(X_val) and cfg.n_eval:
+        from speclm.finetune.runtime import ModelRuntime
+
+        rt = ModelRuntime(model, tok, preset.base, dev)
+        rt.adapters["default"] = type("A", (), {"card": card})()  # the in-memory adapter
+        rt.active = "default"
+        pred = RedshiftPredictor(rt, preset.preprocess, preset.codec)
+        n = min(cfg.n_eval, len(X_val))
+        res = pred.predict_values(X_val[:n], batch_size=16, progress=progress)
+        zp = np.array([r.z for r in res])
+        dz = zp - z_val[:n]
+        card["metrics_val"] = {"n": n, "mae": float(np.mean(np.abs(dz))), "median_abs": float(np.median(np.abs(dz))),
+                               "mae_constant_median": float(np.mean(np.abs(np.median(z_train) - z_val[:n])))}
+        (out / CARD).write_text(json.dumps(card, indent=2))
+    if progress:
+        print(json.dumps({k: card[k] for k in ("steps", "tokens_per_second", "final_loss")} |
+                         {"metrics_val": card.get("metrics_val")}), flush=True)
+    return card
+
+
+def _sha(ids) -> str:
+    import hashlib
+
+    return hashlib.sha256("\n".join(map(str, ids)).encode()).hexdigest()[:16]
+
+
+def _version() -> str:
+    from speclm import __version__
+
+    return __version__

@@ -1,0 +1,56 @@
+"""`speclm check FILE --z Z0`: is a redshift consistent with the spectrum's own lines?
+
+Thin CLI face of :func:`speclm.tools.redshift_check.check_redshift` — the agent calls the same
+function, so what a user sees here is what the agent quotes. Files are read with the one reader,
+``speclm.tools.spectrum.read_spectrum``; its SpeclmError subclasses become one-line errors.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "check",
+        help="check / refine a redshift against the spectrum's emission and absorption lines",
+        description="Fit the line list (emission Gaussians, Ca H&K, G band, Mg b, Na D, Balmer lines) over "
+                    "a fine z grid around Z0 and report the refined z, the lines found and whether to trust it.",
+    )
+    p.add_argument("file", metavar="FILE", help="spectrum file (SDSS spec FITS, or any format `speclm inspect` reads)")
+    p.add_argument("--z", dest="z0", type=float, default=None,
+                   help="redshift to check (e.g. the model's answer); default: the file's catalog z if it has one")
+    p.add_argument("--halfwidth", type=float, default=None,
+                   help="search half-width in units of (1+z0) (default 0.02, about ±6000 km/s)")
+    p.add_argument("--lines", default=None,
+                   help="comma-separated line names to use (default: all), e.g. 'Halpha,OIII,CaK,CaH'")
+    p.add_argument("--json", action="store_true", help="print the result as JSON (z, lines, confident, reason, ...)")
+    p.set_defaults(func=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from speclm.tools.errors import ConfigError
+    from speclm.tools.redshift_check import check_redshift
+    from speclm.tools.spectrum import read_spectrum
+
+    spectrum = read_spectrum(args.file)
+    z0 = args.z0
+    if z0 is None:
+        z0 = spectrum.z_catalog
+        if z0 is None:
+            raise ConfigError("no --z given and the file carries no catalog redshift; pass --z Z0")
+    names = [n.strip() for n in args.lines.split(",") if n.strip()] if args.lines else None
+    result = check_redshift(spectrum, z0, search_halfwidth=args.halfwidth, lines=names)
+    if args.json:
+        out = result.to_dict()
+        out["file"] = str(args.file)
+        print(json.dumps(out, indent=2, allow_nan=False))
+        return 0
+    print(result.describe())
+    if result.lines:
+        print(f"\n{'line':<16}{'kind':<12}{'observed Å':>11}{'S/N':>7}{'amp':>8}{'EW_rest Å':>11}{'dv km/s':>9}")
+        for m in result.lines:
+            dv = f"{m.dv_km_s:+.0f}" if m.dv_km_s is not None else "-"
+            print(f"{m.display:<16}{m.kind:<12}{m.observed_A:>11.1f}{m.snr:>7.1f}{m.amplitude:>+8.3f}"
+                  f"{m.ew_rest_A:>+11.2f}{dv:>9}")
+    return 0
