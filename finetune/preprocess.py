@@ -45,6 +45,13 @@ class PreprocessConfig:
     )
     clip_min: float = _f(0.0, "Lower clip of the scaled values (negative noise floors to this).")
     clip_max: float = _f(99.0, "Upper clip of the scaled values (keeps fixed-width codecs fixed).")
+    continuum: str = _f(
+        "none",
+        "'none' keeps the continuum shape; 'divide' divides the binned flux by its running median "
+        "(window continuum_window bins), keeping lines and breaks but removing flux-calibration "
+        "tilts and dust slopes, which differ most between simulations and real SDSS spectra.",
+    )
+    continuum_window: int = _f(9, "Running-median window (bins, odd) for continuum='divide'.")
     min_coverage: float = _f(
         0.3, "A bin whose good-pixel coverage is below this fraction is filled by interpolation."
     )
@@ -61,6 +68,10 @@ class PreprocessConfig:
             raise ConfigError(f"grid must be 'linear' or 'log', got {self.grid!r}")
         if self.normalize not in ("median", "max", "none"):
             raise ConfigError(f"normalize must be 'median', 'max' or 'none', got {self.normalize!r}")
+        if self.continuum not in ("none", "divide"):
+            raise ConfigError(f"continuum must be 'none' or 'divide', got {self.continuum!r}")
+        if self.continuum_window < 3 or self.continuum_window % 2 == 0 or self.continuum_window >= self.n_bins:
+            raise ConfigError(f"continuum_window must be odd, >= 3 and < n_bins, got {self.continuum_window}")
         if not self.scale > 0:
             raise ConfigError(f"scale must be > 0, got {self.scale}")
         if not self.clip_min < self.clip_max:
@@ -143,6 +154,12 @@ def preprocess(spectrum: Spectrum, cfg: PreprocessConfig) -> np.ndarray:
     centers = cfg.bin_centers()
     x = np.log(centers)
     binned = np.where(ok, binned, np.interp(x, x[ok], binned[ok]))
+    if cfg.continuum == "divide":
+        from scipy.ndimage import median_filter
+
+        cont = median_filter(binned, size=cfg.continuum_window, mode="nearest")
+        floor = max(1e-3 * float(np.median(np.abs(binned[ok]))), 1e-30)
+        binned = binned / np.maximum(cont, floor)
     if cfg.normalize == "median":
         norm = np.median(binned[ok])
     elif cfg.normalize == "max":

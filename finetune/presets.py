@@ -33,6 +33,8 @@ class LoraConfig:
     alpha: int = _f(16, "LoRA scaling alpha (effective scale alpha/r).")
     dropout: float = _f(0.05, "Dropout on the LoRA branch.")
     target_modules: list = _f(["q_proj", "v_proj"], "Linear layers that get adapters.")
+    layers: list = _f([], "Decoder layer indices that get adapters ([] = all). On a CPU, adapting only the upper "
+                          "layers also stops back-propagation there, which saves compute.")
 
     def __post_init__(self):
         if not 1 <= self.r <= 512:
@@ -59,7 +61,8 @@ class TrainConfig:
     eval_every: int = _f(0, "Evaluate MAE on a validation subset every N steps (0 = only at the end).")
     n_eval: int = _f(200, "Validation spectra used for the in-training/final MAE.")
     seed: int = _f(0, "Seed for data order, LoRA init and augmentation.")
-    bf16: bool = _f(True, "bf16 autocast (CPU AMX or GPU); fp32 master weights for LoRA.")
+    bf16: str = _f("auto", "'auto': bf16 weights + autocast where the hardware does bf16 natively (CUDA, CPUs with "
+                   "AMX/AVX512-BF16), fp32 elsewhere (bf16 is emulated and ~6x slower on AVX2-only CPUs); 'yes'; 'no'.")
     max_grad_norm: float = _f(1.0, "Gradient clipping.")
 
     def __post_init__(self):
@@ -73,6 +76,10 @@ class TrainConfig:
             raise ConfigError(f"train.scheduler must be cosine, linear or constant, got {self.scheduler!r}")
         if not 0 <= self.warmup_frac < 1:
             raise ConfigError("train.warmup_frac must be in [0, 1)")
+        if isinstance(self.bf16, bool):
+            object.__setattr__(self, "bf16", "yes" if self.bf16 else "no")
+        if self.bf16 not in ("auto", "yes", "no"):
+            raise ConfigError(f"train.bf16 must be auto, yes or no, got {self.bf16!r}")
         if self.save_every < 1:
             raise ConfigError("train.save_every must be >= 1")
 

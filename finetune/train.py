@@ -116,13 +116,27 @@ def _lr_lambda(cfg, total_steps):
     return f
 
 
+def use_bf16_for(setting: str, device: str) -> bool:
+    """Resolve TrainConfig.bf16 ('auto'|'yes'|'no') for a device."""
+    import torch
+
+    from speclm.finetune.runtime import pick_dtype
+
+    if setting == "yes":
+        return True
+    if setting == "no":
+        return False
+    return pick_dtype("auto", device) == torch.bfloat16
+
+
 def make_peft_model(model, preset: Preset, seed: int):
     import torch
     from peft import LoraConfig, get_peft_model
 
     torch.manual_seed(seed)
     lc = LoraConfig(r=preset.lora.r, lora_alpha=preset.lora.alpha, lora_dropout=preset.lora.dropout,
-                    target_modules=list(preset.lora.target_modules), task_type="CAUSAL_LM", bias="none")
+                    target_modules=list(preset.lora.target_modules), task_type="CAUSAL_LM", bias="none",
+                    layers_to_transform=list(preset.lora.layers) or None)
     return get_peft_model(model, lc)
 
 
@@ -174,11 +188,12 @@ def train_arrays(preset: Preset, out_dir: str | os.PathLike, X_train: np.ndarray
     cfg = preset.train
     random.seed(cfg.seed), np.random.seed(cfg.seed), torch.manual_seed(cfg.seed)
 
+    dev = pick_device(device)
+    use_bf16 = use_bf16_for(cfg.bf16, dev)
     if runtime is None:
-        model, tok, _ = load_base_model(preset.base, device=device, dtype="bfloat16" if cfg.bf16 else "float32")
+        model, tok, _ = load_base_model(preset.base, device=device, dtype="bfloat16" if use_bf16 else "float32")
     else:
         model, tok = runtime.model, runtime.tokenizer
-    dev = pick_device(device)
     model = make_peft_model(model, preset, cfg.seed)
     model.to(dev)
     n_trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
@@ -214,7 +229,7 @@ def train_arrays(preset: Preset, out_dir: str | os.PathLike, X_train: np.ndarray
             print(f"resuming from {ck} (step {state['step']}/{total_steps})", flush=True)
 
     model.train()
-    use_amp = cfg.bf16
+    use_amp = use_bf16
     amp_dev = "cuda" if dev.startswith("cuda") else "cpu"
     pad = tok.pad_token_id
     bar = tqdm(total=total_steps, initial=state["step"], desc="train", unit="step", disable=not progress)
@@ -282,6 +297,7 @@ def train_arrays(preset: Preset, out_dir: str | os.PathLike, X_train: np.ndarray
         "train_seconds": round(secs, 1),
         "tokens_per_second": round(state["tokens"] / secs, 1),
         "device": dev,
+        "bf16": use_bf16,
         "final_loss": float(np.mean(state["losses"][-20:])) if state["losses"] else None,
     }
     (out / CARD).write_text(json.dumps(card, indent=2))
@@ -315,3 +331,28 @@ def _version() -> str:
     from speclm import __version__
 
     return __version__
+
+
+def init_adapter(preset: Preset, out_dir: str | os.PathLike, *, runtime=None, note: str = "untrained") -> Path:
+    """Save a freshly initialised (untrained) LoRA adapter with a training card.
+
+    Why: tests of the agent, UI and evals need an adapter in the right on-disk format with the
+    right codec metadata in seconds, without training; the card says plainly that it is untrained.
+    """
+    from speclm.finetune.runtime import load_base_model
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    if runtime is None:
+        model, _, _ = load_base_model(preset.base, dtype="float32")
+    else:
+        model = runtime.model
+    peft_model = make_peft_model(model, preset, preset.train.seed)
+    peft_model.save_pretrained(str(out))
+    card = {"speclm_version": _version(), "base_model": preset.base, "preset": preset.to_dict(),
+            "preprocess": preset.preprocess.to_dict(), "codec": preset.codec.to_dict(),
+            "lora": asdict(preset.lora), "seed": preset.train.seed, "note": note, "steps": 0}
+    (out / CARD).write_text(json.dumps(card, indent=2))
+    if runtime is not None:  # leave the caller's base model unwrapped
+        peft_model.unload() if hasattr(peft_model, "unload") else None
+    return out

@@ -103,3 +103,10 @@ class SDSSIdentifierError(SDSSError, ValueError):
 
 class DatasetError(SpeclmError):
     """A dataset directory is missing, incomplete, corrupt, or would be overwritten."""
+
+
+# --- the agent's model backends (speclm.agent.llm) ---------------------------------------------
+
+
+class BackendError(SpeclmError):
+    """A language-model backend (local runtime or OpenAI-compatible endpoint) failed to answer."""

@@ -1,0 +1,224 @@
+"""The Assistant: one object the UI, the demo and the evals talk to.
+
+``Assistant(cfg).turn(thread_id, text, spectrum_path=None, sdss_id=None) -> TurnResult`` runs one
+turn through the LangGraph graph; ``stream(...)`` yields the same turn as events (route, tool,
+prediction, token, error, done). Threads live in a SQLite checkpointer, so a new Assistant on the
+same database continues a conversation. One model serves both modalities: with
+``adapter_mode="toggle"`` (ours) the LoRA adapter is on only for the spectrum -> redshift step;
+``"always"`` keeps it on for text too, as in the paper.
+"""
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+from speclm.agent.state import TurnResult, jsonable, turn_input
+from speclm.tools.errors import ConfigError, SpeclmError
+
+__all__ = ["AgentConfig", "Assistant", "TurnResult"]
+
+
+def _f(default, help: str, **kw):
+    return field(default=default, metadata={"help": help}, **kw)
+
+
+@dataclass
+class AgentConfig:
+    """How the assistant is put together (model, adapter policy, memory, backend, tools)."""
+
+    base: str = _f("embedded", "base model: 'embedded' (SmolLM2-135M shipped with speclm), 'tiny' "
+                   "(random test model), a Hugging Face id or a local path")
+    adapter: str | None = _f("bundled", "LoRA adapter directory, 'bundled', or None (text only)")
+    adapter_mode: str = _f("toggle", "'toggle': adapter on only for the spectrum->redshift step (ours); "
+                           "'always': adapter on for text too (the paper's setup)")
+    checkpoint_db: str = _f("~/.cache/speclm/chat.sqlite", "SQLite file holding conversation threads "
+                            "(':memory:' keeps them in RAM)")
+    backend: str = _f("local", "'local' (in-process ModelRuntime) or 'openai' (OpenAI-compatible server, e.g. vLLM)")
+    openai_base_url: str | None = _f(None, "base URL of the OpenAI-compatible server, e.g. http://localhost:8000/v1")
+    openai_model: str | None = _f(None, "model name of the base model on that server")
+    openai_api_key_env: str = _f("OPENAI_API_KEY", "environment variable holding the API key ('EMPTY' if unset)")
+    max_new_tokens: int = _f(200, "most tokens the LLM writes per text reply")
+    cosmology: str = _f("Planck18", "cosmology for distances and times: Planck18, Planck15, WMAP9 or flat")
+    sdss: Any = _f(None, "SDSSConfig (or a dict of its fields) for lookups; None = environment defaults")
+    openai_adapter_model: str | None = _f(None, "name under which the server serves the LoRA adapter "
+                                          "(vLLM --lora-modules NAME=DIR); default: the adapter directory's name")
+    device: str = _f("auto", "torch device for the local backend")
+    eager: bool = _f(False, "load the model when the Assistant is created instead of on first use")
+
+    def __post_init__(self):
+        if self.adapter_mode not in ("toggle", "always"):
+            raise ConfigError(f"adapter_mode must be 'toggle' or 'always', got {self.adapter_mode!r}")
+        if self.backend not in ("local", "openai"):
+            raise ConfigError(f"backend must be 'local' or 'openai', got {self.backend!r}")
+        if self.backend == "openai" and not (self.openai_base_url and self.openai_model):
+            raise ConfigError("backend 'openai' needs openai_base_url and openai_model")
+        if not 1 <= int(self.max_new_tokens) <= 4096:
+            raise ConfigError(f"max_new_tokens must be in 1..4096, got {self.max_new_tokens}")
+        if self.adapter in ("", "none", "None"):
+            self.adapter = None
+        from speclm.tools.cosmology import CosmologyConfig
+
+        CosmologyConfig(self.cosmology)  # validates the name (raises UnknownCosmologyError)
+
+
+def _open_checkpointer(db: str):
+    from langgraph.checkpoint.sqlite import SqliteSaver
+
+    if db != ":memory:":
+        p = Path(db).expanduser()
+        p.parent.mkdir(parents=True, exist_ok=True)
+        db = str(p)
+    conn = sqlite3.connect(db, check_same_thread=False)
+    saver = SqliteSaver(conn)
+    saver.setup()
+    return saver, conn
+
+
+class Assistant:
+    """The speclm agent. ``runtime=`` shares an already-loaded ModelRuntime (UI sessions, evals)."""
+
+    def __init__(self, cfg: AgentConfig | None = None, *, runtime=None, backend=None):
+        from speclm.agent.graph import build_graph
+        from speclm.agent.lc_tools import build_tools
+        from speclm.agent.nodes import AgentNodes
+
+        self.cfg = cfg = cfg or AgentConfig()
+        self.backend = backend or self._make_backend(cfg, runtime)
+        sdss = cfg.sdss
+        if isinstance(sdss, dict):
+            from speclm.tools.sdss import SDSSConfig
+
+            sdss = SDSSConfig(**sdss)
+        self.tools = build_tools(predict=self.backend.predict, sdss_cfg=sdss, cosmology=cfg.cosmology)
+        self.nodes = AgentNodes(self.backend, self.tools, adapter_mode=cfg.adapter_mode,
+                                max_new_tokens=cfg.max_new_tokens, cosmology=cfg.cosmology)
+        self.checkpointer, self._conn = _open_checkpointer(cfg.checkpoint_db)
+        self.graph = build_graph(self.nodes, self.checkpointer)
+        self._lock = threading.Lock()  # one turn per Assistant at a time (the model is shared anyway)
+        if cfg.eager and cfg.backend == "local":
+            try:
+                self.backend.runtime
+            except SpeclmError:
+                pass  # reported on the first turn that needs the model
+
+    @staticmethod
+    def _make_backend(cfg: AgentConfig, runtime):
+        from speclm.agent.llm import LocalBackend, OpenAIBackend
+
+        if cfg.backend == "openai":
+            name = cfg.openai_adapter_model
+            if name is None and cfg.adapter:
+                name = "smollm2-135m-redshift-sim" if cfg.adapter in ("bundled", "default") else Path(cfg.adapter).name
+            return OpenAIBackend(cfg.openai_base_url, cfg.openai_model, name, adapter=cfg.adapter,
+                                 api_key_env=cfg.openai_api_key_env)
+        return LocalBackend(cfg.base, cfg.adapter, runtime=runtime, device=cfg.device)
+
+    @property
+    def runtime(self):
+        """The local ModelRuntime (loads it); None for the OpenAI backend."""
+        return getattr(self.backend, "runtime", None)
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    # -- turns -------------------------------------------------------------------------------------
+    @staticmethod
+    def new_thread_id() -> str:
+        return uuid.uuid4().hex[:12]
+
+    def _config(self, thread_id: str) -> dict:
+        return {"configurable": {"thread_id": str(thread_id)}}
+
+    def stream(self, thread_id: str, text: str = "", spectrum_path=None, sdss_id=None) -> Iterator[dict]:
+        """Run one turn, yielding events; the last one is ``{"type": "done", "result": TurnResult}``."""
+        t0 = time.perf_counter()
+        inp = turn_input(text, None if spectrum_path is None else str(spectrum_path),
+                         None if sdss_id is None else str(sdss_id))
+        with self._lock:
+            try:
+                for ev in self.graph.stream(inp, self._config(thread_id), stream_mode="custom"):
+                    yield ev
+                result = self._result(thread_id)
+            except Exception as exc:  # the graph itself failed: still answer, keep the thread usable
+                msg = f"{type(exc).__name__}: {exc}" if not isinstance(exc, SpeclmError) else str(exc)
+                yield {"type": "error", "message": msg}
+                reply = f"Something went wrong on my side ({msg}). The conversation continues."
+                self._append_reply(thread_id, reply)
+                result = TurnResult(reply=reply, route="error", error=msg)
+        result.seconds = round(time.perf_counter() - t0, 3)
+        result.thread_id = str(thread_id)
+        yield {"type": "done", "result": result}
+
+    def turn(self, thread_id: str, text: str = "", spectrum_path=None, sdss_id=None) -> TurnResult:
+        """Run one turn and return its result (the same as the ``done`` event of :meth:`stream`)."""
+        result = None
+        for ev in self.stream(thread_id, text, spectrum_path=spectrum_path, sdss_id=sdss_id):
+            if ev["type"] == "done":
+                result = ev["result"]
+        return result
+
+    def _append_reply(self, thread_id: str, reply: str) -> None:
+        from langchain_core.messages import AIMessage
+
+        try:
+            self.graph.update_state(self._config(thread_id), {"messages": [AIMessage(content=reply)]},
+                                    as_node="respond")
+        except Exception:
+            pass
+
+    def _result(self, thread_id: str) -> TurnResult:
+        st = self.graph.get_state(self._config(thread_id)).values
+        produced = set(st.get("produced") or [])
+        calls = list(st.get("llm_calls") or [])
+        route = st.get("route") or "chat"
+        return TurnResult(
+            reply=st.get("reply", ""), route=route,
+            prediction=st.get("prediction") if "prediction" in produced else None,
+            check=st.get("check") if "check" in produced else None,
+            cosmology=st.get("cosmology") if "cosmology" in produced else None,
+            spectrum_summary=(st.get("spectrum") or {}).get("summary") if "spectrum" in produced else None,
+            tool_trace=list(st.get("tool_trace") or []), error=st.get("error"),
+            adapter_on=any(c.get("adapter_on") for c in calls),
+            lookup=st.get("lookup") if "lookup" in produced else None,
+            z=st.get("z"), z_source=st.get("z_source"),
+            attempted_route=st.get("attempted_route") or route,
+            route_reason=st.get("route_reason", ""), llm_calls=calls,
+        )
+
+    # -- thread inspection -----------------------------------------------------------------------------
+    def history(self, thread_id: str) -> list[dict]:
+        """The thread's messages as [{"role", "content"}] (user / assistant)."""
+        st = self.graph.get_state(self._config(thread_id)).values
+        out = []
+        for m in st.get("messages") or []:
+            role = {"human": "user", "ai": "assistant", "system": "system"}.get(m.type, m.type)
+            out.append({"role": role, "content": str(m.content)})
+        return out
+
+    def state(self, thread_id: str) -> dict:
+        """The thread's current object: z (and where it came from), spectrum, prediction, check, ..."""
+        st = self.graph.get_state(self._config(thread_id)).values
+        spec = st.get("spectrum") or {}
+        pred = st.get("prediction") or {}
+        return jsonable({
+            "z": st.get("z"), "z_source": st.get("z_source"),
+            "z_interval": [pred.get("z_lo"), pred.get("z_hi")] if pred else None,
+            "spectrum_path": spec.get("path"), "spectrum_name": spec.get("name"),
+            "spectrum_summary": spec.get("summary"),
+            "prediction": st.get("prediction"), "check": st.get("check"), "cosmology": st.get("cosmology"),
+            "lookup": st.get("lookup"), "n_messages": len(st.get("messages") or []),
+            "last_route": st.get("route"), "backend": self.backend.describe(),
+            "adapter_mode": self.cfg.adapter_mode,
+        })
+

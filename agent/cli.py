@@ -1,0 +1,135 @@
+"""`speclm demo`: the paper's two-step dialogue in the terminal, with the tools' numbers.
+
+Step 1 gives the assistant a spectrum (default: NGC 3522 from SDSS DR18, shipped in the ppxf
+wheel; else a synthetic SDSS-like spectrum with emission lines at z = 0.1), step 2 asks the
+paper's follow-up "What type of galaxy is expected at the redshift you just predicted? Which
+surveys could observe it?". Tool calls and the numbers they produced are printed after each step.
+Heavy imports (torch, langgraph) happen inside the handler.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import sys
+import tempfile
+from pathlib import Path
+
+STEP1 = "Here is a galaxy spectrum. What is its redshift?"
+STEP2 = ("What type of galaxy is expected at the redshift you just predicted? "
+         "Which surveys could observe it?")
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "demo", help="play the paper's two-step dialogue (spectrum -> redshift, then a follow-up)",
+        description=__doc__.splitlines()[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--base", default="embedded", help="base model: embedded, tiny, HF id or path")
+    p.add_argument("--adapter", default="bundled", help="LoRA adapter directory or 'bundled'")
+    p.add_argument("--spectrum", default=None, help="spectrum file for step 1 (default: ppxf's NGC3522, "
+                   "else a synthetic spectrum)")
+    p.add_argument("--adapter-mode", choices=("toggle", "always"), default="toggle",
+                   help="toggle: adapter on only for the redshift step; always: the paper's setup")
+    p.add_argument("--question", default=STEP2, help="the step-2 follow-up question")
+    p.add_argument("--backend", choices=("local", "openai"), default="local")
+    p.add_argument("--openai-base-url", default=None, help="e.g. http://localhost:8000/v1 (vLLM)")
+    p.add_argument("--openai-model", default=None, help="base model name on the server")
+    p.add_argument("--openai-adapter-model", default=None, help="LoRA name on the server")
+    p.add_argument("--max-new-tokens", type=int, default=120)
+    p.add_argument("--cosmology", default="Planck18")
+    p.set_defaults(func=run_demo)
+
+
+def default_spectrum(tmpdir: str) -> Path:
+    """ppxf's NGC3522 (real SDSS DR18) if installed, else a synthetic spec-FITS at z = 0.1."""
+    spec = importlib.util.find_spec("ppxf")
+    if spec is not None and spec.submodule_search_locations:
+        p = Path(list(spec.submodule_search_locations)[0]) / "spectra" / "NGC3522_SDSS_DR18.fits"
+        if p.is_file():
+            return p
+    return synthetic_spectrum(Path(tmpdir) / "spec-0266-51630-0001.fits", z=0.1)
+
+
+def synthetic_spectrum(path: Path, z: float = 0.1, seed: int = 0) -> Path:
+    """An SDSS-like spectrum (SDSS log-lambda grid, noise) with common lines at redshift z."""
+    import numpy as np
+
+    from speclm.tools.spectrum import write_sdss_spec_fits
+
+    rng = np.random.default_rng(seed)
+    loglam = np.arange(3.5800, 3.9640, 1e-4)
+    wave = 10 ** loglam
+    flux = 5.0 + 2.0 * wave / 6000.0
+    for rest, amp in [(3728.48, 2.0), (4862.68, 1.5), (5008.24, 3.0), (6564.61, 4.0), (6585.27, 1.2),
+                      (3934.78, -0.5), (3969.59, -0.4), (5176.7, -0.3)]:
+        flux = flux + amp * 3.0 * np.exp(-0.5 * ((wave - rest * (1 + z)) / 3.0) ** 2)
+    flux = flux + rng.normal(0, 0.3, wave.size)
+    return write_sdss_spec_fits(path, loglam, flux, np.full(wave.size, 1 / 0.09), z)
+
+
+def _play(assistant, thread: str, text: str, spectrum=None, out=sys.stdout):
+    print(f"\nUser: {text}" + (f"  [attached: {spectrum}]" if spectrum else ""), file=out)
+    result = None
+    started = False
+    for ev in assistant.stream(thread, text, spectrum_path=spectrum):
+        t = ev["type"]
+        if t == "tool":
+            status = f"error: {ev['error']}" if ev.get("error") else "ok"
+            print(f"  [tool] {ev['name']} ({ev['seconds']:.2f} s) {status}", file=out)
+        elif t == "route":
+            print(f"  [route] {ev['route']} — {ev['reason']}", file=out)
+        elif t == "token":
+            if not started:
+                print("Assistant: ", end="", file=out)
+                started = True
+            print(ev["text"], end="", file=out, flush=True)
+        elif t == "done":
+            result = ev["result"]
+    print(file=out)
+    return result
+
+
+def _numbers(r, out=sys.stdout) -> None:
+    """The tool-derived numbers of a turn, one per line."""
+    rows = []
+    if r.prediction:
+        p = r.prediction
+        rows.append(f"model z (median p(z))   {p['z']:.3f}  [68%: {p['z_lo']:.3f}–{p['z_hi']:.3f}]")
+    if r.check:
+        c = r.check
+        rows.append(f"line check              z = {c['z']:.5f} confident={c['confident']} "
+                    f"({c['n_lines']} lines)")
+    if r.spectrum_summary and r.spectrum_summary.get("z_catalog") is not None:
+        rows.append(f"catalog z (file)        {r.spectrum_summary['z_catalog']:.5f}")
+    if r.cosmology:
+        c = r.cosmology
+        rows.append(f"cosmology z             {c['z']:.5g} ({c['cosmology']})")
+        rows.append(f"lookback time           {c['lookback_gyr']:.3f} Gyr")
+        rows.append(f"luminosity distance     {c['luminosity_distance_mpc']:,.1f} Mpc")
+        rows.append(f"recession velocity      {c['recession_velocity_km_s']:,.0f} km/s")
+    rows.append(f"adapter on this turn    {r.adapter_on}   ({r.seconds:.2f} s, route {r.route})")
+    print("  -- numbers from the tools --", file=out)
+    for row in rows:
+        print("  " + row, file=out)
+
+
+def run_demo(args) -> int:
+    from speclm.agent.assistant import AgentConfig, Assistant
+    from speclm.finetune.runtime import ModelLoadError
+
+    cfg = AgentConfig(base=args.base, adapter=args.adapter, adapter_mode=args.adapter_mode,
+                      checkpoint_db=":memory:", backend=args.backend, openai_base_url=args.openai_base_url,
+                      openai_model=args.openai_model, openai_adapter_model=args.openai_adapter_model,
+                      max_new_tokens=args.max_new_tokens, cosmology=args.cosmology)
+    with tempfile.TemporaryDirectory() as tmp, Assistant(cfg) as a:
+        if not a.backend.has_adapter:  # loads the model; the demo is pointless without the adapter
+            raise ModelLoadError(a.backend.adapter_error or "no redshift adapter loaded")
+        spectrum = Path(args.spectrum) if args.spectrum else default_spectrum(tmp)
+        print(f"speclm demo — {a.backend.describe()}, adapter mode {cfg.adapter_mode}")
+        thread = a.new_thread_id()
+        r1 = _play(a, thread, STEP1, spectrum)
+        _numbers(r1)
+        if r1.route == "error":
+            return 1
+        r2 = _play(a, thread, args.question)
+        _numbers(r2)
+    return 0

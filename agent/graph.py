@@ -1,0 +1,64 @@
+"""The LangGraph StateGraph: how a turn flows through the nodes.
+
+::
+
+    START -> route -+-> spectrum:  ingest -> predict -> check -> cosmology -> respond
+                    +-> lookup:    lookup -> ingest -> predict -> check -> cosmology -> respond
+                    +-> check:     check -> cosmology -> respond
+                    +-> cosmology: cosmology -> respond
+                    +-> chat:      (cosmology, when it is a follow-up about the stored z) -> respond
+                    +-> clarify:   respond
+    any node that sets ``error`` jumps straight to respond (which replies with the problem).
+
+The compiled graph is checkpointed per ``thread_id`` (SqliteSaver), so ``messages``, the current
+spectrum, prediction and z survive a restart of the process.
+"""
+from __future__ import annotations
+
+from langgraph.graph import END, START, StateGraph
+
+from speclm.agent.nodes import AgentNodes
+from speclm.agent.state import AgentState
+
+
+def _after(next_node: str):
+    """Edge function: continue to next_node unless the node just failed."""
+
+    def edge(state: AgentState) -> str:
+        return "respond" if state.get("error") else next_node
+
+    edge.__name__ = f"to_{next_node}"
+    return edge
+
+
+def _from_route(state: AgentState) -> str:
+    route = state.get("route")
+    if route == "spectrum":
+        return "ingest"
+    if route in ("lookup", "check", "cosmology"):
+        return route
+    if route == "chat" and state.get("grounded"):
+        return "cosmology"
+    return "respond"
+
+
+def build_graph(nodes: AgentNodes, checkpointer=None):
+    """Compile the agent's StateGraph over ``nodes`` with an optional checkpointer."""
+    g = StateGraph(AgentState)
+    g.add_node("route", nodes.route)
+    g.add_node("lookup", nodes.lookup)
+    g.add_node("ingest", nodes.ingest)
+    g.add_node("predict", nodes.predict)
+    g.add_node("check", nodes.check)
+    g.add_node("cosmology", nodes.cosmology)
+    g.add_node("respond", nodes.respond)
+
+    g.add_edge(START, "route")
+    g.add_conditional_edges("route", _from_route, ["ingest", "lookup", "check", "cosmology", "respond"])
+    g.add_conditional_edges("lookup", _after("ingest"), ["ingest", "respond"])
+    g.add_conditional_edges("ingest", _after("predict"), ["predict", "respond"])
+    g.add_conditional_edges("predict", _after("check"), ["check", "respond"])
+    g.add_conditional_edges("check", _after("cosmology"), ["cosmology", "respond"])
+    g.add_edge("cosmology", "respond")
+    g.add_edge("respond", END)
+    return g.compile(checkpointer=checkpointer)

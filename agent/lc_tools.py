@@ -1,0 +1,152 @@
+"""LangChain tool wrappers around speclm.tools (and the model's redshift step), with typed schemas.
+
+Why wrappers here and not in tools/: the tools layer stays free of LangChain (numpy/astropy only);
+the agent needs what LangChain tools add — a pydantic argument schema that validates what a node
+(or a tool-calling LLM on an OpenAI endpoint) passes in, a name and a description. Every wrapper
+returns plain JSON (the ``to_dict()`` of the tool's dataclass, plus its ``describe()`` text where
+it has one) so results can go straight into the checkpointed state and into tool events.
+Errors are the tools' own SpeclmError subclasses, raised unchanged (the nodes turn them into replies).
+"""
+from __future__ import annotations
+
+from typing import Callable, Optional
+
+from langchain_core.tools import StructuredTool
+from pydantic import BaseModel, Field, model_validator
+
+from speclm.agent.state import jsonable
+
+
+class ReadSpectrumInput(BaseModel):
+    """A spectrum file to read through speclm's one reader."""
+
+    path: str = Field(description="path of a spectrum file (SDSS spec FITS, FITS table, CSV/TXT, NPY/NPZ)")
+
+
+class SDSSLookupInput(BaseModel):
+    """One SDSS object: an identifier string, or plate/mjd/fiberid, or specobjid, or ra/dec."""
+
+    identifier: Optional[str] = Field(None, description="free text: 0266-51630-0001, a specObjID, "
+                                      "'RA 179.5 Dec -0.5', 'SDSS J120000.00+010000.0'")
+    plate: Optional[int] = Field(None, ge=1, le=99999, description="SDSS plate number")
+    mjd: Optional[int] = Field(None, ge=50000, le=99999, description="MJD of the plate's observation")
+    fiberid: Optional[int] = Field(None, ge=1, le=1000, description="fiber number on the plate")
+    specobjid: Optional[int] = Field(None, gt=0, description="SDSS specObjID (64-bit)")
+    ra: Optional[float] = Field(None, ge=0, lt=360, description="right ascension, degrees")
+    dec: Optional[float] = Field(None, ge=-90, le=90, description="declination, degrees")
+    radius_arcsec: float = Field(3.0, gt=0, le=600, description="cone radius for coordinate lookups")
+
+    @model_validator(mode="after")
+    def _one_way(self):
+        if not (self.identifier or self.specobjid or (self.plate and self.fiberid)
+                or (self.ra is not None and self.dec is not None)):
+            raise ValueError("give identifier, specobjid, plate+fiberid, or ra+dec")
+        return self
+
+
+class CosmologyInput(BaseModel):
+    """A redshift to translate into times, distances, velocities and line positions."""
+
+    z: float = Field(ge=0, le=20, description="redshift")
+    cosmology: str = Field("Planck18", description="Planck18, Planck15, WMAP9 or 'flat'")
+    lines: Optional[list[str]] = Field(None, description="line names for observed positions "
+                                       "(e.g. ['Halpha', 'OIII5008']); default: the usual optical set")
+
+
+class RedshiftCheckInput(BaseModel):
+    """A spectrum file and a redshift estimate to test against its lines."""
+
+    spectrum_path: str = Field(description="path of the spectrum file")
+    z0: float = Field(ge=-0.01, le=20, description="redshift estimate to check (e.g. the model's)")
+    search_halfwidth: Optional[float] = Field(None, gt=0, le=0.5,
+                                              description="window half-width in units of (1+z0)")
+
+
+class PredictInput(BaseModel):
+    """A spectrum file for the fine-tuned model to read (adapter on)."""
+
+    spectrum_path: str = Field(description="path of the spectrum file")
+
+
+def _read_spectrum(path: str) -> dict:
+    from speclm.tools.spectrum import read_spectrum, summary
+
+    spec = read_spectrum(path)
+    s = jsonable(summary(spec))
+    return {"path": str(path), "name": _name(spec, path), "summary": s}
+
+
+def _name(spec, path) -> str:
+    m = spec.meta
+    if m.get("plate") and m.get("fiberid"):
+        try:
+            return f"{int(m['plate']):04d}-{int(m.get('mjd') or 0):05d}-{int(m['fiberid']):04d}"
+        except (TypeError, ValueError):
+            pass
+    from pathlib import Path
+
+    return Path(str(path)).name
+
+
+def _cosmology(z: float, cosmology: str = "Planck18", lines: list[str] | None = None) -> dict:
+    from speclm.tools.cosmology import DEFAULT_SUMMARY_LINES, summarize
+
+    s = summarize(z, cosmology, lines=tuple(lines) if lines else DEFAULT_SUMMARY_LINES)
+    d = jsonable(s.to_dict())
+    d["describe"] = s.describe()
+    return d
+
+
+def _redshift_check(spectrum_path: str, z0: float, search_halfwidth: float | None = None) -> dict:
+    from speclm.tools.redshift_check import check_redshift
+    from speclm.tools.spectrum import read_spectrum
+
+    chk = check_redshift(read_spectrum(spectrum_path), z0, search_halfwidth=search_halfwidth)
+    d = jsonable(chk.to_dict())
+    d["describe"] = chk.describe()
+    return d
+
+
+def build_tools(*, predict: Callable | None = None, sdss_cfg=None,
+                cosmology: str = "Planck18") -> dict[str, StructuredTool]:
+    """The agent's tools by name. ``predict(spectrum) -> dict`` is the model backend's redshift
+    step; ``sdss_cfg`` (SDSSConfig or None = environment defaults) is closed over by the lookup."""
+
+    def sdss_lookup(identifier=None, plate=None, mjd=None, fiberid=None, specobjid=None, ra=None,
+                    dec=None, radius_arcsec=3.0) -> dict:
+        from speclm.tools.sdss_lookup import sdss_lookup as lookup
+
+        res = lookup(plate=plate, mjd=mjd, fiberid=fiberid, specobjid=specobjid, ra=ra, dec=dec,
+                     radius_arcsec=radius_arcsec, identifier=identifier, fetch=True, cfg=sdss_cfg)
+        d = jsonable(res.to_dict())
+        d["describe"] = res.summary()
+        return d
+
+    def cosmo(z: float, cosmology: str = cosmology, lines: list[str] | None = None) -> dict:
+        return _cosmology(z, cosmology, lines)
+
+    tools = {
+        "read_spectrum": StructuredTool.from_function(
+            _read_spectrum, name="read_spectrum", args_schema=ReadSpectrumInput,
+            description="Read a spectrum file; returns what was read (pixels, wavelength range, S/N, catalog z)."),
+        "sdss_lookup": StructuredTool.from_function(
+            sdss_lookup, name="sdss_lookup", args_schema=SDSSLookupInput,
+            description="Look an object up in SDSS (catalog z, class, magnitudes) and fetch its spectrum."),
+        "cosmology": StructuredTool.from_function(
+            cosmo, name="cosmology", args_schema=CosmologyInput,
+            description="Lookback time, ages, distances, velocities and observed line positions at z."),
+        "redshift_check": StructuredTool.from_function(
+            _redshift_check, name="redshift_check", args_schema=RedshiftCheckInput,
+            description="Test a redshift against the spectrum's own lines; refine it when confident."),
+    }
+    if predict is not None:
+        def predict_redshift(spectrum_path: str) -> dict:
+            from speclm.tools.spectrum import read_spectrum
+
+            return jsonable(predict(read_spectrum(spectrum_path)))
+
+        tools["predict_redshift"] = StructuredTool.from_function(
+            predict_redshift, name="predict_redshift", args_schema=PredictInput,
+            description="The fine-tuned LLM reads the spectrum as text (LoRA adapter on) and answers "
+                        "'Redshift: z' with a 68% interval from p(z).")
+    return tools

@@ -1,0 +1,268 @@
+"""The graph's nodes: route, ingest, predict, check, cosmology, lookup, respond.
+
+Each node reads the state, calls at most one tool (through the LangChain wrappers, so arguments
+are schema-checked) and returns a state update. Progress goes out as custom stream events
+(``route``, ``tool``, ``prediction``, ``token``, ``error``) through LangGraph's stream writer, so
+the UI can show tool calls while a turn runs. A node never raises: a SpeclmError (bad file,
+unknown SDSS object, missing model) becomes ``error`` in the state and the graph jumps to
+``respond``, which turns it into a normal chat reply — the thread goes on.
+"""
+from __future__ import annotations
+
+import functools
+import logging
+import re
+import time
+from typing import Any, Callable
+
+from langchain_core.messages import AIMessage
+from langgraph.config import get_stream_writer
+
+from speclm.agent import replies
+from speclm.agent.router import ROUTER_SYSTEM, decide, lines_in_text
+from speclm.agent.state import AgentState, jsonable
+from speclm.tools.cosmology import DEFAULT_SUMMARY_LINES
+from speclm.tools.errors import SpeclmError
+
+log = logging.getLogger(__name__)
+QUALITATIVE_ASK = re.compile(r"\b(type|kind|sort|class)\s+of\b|\bsurveys?\b|\btelescopes?\b|"
+                             r"\bdescribe\b|\btell me (more )?about\b", re.I)
+HISTORY_TURNS = 6  # messages of history the chat model sees (the small model's context is short)
+
+
+def _emit(event: dict) -> None:
+    try:
+        get_stream_writer()(event)
+    except Exception:  # outside a graph run (unit tests of a node): nothing to stream to
+        pass
+
+
+def safe(action: str) -> Callable:
+    """Decorator: a node's failure becomes ``error`` (+ an error event), never an exception."""
+
+    def wrap(fn):
+        @functools.wraps(fn)
+        def node(self, state: AgentState) -> dict:
+            try:
+                return fn(self, state)
+            except SpeclmError as exc:
+                msg, err = str(exc), exc
+            except Exception as exc:  # a bug must not end the conversation either
+                log.exception("agent node %s failed", fn.__name__)
+                msg, err = f"internal error in {fn.__name__}: {type(exc).__name__}: {exc}", exc
+            _emit({"type": "error", "message": msg})
+            upd = {"error": msg, "route_reason": f"{state.get('route_reason', '')}; failed to {action}"}
+            entry = getattr(err, "trace_entry", None)
+            if entry:
+                upd["tool_trace"] = [entry]
+            return upd
+
+        return node
+
+    return wrap
+
+
+class AgentNodes:
+    """Node functions bound to one backend, one tool set and one config (see assistant.AgentConfig)."""
+
+    def __init__(self, backend, tools: dict, *, adapter_mode: str = "toggle", max_new_tokens: int = 200,
+                 cosmology: str = "Planck18"):
+        self.backend, self.tools = backend, tools
+        self.adapter_mode, self.max_new_tokens, self.cosmology_name = adapter_mode, max_new_tokens, cosmology
+
+    # -- helpers -----------------------------------------------------------------------------
+    def _tool(self, name: str, args: dict) -> tuple[Any, dict]:
+        """Invoke a tool, time it, emit a ``tool`` event; returns (output, trace entry)."""
+        t0 = time.perf_counter()
+        try:
+            out = self.tools[name].invoke(args)
+        except Exception as exc:
+            dt = time.perf_counter() - t0
+            entry = {"name": name, "input": jsonable(args), "output": None, "seconds": round(dt, 4),
+                     "error": str(exc)}
+            _emit({"type": "tool", **entry})
+            exc.trace_entry = entry  # so safe() callers could attach it; the node below records it
+            raise
+        entry = {"name": name, "input": jsonable(args), "output": out,
+                 "seconds": round(time.perf_counter() - t0, 4)}
+        _emit({"type": "tool", **entry})
+        return out, entry
+
+    def _text_adapter(self) -> bool:
+        """Adapter state for text generation: off in 'toggle' (ours), on in 'always' (the paper)."""
+        return self.adapter_mode == "always"
+
+    # -- route ---------------------------------------------------------------------------------
+    def route(self, state: AgentState) -> dict:
+        spec = state.get("spectrum")
+        d = decide(state.get("text", ""), upload_path=state.get("upload_path"), sdss_id=state.get("sdss_id"),
+                   has_spectrum=bool(spec), has_z=state.get("z") is not None)
+        route, reason, calls = d.route, d.reason, []
+        if d.labels:
+            msgs = [{"role": "system", "content": ROUTER_SYSTEM.format(z=state.get("z"))},
+                    {"role": "user", "content": state.get("text", "")}]
+            try:
+                route = self.backend.choose(msgs, d.labels)
+                reason = f"{reason}: {route!r} of {list(d.labels)}"
+                calls.append({"purpose": "route", "adapter_on": False})
+            except SpeclmError as exc:
+                route, reason = "chat", f"{reason}; the model was unavailable ({exc}), defaulting to chat"
+        _emit({"type": "route", "route": route, "reason": reason})
+        return {"route": route, "route_reason": reason, "llm_calls": calls, "z_text": d.z_text,
+                "grounded": route == "chat" and d.grounded and state.get("z") is not None}
+
+    # -- spectrum pipeline -------------------------------------------------------------------------
+    @safe("read the spectrum")
+    def ingest(self, state: AgentState) -> dict:
+        if state.get("upload_path"):
+            path = state["upload_path"]
+        elif state.get("route") == "lookup":
+            path = (state.get("lookup") or {}).get("spectrum_path")
+        else:  # "predict the redshift again" on the thread's spectrum
+            path = (state.get("spectrum") or {}).get("path")
+        out, entry = self._tool("read_spectrum", {"path": str(path)})
+        # a new spectrum makes the old prediction / z stale
+        return {"spectrum": out, "prediction": None, "check": None, "cosmology": None, "z": None,
+                "z_source": None, "tool_trace": [entry], "produced": ["spectrum"]}
+
+    @safe("predict the redshift")
+    def predict(self, state: AgentState) -> dict:
+        out, entry = self._tool("predict_redshift", {"spectrum_path": state["spectrum"]["path"]})
+        _emit({"type": "prediction", **out})
+        return {"prediction": out, "z": out["z"], "z_source": "model", "tool_trace": [entry],
+                "produced": ["prediction"], "llm_calls": [{"purpose": "predict", "adapter_on": True}]}
+
+    @safe("check the redshift against the spectrum's lines")
+    def check(self, state: AgentState) -> dict:
+        z0 = state.get("z_text")
+        if z0 is None:
+            z0 = (state.get("prediction") or {}).get("z", state.get("z"))
+        args = {"spectrum_path": state["spectrum"]["path"], "z0": float(z0)}
+        if state.get("route") in ("spectrum", "lookup"):
+            try:  # in the prediction pipeline a failed check must not discard the prediction
+                out, entry = self._tool("redshift_check", args)
+            except SpeclmError as exc:
+                return {"check": None, "notes": [f"The line check could not run: {exc}."],
+                        "tool_trace": [getattr(exc, "trace_entry", {"name": "redshift_check", "error": str(exc)})]}
+        else:
+            out, entry = self._tool("redshift_check", args)
+        upd = {"check": out, "tool_trace": [entry], "produced": ["check"]}
+        if out.get("confident"):
+            upd.update(z=out["z"], z_source="line fit")
+        return upd
+
+    @safe("compute the cosmology")
+    def cosmology(self, state: AgentState) -> dict:
+        z, src = state.get("z_text"), "your message"
+        if z is None:
+            z, src = state.get("z"), state.get("z_source") or "model"
+        lines = list(dict.fromkeys(lines_in_text(state.get("text", "")) + list(DEFAULT_SUMMARY_LINES)))
+        out, entry = self._tool("cosmology", {"z": float(z), "cosmology": self.cosmology_name, "lines": lines})
+        out["z_source"] = src
+        return {"cosmology": out, "tool_trace": [entry], "produced": ["cosmology"]}
+
+    @safe("look the object up in SDSS")
+    def lookup(self, state: AgentState) -> dict:
+        ident = state.get("sdss_id") or state.get("text", "")
+        out, entry = self._tool("sdss_lookup", {"identifier": str(ident)})
+        return {"lookup": out, "tool_trace": [entry], "produced": ["lookup"]}
+
+    # -- the reply -------------------------------------------------------------------------------
+    def respond(self, state: AgentState) -> dict:
+        route, err = state.get("route") or "chat", state.get("error")
+        calls: list[dict] = []
+        try:
+            if err:
+                action = {"spectrum": "use that spectrum", "lookup": "look that object up",
+                          "cosmology": "compute that", "check": "check the redshift"}.get(route, "answer")
+                text = replies.error_reply(action, err)
+                if route == "lookup" and state.get("lookup") and "lookup" in (state.get("produced") or []):
+                    text = f"SDSS: {state['lookup']['describe']}. " + text
+                self._say(text)
+                route = "error"
+            elif route == "clarify":
+                text = replies.CLARIFY_Z if "no redshift is known" in state.get("route_reason", "") else replies.CLARIFY_OBJECT
+                self._say(text)
+            elif route in ("spectrum", "lookup"):
+                text = replies.spectrum_reply(spectrum=state.get("spectrum"), pred=state.get("prediction"),
+                                              check=state.get("check"), cosmo=state.get("cosmology"),
+                                              z=state.get("z"), z_source=state.get("z_source"),
+                                              lookup=state.get("lookup") if route == "lookup" else None)
+                text = " ".join([text, *(state.get("notes") or [])])
+                self._say(text)
+                if QUALITATIVE_ASK.search(state.get("text", "")):
+                    text += self._qualitative(state, text, calls)
+            elif route == "cosmology":
+                c = state["cosmology"]
+                text = replies.cosmology_reply(state.get("text", ""), c, z_source=c.get("z_source", "model"),
+                                               line_names=lines_in_text(state.get("text", "")))
+                self._say(text)
+            elif route == "check":
+                text = replies.check_sentence(state["check"], state.get("prediction"))
+                if state.get("cosmology"):
+                    text += " " + replies.cosmology_sentence(state["cosmology"])
+                self._say(text)
+            elif state.get("grounded") and state.get("cosmology"):  # follow-up about the current object
+                text = replies.grounded_facts(z=state["z"], z_source=state.get("z_source") or "model",
+                                              pred=state.get("prediction"), cosmo=state["cosmology"])
+                self._say(text)
+                text += self._qualitative(state, text, calls)
+            else:
+                text = self._free_chat(state, calls)
+        except SpeclmError as exc:
+            text = replies.error_reply("answer", str(exc))
+            _emit({"type": "error", "message": str(exc)})
+            self._say(("\n\n" if calls else "") + text)
+            route, err = "error", str(exc)
+        return {"reply": text, "route": route, "attempted_route": state.get("route") or "chat",
+                "error": err, "llm_calls": calls,
+                "messages": [AIMessage(content=text)]}
+
+    def _say(self, text: str) -> None:
+        _emit({"type": "token", "text": text})
+
+    def _history(self, state: AgentState) -> list[dict]:
+        msgs = []
+        for m in (state.get("messages") or [])[-HISTORY_TURNS:]:
+            role = {"human": "user", "ai": "assistant", "system": "system"}.get(m.type, "user")
+            msgs.append({"role": role, "content": str(m.content)})
+        return msgs
+
+    def _stream_llm(self, msgs: list[dict], calls: list, purpose: str, filt: replies.SentenceFilter | None) -> str:
+        on = self._text_adapter()
+        calls.append({"purpose": purpose, "adapter_on": on})
+        out = []
+        for piece in self.backend.chat(msgs, adapter_on=on, max_new_tokens=self.max_new_tokens, stream=True):
+            shown = filt.feed(piece) if filt else piece
+            if shown:
+                out.append(shown)
+                _emit({"type": "token", "text": shown})
+        if filt:
+            tail = filt.flush()
+            if tail:
+                out.append(tail)
+                _emit({"type": "token", "text": tail})
+        return "".join(out).strip()
+
+    def _qualitative(self, state: AgentState, facts: str, calls: list) -> str:
+        """The LLM's part: galaxy type, surveys — numbers stripped (the tools gave those). The
+        prompt is short on purpose: a 135M model loses the question behind a paragraph of facts."""
+        c = state.get("cosmology") or {}
+        context = f"A galaxy has redshift z = {state.get('z'):.3f}"
+        if c.get("lookback_gyr") is not None:
+            context += f"; its light left it {c['lookback_gyr']:.1f} billion years ago"
+        system = ("You are an expert astronomy assistant. Answer qualitatively in two to four sentences: "
+                  "what type of galaxy is typical at that redshift and which surveys or telescopes could "
+                  "observe it. Do not repeat numbers.")
+        msgs = [{"role": "system", "content": system},
+                {"role": "user", "content": f"{context}. {state.get('text', '')}"}]
+        self._say("\n\n")
+        q = self._stream_llm(msgs, calls, "qualitative", replies.SentenceFilter())
+        return "\n\n" + q if q else ""
+
+    def _free_chat(self, state: AgentState, calls: list) -> str:
+        system = ("You are speclm, an assistant that reads galaxy spectra and answers astronomy questions "
+                  "concisely. To get a redshift, the user attaches a spectrum or gives an SDSS identifier.")
+        msgs = [{"role": "system", "content": system}] + self._history(state)
+        return self._stream_llm(msgs, calls, "chat", None)
+

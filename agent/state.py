@@ -1,0 +1,124 @@
+"""What the agent remembers per conversation thread, and what one turn returns.
+
+Why everything here is plain JSON (dicts, floats, strings): the state is written to a SQLite
+checkpointer after every node, so a conversation survives a restart; numpy scalars or a
+``Spectrum`` object would either fail to serialise or tie the checkpoint to a library version.
+The spectrum itself is therefore kept as a *path* plus its summary and re-read when needed.
+
+Two kinds of keys:
+* persistent (the thread's memory): ``messages``, ``spectrum``, ``prediction``, ``check``,
+  ``cosmology``, ``lookup``, ``z``, ``z_source``;
+* per turn (reset by the input of every turn): ``text``, ``upload_path``, ``sdss_id``, ``route``,
+  ``error``, ``reply``, ``adapter_on`` and the lists ``tool_trace``, ``produced``, ``llm_calls``
+  (a ``None`` update empties them, a list update appends).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Annotated, Any, TypedDict
+
+import numpy as np
+from langgraph.graph.message import add_messages
+
+ROUTES = ("spectrum", "lookup", "cosmology", "check", "chat", "clarify", "error")
+
+
+def turn_list(old: list | None, new: list | None) -> list:
+    """Reducer for per-turn lists: ``None`` resets (start of a turn), a list appends."""
+    if new is None:
+        return []
+    return list(old or []) + list(new)
+
+
+class AgentState(TypedDict, total=False):
+    # persistent memory of the thread
+    messages: Annotated[list, add_messages]
+    spectrum: dict | None  # {"path", "name", "summary"}
+    prediction: dict | None  # RedshiftPrediction.to_dict() (+ "backend")
+    check: dict | None  # RedshiftCheck.to_dict()
+    cosmology: dict | None  # CosmologySummary.to_dict()
+    lookup: dict | None  # LookupResult.to_dict()
+    z: float | None  # the redshift we currently trust
+    z_source: str | None  # "line fit" | "model" | "SDSS catalog" | "user"
+    # per turn
+    text: str
+    upload_path: str | None
+    sdss_id: str | None
+    route: str
+    route_reason: str
+    attempted_route: str  # the route the router chose (``route`` becomes "error" when a step failed)
+    z_text: float | None  # a redshift written in the message ("lookback time at z = 0.3")
+    grounded: bool  # chat that starts from the stored z (follow-up questions)
+    error: str | None
+    reply: str
+    adapter_on: bool
+    tool_trace: Annotated[list, turn_list]
+    produced: Annotated[list, turn_list]
+    llm_calls: Annotated[list, turn_list]
+    notes: Annotated[list, turn_list]  # sentences appended to the reply (e.g. a check that could not run)
+
+
+def turn_input(text: str, upload_path: str | None, sdss_id: str | None) -> dict:
+    """The state update that starts a turn: the user's message plus reset per-turn keys."""
+    content = text or ""
+    if upload_path and not content.strip():
+        content = "[spectrum attached]"
+    return {
+        "messages": [{"role": "user", "content": content}],
+        "text": text or "", "upload_path": upload_path, "sdss_id": sdss_id,
+        "route": "", "attempted_route": "", "route_reason": "", "z_text": None, "grounded": False, "error": None, "reply": "", "adapter_on": False,
+        "tool_trace": None, "produced": None, "llm_calls": None, "notes": None,
+    }
+
+
+def jsonable(x: Any) -> Any:
+    """Deep-convert numpy scalars/arrays, tuples and paths into JSON types (NaN -> None)."""
+    if isinstance(x, dict):
+        return {str(k): jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [jsonable(v) for v in x]
+    if isinstance(x, np.ndarray):
+        return [jsonable(v) for v in x.tolist()]
+    if isinstance(x, (np.bool_, bool)):
+        return bool(x)
+    if isinstance(x, (np.integer,)):
+        return int(x)
+    if isinstance(x, (float, np.floating)):
+        f = float(x)
+        return f if math.isfinite(f) else None
+    if x is None or isinstance(x, (str, int)):
+        return x
+    return str(x)
+
+
+@dataclass
+class TurnResult:
+    """What one turn produced. ``prediction``/``check``/``cosmology``/``spectrum_summary`` are set
+    only when this turn computed them (the thread's current values are in ``Assistant.state``).
+
+    route: "spectrum" | "lookup" | "cosmology" | "check" | "chat" | "clarify" | "error"
+    adapter_on: whether the LoRA adapter was on for any LLM call of this turn.
+    """
+
+    reply: str
+    route: str
+    prediction: dict | None = None
+    check: dict | None = None
+    cosmology: dict | None = None
+    spectrum_summary: dict | None = None
+    tool_trace: list[dict] = field(default_factory=list)
+    error: str | None = None
+    adapter_on: bool = False
+    # additions beyond the UI contract
+    lookup: dict | None = None
+    z: float | None = None
+    z_source: str | None = None
+    attempted_route: str | None = None
+    route_reason: str = ""
+    llm_calls: list[dict] = field(default_factory=list)
+    seconds: float = 0.0
+    thread_id: str = ""
+
+    def to_dict(self) -> dict:
+        return asdict(self)

@@ -1,0 +1,446 @@
+"""`speclm eval redshift`: an honest held-out redshift evaluation of an adapter, next to baselines.
+
+Honest means: (1) the evaluation spectra are never ones the adapter was trained on — we refuse the
+"train" split of the adapter's own training dataset, refuse an evaluation set whose ids hash to the
+card's ``train_ids_sha``, refuse ids listed in the adapter's ``train_ids.txt`` (if the trainer
+wrote one), and refuse spectra whose preprocessed vectors are byte-identical to training vectors;
+(2) the model is compared with what the same information gives without a language model: a kNN on
+the same binned vectors of the same training spectra (``evals/baseline.py``) and the constant
+"always answer the training median"; (3) everything needed to reproduce the number (adapter card,
+dataset fingerprint, split, limit seed, preprocessing) is written next to it in ``report.json``.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from speclm.evals.metrics import metrics_table, redshift_metrics
+from speclm.tools.errors import ConfigError, SpeclmError
+
+REPORT_KIND = "speclm-eval-redshift"
+
+
+class EvalOverlapError(SpeclmError):
+    """The evaluation set overlaps the adapter's (or the baseline's) training spectra."""
+
+
+def _f(default, help: str):
+    return field(default=default, metadata={"help": help})
+
+
+@dataclass
+class RedshiftEvalConfig:
+    """One evaluation run (mirrors the CLI flags of `speclm eval redshift`)."""
+
+    adapter: str = _f("bundled", "Adapter directory, or 'bundled'.")
+    out: str = _f("", "Output directory for report.json and pred_vs_true.png.")
+    base: str | None = _f(None, "Base model; default: the adapter card's base_model, else 'embedded'.")
+    dataset: str | None = _f(None, "Dataset directory to evaluate on (one of dataset/folder).")
+    split: str = _f("val", "Split of --dataset: val, test, or '' (unassigned); 'train' is refused for the adapter's own dataset.")
+    folder: str | None = _f(None, "Folder of spectrum files (FITS etc.) with catalog z, instead of a dataset.")
+    limit: int | None = _f(None, "Evaluate a random subset of this many spectra (seeded, z-unbiased).")
+    seed: int = _f(0, "Seed of the --limit subset.")
+    train_dataset: str | None = _f(None, "Dataset whose train split fits the kNN baseline; default: the adapter card's dataset path.")
+    knn: bool = _f(True, "Fit and evaluate the kNN baseline.")
+    unconstrained: bool = _f(False, "Also run plain (unconstrained) greedy generation and count its parse failures.")
+    batch_size: int = _f(16, "Spectra per forward batch.")
+    device: str = _f("auto", "auto, cpu, cuda, cuda:N.")
+    cache_features: bool = _f(True, "Cache preprocessed vectors inside the dataset directory (off for read-only data).")
+    progress: bool = _f(True, "Show progress bars.")
+
+    def __post_init__(self):
+        if bool(self.dataset) == bool(self.folder):
+            raise ConfigError("give exactly one of --dataset DIR or --folder DIR")
+        if not self.out:
+            raise ConfigError("--out DIR is required")
+        if self.limit is not None and self.limit < 1:
+            raise ConfigError("--limit must be >= 1")
+        if self.batch_size < 1:
+            raise ConfigError("--batch-size must be >= 1")
+        if self.split not in ("train", "val", "test", ""):
+            raise ConfigError(f"unknown split {self.split!r}: use val, test or '' (unassigned)")
+
+
+# ----------------------------------------------------------------------------------- helpers
+
+def ids_sha(ids) -> str:
+    """The trainer's fingerprint of an id list (train.py writes ``train_ids_sha`` with it)."""
+    from speclm.finetune.train import _sha
+
+    return _sha(list(ids))
+
+
+def _card_dataset(card: dict) -> tuple[str | None, str | None]:
+    """(path, fingerprint) of the dataset an adapter was trained on, as far as its card records it."""
+    d = card.get("dataset") or {}
+    if isinstance(d, str):
+        return d, None
+    path = d.get("path") or d.get("dir") or d.get("dataset")
+    return (str(path) if path else None), d.get("fingerprint")
+
+
+def _same_path(a: str | None, b: str | None) -> bool:
+    if not a or not b:
+        return False
+    try:
+        return Path(a).expanduser().resolve() == Path(b).expanduser().resolve()
+    except OSError:
+        return False
+
+
+def _row_keys(X: np.ndarray) -> list[bytes]:
+    return [hashlib.blake2b(np.ascontiguousarray(r, dtype=np.float32).tobytes(), digest_size=12).digest() for r in X]
+
+
+def card_summary(card: dict, path: str) -> dict:
+    keys = ("base_model", "speclm_version", "steps", "n_train", "n_val", "train_ids_sha", "dataset", "seed",
+            "final_loss", "metrics_val", "train_seconds", "tokens_per_second", "device", "note")
+    out = {k: card[k] for k in keys if k in card}
+    preset = card.get("preset") or {}
+    out["preset"] = preset.get("name") or preset.get("description")
+    out["train"] = {k: (card.get("train") or {}).get(k) for k in ("lr", "epochs", "batch_size", "grad_accum")}
+    out["lora"] = card.get("lora")
+    out["path"] = path
+    return out
+
+
+@dataclass
+class EvalSet:
+    """Preprocessed vectors of the objects to evaluate, with their ids and true redshifts."""
+
+    ids: list
+    z: np.ndarray
+    X: np.ndarray
+    info: dict
+    skipped: list = field(default_factory=list)
+
+
+_FEATURES: dict = {}
+_FINGERPRINTS: dict = {}
+
+
+def _ds_key(ds) -> tuple:
+    from speclm.finetune.datasets import SPECTRA_FILE
+
+    st = (ds.path / SPECTRA_FILE).stat()
+    return str(ds.path.resolve()), len(ds), st.st_mtime_ns, st.st_size
+
+
+def dataset_fingerprint(ds) -> str:
+    """``ds.fingerprint()`` once per process (it reads every flux value)."""
+    key = _ds_key(ds)
+    if key not in _FINGERPRINTS:
+        _FINGERPRINTS[key] = ds.fingerprint()
+    return _FINGERPRINTS[key]
+
+
+def split_features(ds, split: str, pre, cache: bool, progress: bool) -> np.ndarray:
+    """``ds.features(split, pre)``, computing all rows at most once per process.
+
+    Why: with ``cache=False`` (a read-only dataset) the dataset computes every row for each call,
+    and an evaluation asks twice (held-out split + train split for the baselines).
+    """
+    key = (*_ds_key(ds), pre.fingerprint())
+    if key not in _FEATURES:
+        _FEATURES.clear()  # keep at most one dataset's vectors in memory
+        _FEATURES[key] = ds.features(None, pre, progress=progress, cache=cache)
+    pos = {sid: i for i, sid in enumerate(ds.ids(None))}
+    return _FEATURES[key][[pos[sid] for sid in ds.ids(split)]]
+
+
+def _subset(n: int, limit: int | None, seed: int) -> np.ndarray:
+    """Positions to evaluate: all, or a seeded random subset (kept in file order)."""
+    if limit is None or limit >= n:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(seed).permutation(n)[:limit])
+
+
+def load_dataset_split(cfg: RedshiftEvalConfig, pre) -> EvalSet:
+    from speclm.finetune.datasets import open_dataset
+
+    ds = open_dataset(cfg.dataset)
+    if cfg.split not in ds.splits:
+        raise ConfigError(f"{cfg.dataset} has no {cfg.split!r} split (it has {ds.splits})")
+    ids = ds.ids(cfg.split)
+    z = ds.z(cfg.split)
+    t0 = time.perf_counter()
+    X = split_features(ds, cfg.split, pre, cfg.cache_features, cfg.progress)
+    prep_s = time.perf_counter() - t0
+    skipped = [{"id": ids[i], "reason": "no catalog z"} for i in np.flatnonzero(~np.isfinite(z))]
+    skipped += [{"id": ids[i], "reason": "preprocessing refused (too few good pixels in range)"}
+                for i in np.flatnonzero(np.isfinite(z) & np.isnan(X).any(1))]
+    usable = np.flatnonzero(np.isfinite(z) & ~np.isnan(X).any(1))
+    pick = usable[_subset(usable.size, cfg.limit, cfg.seed)]
+    info = {"source": "dataset", "path": str(Path(cfg.dataset).resolve()), "fingerprint": dataset_fingerprint(ds),
+            "split": cfg.split, "n_split": len(ids), "n_usable": int(usable.size), "limit": cfg.limit,
+            "limit_seed": cfg.seed if cfg.limit else None, "simulated": ds.meta.get("simulated"),
+            "dataset_source": ds.meta.get("source"), "selection": ds.meta.get("selection"),
+            "preprocess_seconds": round(prep_s, 3)}
+    return EvalSet([ids[i] for i in pick], z[pick], X[pick], info, skipped)
+
+
+def load_folder(cfg: RedshiftEvalConfig, pre) -> EvalSet:
+    """Every readable spectrum file with a catalog z; the rest are skipped and listed with why."""
+    from tqdm.auto import tqdm
+
+    from speclm.finetune.datasets import FOLDER_EXTENSIONS
+    from speclm.finetune.preprocess import preprocess
+    from speclm.tools.spectrum import read_spectrum
+
+    folder = Path(cfg.folder).expanduser()
+    if not folder.is_dir():
+        raise ConfigError(f"{folder}: not a directory")
+    files = sorted(p for p in folder.iterdir() if p.is_file() and p.name.lower().endswith(FOLDER_EXTENSIONS))
+    if not files:
+        raise ConfigError(f"{folder}: no spectrum files ({', '.join(FOLDER_EXTENSIONS)})")
+    ids, zs, rows, skipped = [], [], [], []
+    h = hashlib.sha256()
+    t0 = time.perf_counter()
+    for f in tqdm(files, desc="reading", unit="file", disable=not cfg.progress):
+        try:
+            s = read_spectrum(f)
+            z = s.z_catalog
+            if z is None or not math.isfinite(z):
+                skipped.append({"id": f.name, "reason": "no catalog z in the file"})
+                continue
+            x = preprocess(s, pre)
+        except Exception as exc:  # noqa: BLE001 - one bad user file must not end the evaluation
+            skipped.append({"id": f.name, "reason": f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"})
+            continue
+        ids.append(f.name)
+        zs.append(float(z))
+        rows.append(x)
+        h.update(f.name.encode() + b"\0" + hashlib.sha256(f.read_bytes()).digest())
+    prep_s = time.perf_counter() - t0
+    if not ids:
+        raise ConfigError(f"{folder}: none of {len(files)} files is usable (first: {skipped[0]['reason']})")
+    X = np.vstack(rows).astype(np.float32)
+    pick = _subset(len(ids), cfg.limit, cfg.seed)
+    info = {"source": "folder", "path": str(folder.resolve()), "fingerprint": h.hexdigest()[:16], "split": None,
+            "n_files": len(files), "n_usable": len(ids), "limit": cfg.limit,
+            "limit_seed": cfg.seed if cfg.limit else None, "read_and_preprocess_seconds": round(prep_s, 3)}
+    return EvalSet([ids[i] for i in pick], np.asarray(zs)[pick], X[pick], info, skipped)
+
+
+def load_training_set(path: str, pre, card: dict, cache: bool, progress: bool):
+    """(X, z, ids, info) of the training spectra for the kNN, matched to the adapter's if possible.
+
+    The card stores only a hash of the adapter's training ids; we try the subsets the trainer draws
+    (the whole usable train split; `speclm train`'s z-uniform ``zbin_split`` of n_train with the
+    card's seed; the first n_train) and say in ``info["match"]`` whether we found the
+    exact set or fell back to the whole train split.
+    """
+    from speclm.finetune.datasets import open_dataset
+
+    ds = open_dataset(path)
+    if "train" not in ds.splits:
+        raise ConfigError(f"{path} has no 'train' split to fit the kNN baseline on")
+    ids = ds.ids("train")
+    z = ds.z("train")
+    X = split_features(ds, "train", pre, cache, progress)
+    want = card.get("train_ids_sha")
+    n_card = card.get("n_train")
+    seed = card.get("seed", (card.get("train") or {}).get("seed", 0)) or 0
+    usable = np.flatnonzero(np.isfinite(z) & ~np.isnan(X).any(1))
+    match, sel = "train split (adapter's training ids unknown)", usable
+    if want:
+        from speclm.finetune.datasets import zbin_split
+
+        candidates = {"whole train split": lambda: usable}
+        if n_card and n_card < len(usable):
+            candidates[f"z-uniform subset of {n_card} (zbin_split, seed {seed})"] = \
+                lambda: usable[zbin_split(z[usable], n_card, 0, seed=seed)[0]]
+            candidates[f"first {n_card} of the train split"] = lambda: usable[:n_card]
+        match = "whole train split (no subset matched the card's train_ids_sha)"
+        for name, pick in candidates.items():
+            idx = pick()
+            if ids_sha([ids[i] for i in idx]) == want:
+                match, sel = f"exact: {name} (train_ids_sha matches)", idx
+                break
+    good = sel[np.isfinite(z[sel]) & ~np.isnan(X[sel]).any(1)]
+    info = {"path": str(Path(path).resolve()), "fingerprint": dataset_fingerprint(ds), "n": int(good.size), "match": match}
+    return X[good], z[good], [ids[i] for i in good], info
+
+
+def check_overlap(card: dict, adapter_path: str, ev: EvalSet, cfg: RedshiftEvalConfig,
+                  train_X: np.ndarray | None = None, train_is_adapters: bool = False) -> list[str]:
+    """Raise EvalOverlapError when the evaluation set contains training spectra; returns what was checked.
+
+    Ids are compared only within the adapter's own dataset: two datasets may both name a spectrum
+    "spec-0" without sharing it. Across datasets and folders the content check (byte-identical
+    preprocessed vectors) catches a training spectrum that comes back under another name.
+    """
+    done = []
+    c_path, c_fp = _card_dataset(card)
+    if ev.info["source"] == "dataset":
+        same = (c_fp and c_fp == ev.info["fingerprint"]) or _same_path(c_path, ev.info["path"])
+        if same and cfg.split == "train":
+            raise EvalOverlapError(
+                f"{cfg.dataset} is the dataset this adapter was trained on; its 'train' split is not a "
+                "held-out set (use --split val or test)")
+        done.append("split vs adapter's dataset: " + ("same dataset, held-out split" if same else "different dataset"))
+    if card.get("train_ids_sha"):
+        if ids_sha(ev.ids) == card["train_ids_sha"]:
+            raise EvalOverlapError("the evaluation ids are exactly the adapter's training ids (train_ids_sha matches)")
+        done.append("evaluation ids != adapter training ids (train_ids_sha)")
+    id_file = Path(adapter_path) / "train_ids.txt"
+    listed = card.get("train_ids") or (id_file.read_text().split() if id_file.is_file() else None)
+    if listed:
+        both = set(map(str, listed)) & set(map(str, ev.ids))
+        if both and (ev.info["source"] == "dataset" and (_same_path(c_path, ev.info["path"]) or c_fp == ev.info["fingerprint"])):
+            raise EvalOverlapError(f"{len(both)} evaluation spectra are in the adapter's training ids, e.g. {sorted(both)[:3]}")
+        done.append(f"evaluation ids vs {len(listed)} listed training ids: {'no' if not both else len(both)} shared")
+    if train_X is not None and len(train_X):
+        dup = set(_row_keys(train_X)) & set(_row_keys(ev.X))
+        if dup:
+            who = "the adapter's (and the kNN's) training" if train_is_adapters else "the kNN training"
+            raise EvalOverlapError(f"{len(dup)} evaluation spectra are identical (after preprocessing) to spectra in "
+                                   f"{who} set; evaluate on held-out spectra")
+        done.append(f"no evaluation vector identical to any of {len(train_X)} training vectors")
+    return done
+
+
+# ----------------------------------------------------------------------------------- the run
+
+def run_redshift_eval(cfg: RedshiftEvalConfig) -> dict:
+    """Evaluate; writes ``report.json`` and ``pred_vs_true.png`` into ``cfg.out``; returns the report."""
+    from speclm.evals.baseline import KNNRedshift
+    from speclm.evals.plots import Panel, plot_pred_vs_true
+    from speclm.finetune.codec import build_prompt
+    from speclm.finetune.predict import RedshiftPredictor
+    from speclm.finetune.preprocess import PreprocessConfig
+    from speclm.finetune.runtime import ModelRuntime, read_card, resolve_adapter
+
+    out = Path(cfg.out).expanduser()
+    adapter_path = resolve_adapter(cfg.adapter)
+    card = read_card(adapter_path)
+    if not card.get("preprocess") or not card.get("codec"):
+        raise ConfigError(f"{adapter_path} has no training_card.json with preprocess/codec; cannot evaluate it")
+    pre = PreprocessConfig.from_dict(card["preprocess"])
+    ev = load_dataset_split(cfg, pre) if cfg.dataset else load_folder(cfg, pre)
+
+    # training set of the baselines: the adapter's, unless told otherwise
+    c_path, c_fp = _card_dataset(card)
+    train_path = cfg.train_dataset or (c_path if c_path and Path(c_path).expanduser().is_dir() else None)
+    tr_X = tr_z = tr_ids = None
+    train_info: dict = {"path": None, "note": "no training dataset known: pass --train-dataset DIR for the baselines"}
+    if train_path:
+        tr_X, tr_z, tr_ids, train_info = load_training_set(train_path, pre, card, cfg.cache_features, cfg.progress)
+        train_info["is_adapters_dataset"] = bool((c_fp and c_fp == train_info["fingerprint"]) or _same_path(c_path, train_path))
+    checks = check_overlap(card, adapter_path, ev, cfg, tr_X, bool(train_info.get("is_adapters_dataset")))
+
+    # the model
+    base = cfg.base or card.get("base_model") or "embedded"
+    t0 = time.perf_counter()
+    rt = ModelRuntime.load(base, adapter_path, device=cfg.device)
+    load_s = time.perf_counter() - t0
+    pred = RedshiftPredictor.from_runtime(rt)
+    t0 = time.perf_counter()
+    res = pred.predict_values(ev.X, batch_size=cfg.batch_size, progress=cfg.progress)
+    pred_s = time.perf_counter() - t0
+    zm = np.array([r.z for r in res])
+    lo = np.array([r.z_lo for r in res])
+    hi = np.array([r.z_hi for r in res])
+    train_median = float(np.median(tr_z)) if tr_z is not None and len(tr_z) else None
+    metrics = {"model": redshift_metrics(ev.z, zm, lo, hi, train_median=train_median)}
+    metrics["model_greedy"] = redshift_metrics(ev.z, [r.z_greedy for r in res])
+    timing = {"device": rt.device, "base_load_seconds": round(load_s, 2), "predict_seconds": round(pred_s, 3),
+              "spectra_per_s": round(len(res) / pred_s, 2) if pred_s > 0 else None, "batch_size": cfg.batch_size}
+    z_unc = None
+    if cfg.unconstrained:
+        prompts = [build_prompt(x, pred.codec) for x in ev.X]
+        t0 = time.perf_counter()
+        z_unc = pred.generate_unconstrained(prompts)
+        timing["unconstrained_spectra_per_s"] = round(len(prompts) / (time.perf_counter() - t0), 2)
+        metrics["model_unconstrained"] = redshift_metrics(ev.z, z_unc)
+
+    # baselines
+    knn_desc = None
+    kz = klo = khi = None
+    if train_median is not None:
+        metrics["constant"] = redshift_metrics(ev.z, np.full(len(ev.z), train_median))
+        metrics["constant"]["value"] = train_median
+    if cfg.knn and tr_X is not None and len(tr_X) >= 2:
+        t0 = time.perf_counter()
+        knn = KNNRedshift().fit(tr_X, tr_z)
+        kz, klo, khi = knn.predict(ev.X)
+        knn_desc = knn.describe() | {"seconds": round(time.perf_counter() - t0, 3)}
+        metrics["knn"] = redshift_metrics(ev.z, kz, klo, khi, train_median=train_median)
+
+    preds = []
+    for i, r in enumerate(res):
+        row = {"id": ev.ids[i], "z_true": float(ev.z[i]), "z": r.z, "z_lo": r.z_lo, "z_hi": r.z_hi,
+               "z_mode": r.z_mode, "z_mean": r.z_mean, "z_greedy": r.z_greedy}
+        if kz is not None:
+            row.update(knn_z=float(kz[i]), knn_z_lo=float(klo[i]), knn_z_hi=float(khi[i]))
+        if z_unc is not None:
+            row["z_unconstrained"] = z_unc[i]
+        preds.append(row)
+
+    panels = [Panel("speclm (LoRA, constrained)", ev.z, zm, metrics["model"]["mae"])]
+    if kz is not None:
+        panels.append(Panel(f"kNN baseline (k={knn_desc['k']}, {knn_desc['metric']})", ev.z, kz, metrics["knn"]["mae"]))
+    where = ev.info["path"] if ev.info["source"] == "folder" else f"{Path(ev.info['path']).name}:{ev.info['split']}"
+    out.mkdir(parents=True, exist_ok=True)
+    plot_pred_vs_true(panels, out / "pred_vs_true.png", suptitle=f"{Path(adapter_path).name} on {where}")
+
+    report = {
+        "kind": REPORT_KIND, "format_version": 1,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "speclm_version": _speclm_version(),
+        "config": asdict(cfg) | {"base_resolved": base},
+        "adapter": card_summary(card, adapter_path),
+        "eval_set": ev.info | {"n": len(ev.ids), "n_skipped": len(ev.skipped), "skipped": ev.skipped[:500]},
+        "train_set": train_info,
+        "preprocess": pre.to_dict(),
+        "overlap_checks": checks,
+        "metrics": metrics,
+        "baseline": knn_desc,
+        "timing": timing,
+        "plot": "pred_vs_true.png",
+        "predictions": preds,
+    }
+    tmp = out / f".report.json.tmp{os.getpid()}"
+    tmp.write_text(json.dumps(report, indent=1, default=_json_default))
+    os.replace(tmp, out / "report.json")
+    return report
+
+
+def _speclm_version() -> str:
+    from speclm import __version__
+
+    return __version__
+
+
+def _json_default(o):
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    return str(o)
+
+
+def summary_table(report: dict) -> str:
+    """The compact table the CLI prints: model vs kNN vs constant (and unconstrained if run)."""
+    m = report["metrics"]
+    cols = {"model": m["model"]}
+    if "model_unconstrained" in m:
+        cols["unconstrained"] = m["model_unconstrained"]
+    if "knn" in m:
+        cols["kNN"] = m["knn"]
+    if "constant" in m:
+        cols[f"median={m['constant']['value']:.3f}"] = m["constant"]
+    t = report["timing"]
+    ev = report["eval_set"]
+    head = (f"{report['adapter']['path']} on {ev['path']}" + (f" [{ev['split']}]" if ev.get("split") else "")
+            + f": n={ev['n']}" + (f" (skipped {ev['n_skipped']})" if ev["n_skipped"] else "")
+            + f", {t['spectra_per_s']} spectra/s on {t['device']}")
+    return head + "\n" + metrics_table(cols)

@@ -1,0 +1,169 @@
+"""`speclm predict` and `speclm train`: the model runtime from the command line."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from speclm.tools.errors import SpeclmError
+
+SPECTRUM_EXT = {".fits", ".fit", ".fts", ".gz", ".csv", ".txt", ".dat", ".npy", ".npz"}
+
+
+def register(sub) -> None:
+    p = sub.add_parser("predict", help="predict redshifts of spectrum files, folders or datasets",
+                       description="Constrained 'Redshift: z' decoding with a 68%% interval from the digit probabilities.")
+    p.add_argument("paths", nargs="+", help="spectrum files, folders of files, or speclm dataset directories")
+    p.add_argument("--adapter", default="bundled", help="LoRA adapter directory, or 'bundled' (default)")
+    p.add_argument("--base", default=None, help="base model (default: the one named in the adapter's training card)")
+    p.add_argument("--split", default="val", help="split to use when a path is a dataset (default val)")
+    p.add_argument("--limit", type=int, default=0, help="at most N spectra per dataset/folder (0 = all)")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--json", action="store_true", help="one JSON object per spectrum (JSON lines)")
+    p.set_defaults(func=cmd_predict)
+
+    t = sub.add_parser("train", help="LoRA fine-tune a base model on a speclm dataset",
+                       description="Loss on answer tokens only; checkpoints every N steps; rerun the same command to resume.")
+    t.add_argument("--preset", default="smollm2", help="preset name or YAML file (see --list-presets)")
+    t.add_argument("--list-presets", action="store_true", help="print the presets and exit")
+    t.add_argument("--dataset", help="speclm dataset directory (train and val splits)")
+    t.add_argument("--out", help="output adapter directory (also holds checkpoints)")
+    t.add_argument("--base", default=None, help="override the preset's base model")
+    t.add_argument("--n-train", type=int, default=None, help="override train.n_train (0 = whole train split)")
+    t.add_argument("--epochs", type=float, default=None)
+    t.add_argument("--lr", type=float, default=None)
+    t.add_argument("--rank", type=int, default=None)
+    t.add_argument("--batch-size", type=int, default=None)
+    t.add_argument("--grad-accum", type=int, default=None)
+    t.add_argument("--save-every", type=int, default=None)
+    t.add_argument("--n-eval", type=int, default=None, help="validation spectra scored at the end")
+    t.add_argument("--max-steps", type=int, default=None, help="stop after N optimiser steps (smoke tests)")
+    t.add_argument("--seed", type=int, default=None)
+    t.add_argument("--no-bf16", action="store_true", help="force fp32 (default: bf16 only where the hardware has native bf16)")
+    t.add_argument("--no-resume", action="store_true", help="refuse to continue an existing run in --out")
+    t.add_argument("--device", default="auto")
+    t.set_defaults(func=cmd_train)
+
+
+# -- predict -----------------------------------------------------------------------------------
+def _is_dataset(p: Path) -> bool:
+    return p.is_dir() and (p / "meta.json").is_file() and (p / "spectra.parquet").is_file()
+
+
+def iter_inputs(paths, split: str, limit: int):
+    """Yield (label, Spectrum | SpeclmError) for files, folders and datasets; errors don't stop the batch."""
+    from speclm.finetune.datasets import open_dataset
+    from speclm.tools.spectrum import read_spectrum
+
+    for raw in paths:
+        p = Path(raw)
+        if _is_dataset(p):
+            ds = open_dataset(p)
+            for i, s in enumerate(ds.iter_spectra(split)):
+                if limit and i >= limit:
+                    break
+                yield f"{p}:{s.meta.get('id', i)}", s
+        elif p.is_dir():
+            files = sorted(f for f in p.iterdir() if f.is_file() and f.suffix.lower() in SPECTRUM_EXT)
+            for f in files[: limit or None]:
+                try:
+                    yield str(f), read_spectrum(f)
+                except SpeclmError as exc:
+                    yield str(f), exc
+        else:
+            try:
+                yield str(p), read_spectrum(p)
+            except SpeclmError as exc:
+                yield str(p), exc
+
+
+def cmd_predict(args) -> int:
+    from speclm.finetune.predict import RedshiftPredictor, spectrum_prompt
+    from speclm.finetune.runtime import ModelRuntime, read_card, resolve_adapter
+
+    adapter = resolve_adapter(args.adapter)
+    base = args.base or read_card(adapter).get("base_model") or "embedded"
+    items = list(iter_inputs(args.paths, args.split, args.limit))
+    if not items:
+        raise SpeclmError("no spectra found in the given paths")
+    rt = ModelRuntime.load(base, adapter=adapter, device=args.device)
+    pred = RedshiftPredictor.from_runtime(rt)
+    prompts, keep, rows = [], [], []
+    for label, s in items:
+        if isinstance(s, SpeclmError):
+            rows.append({"file": label, "error": str(s), "error_type": type(s).__name__})
+            continue
+        try:
+            prompts.append(spectrum_prompt(s, pred.pre, pred.codec))
+            keep.append((label, s))
+        except SpeclmError as exc:
+            rows.append({"file": label, "error": str(exc), "error_type": type(exc).__name__})
+    results = pred.predict_prompts(prompts, batch_size=args.batch_size, progress=len(prompts) > 8)
+    for (label, s), r in zip(keep, results):
+        d = {"file": label, **r.to_dict(), "z_catalog": s.z_catalog}
+        rows.append(d)
+    n_err = 0
+    for d in rows:
+        if "error" in d:
+            n_err += 1
+        if args.json:
+            print(json.dumps(d))
+        elif "error" in d:
+            print(f"{d['file']}: error: {d['error']}")
+        else:
+            cat = f"  (catalog z = {d['z_catalog']:.4f})" if d["z_catalog"] is not None else ""
+            print(f"{d['file']}: z = {d['z']:.3f}  [68%: {d['z_lo']:.3f} - {d['z_hi']:.3f}]{cat}")
+    return 2 if n_err == len(rows) else 0
+
+
+# -- train -------------------------------------------------------------------------------------
+def cmd_train(args) -> int:
+    import numpy as np
+
+    from speclm.finetune.datasets import open_dataset, zbin_split
+    from speclm.finetune.presets import get_preset, list_presets
+    from speclm.finetune.train import train_arrays
+
+    if args.list_presets:
+        for name, desc in list_presets().items():
+            print(f"{name:14s} {desc}")
+        return 0
+    if not args.dataset or not args.out:
+        raise SpeclmError("speclm train needs --dataset DIR and --out DIR (or --list-presets)")
+    over: dict = {"train": {}, "lora": {}}
+    for k, sec, key in (("n_train", "train", "n_train"), ("epochs", "train", "epochs"), ("lr", "train", "lr"),
+                        ("batch_size", "train", "batch_size"), ("grad_accum", "train", "grad_accum"),
+                        ("save_every", "train", "save_every"), ("n_eval", "train", "n_eval"),
+                        ("seed", "train", "seed"), ("rank", "lora", "r")):
+        v = getattr(args, k)
+        if v is not None:
+            over[sec][key] = v
+    if args.rank is not None:
+        over["lora"]["alpha"] = 2 * args.rank
+    if args.no_bf16:
+        over["train"]["bf16"] = "no"
+    if args.base:
+        over["base"] = args.base
+    preset = get_preset(args.preset, **{k: v for k, v in over.items() if v})
+    ds = open_dataset(args.dataset)
+    if "train" not in ds.splits or "val" not in ds.splits:
+        raise SpeclmError(f"{args.dataset} needs 'train' and 'val' splits (has {ds.splits})")
+    Xtr, ztr, idtr = ds.features("train", preset.preprocess), ds.z("train"), np.array(ds.ids("train"))
+    Xv, zv, idv = ds.features("val", preset.preprocess), ds.z("val"), np.array(ds.ids("val"))
+    ok, okv = ~np.isnan(Xtr).any(1), ~np.isnan(Xv).any(1)
+    Xtr, ztr, idtr, Xv, zv, idv = Xtr[ok], ztr[ok], idtr[ok], Xv[okv], zv[okv], idv[okv]
+    n = preset.train.n_train
+    if n and n < len(ztr):
+        sel, _ = zbin_split(ztr, n, 0, seed=preset.train.seed)
+        Xtr, ztr, idtr = Xtr[sel], ztr[sel], idtr[sel]
+    # validation order: a fixed shuffle so the first n_eval are spread over z
+    perm = np.random.default_rng(1234).permutation(len(zv))
+    Xv, zv, idv = Xv[perm], zv[perm], idv[perm]
+    info = {"path": str(Path(args.dataset).resolve()), "fingerprint": ds.fingerprint(),
+            "source": ds.meta.get("source"), "simulated": bool(ds.meta.get("simulated", False)),
+            "n_train_split": int(ok.sum()), "n_val_split": int(okv.sum())}
+    print(f"training {preset.name} on {len(ztr)} spectra ({info['source']}), base {preset.base}", file=sys.stderr)
+    train_arrays(preset, args.out, Xtr, ztr, Xv, zv, train_ids=list(idtr), val_ids=list(idv), dataset_info=info,
+                 resume=not args.no_resume, max_steps=args.max_steps, device=args.device)
+    return 0

@@ -1,0 +1,108 @@
+"""speclm.agent routing rules, tool schemas and reply formatting (no model: milliseconds)."""
+from __future__ import annotations
+
+import json
+
+import pytest
+from pydantic import ValidationError
+
+from speclm.agent import replies
+from speclm.agent.lc_tools import (CosmologyInput, RedshiftCheckInput, SDSSLookupInput, build_tools)
+from speclm.agent.router import decide, lines_in_text, z_from_text
+
+FOLLOWUP = ("What type of galaxy is expected at the redshift you just predicted? "
+            "Which surveys could observe it?")
+
+
+@pytest.mark.parametrize("text, kw, route", [
+    # attachments and identifiers win over everything
+    ("what is this?", dict(upload_path="/x/spec.fits"), "spectrum"),
+    ("", dict(upload_path="/x/spec.fits", has_z=True), "spectrum"),
+    ("anything", dict(sdss_id="0266-51630-0001"), "lookup"),
+    ("Look up 0266-51630-0001 please", {}, "lookup"),
+    ("spec-0266-51630-0001.fits", dict(has_z=True), "lookup"),
+    ("RA 179.5 Dec -0.5", {}, "lookup"),
+    ("specObjID 299489677444933632", {}, "lookup"),
+    ("fetch plate 266", {}, "lookup"),  # malformed: the lookup node replies with the parse error
+    # references to an object we do not have
+    ("what about this one?", {}, "clarify"),
+    ("what about this one?", dict(has_spectrum=True, has_z=True), "clarify"),
+    ("What is the redshift of this galaxy?", {}, "clarify"),
+    ("predict the redshift", {}, "clarify"),
+    ("predict the redshift again", dict(has_spectrum=True, has_z=True), "spectrum"),
+    ("What is the lookback time?", {}, "clarify"),
+    ("can you check it", {}, "clarify"),
+    # cosmology with the thread's z or a z in the text
+    ("What is the lookback time?", dict(has_spectrum=True, has_z=True), "cosmology"),
+    ("How far away is it?", dict(has_z=True), "cosmology"),
+    ("how fast is it receding?", dict(has_z=True), "cosmology"),
+    ("Where does Hα land?", dict(has_z=True), "cosmology"),
+    ("lookback time at z = 0.3", {}, "cosmology"),
+    ("what's the luminosity distance for redshift 1.2", {}, "cosmology"),
+    # line check
+    ("Can you verify that redshift with the lines?", dict(has_spectrum=True, has_z=True), "check"),
+    # follow-ups and chat
+    (FOLLOWUP, dict(has_spectrum=True, has_z=True), "chat"),
+    ("hello", dict(has_spectrum=True, has_z=True), "chat"),
+    ("What is a quasar?", {}, "chat"),
+])
+def test_routing_table(text, kw, route):
+    d = decide(text, **kw)
+    assert d.route == route, d.reason
+    assert not d.labels  # clear cases never ask the model
+
+
+def test_followup_is_grounded_and_unclear_text_asks_the_model():
+    assert decide(FOLLOWUP, has_spectrum=True, has_z=True).grounded
+    d = decide("and what would you make of that in context", has_spectrum=True, has_z=True)
+    assert d.labels == ("chat", "cosmology", "check")
+    assert decide("hmm, and then", has_z=True).labels == ("chat", "cosmology")  # no spectrum: no check
+
+
+def test_z_and_lines_in_text():
+    assert decide("lookback time at z=0.3").z_text == pytest.approx(0.3)
+    assert z_from_text("redshift of 1.25?") == pytest.approx(1.25)
+    assert z_from_text("no number here") is None
+    assert lines_in_text("where do Hα, [O III] 5007 and Na D land?") == ["Halpha", "OIII5008", "NaD"]
+    assert lines_in_text("H-beta and the 4000 Å break") == ["Hbeta", "D4000"]
+    assert lines_in_text("hello there, what kind of galaxy") == []
+
+
+def test_tool_schemas_validate():
+    tools = build_tools()
+    assert set(tools) == {"read_spectrum", "sdss_lookup", "cosmology", "redshift_check"}
+    assert "predict_redshift" in build_tools(predict=lambda s: {})
+    schema = tools["cosmology"].args_schema.model_json_schema()
+    assert schema["properties"]["z"]["maximum"] == 20 and "z" in schema["required"]
+    json.dumps({n: t.args_schema.model_json_schema() for n, t in tools.items()})
+    with pytest.raises(ValidationError):
+        CosmologyInput(z=-1)
+    with pytest.raises(ValidationError):
+        SDSSLookupInput(plate=266)  # plate without fiber
+    with pytest.raises(ValidationError):
+        SDSSLookupInput(ra=10.0)
+    with pytest.raises(ValidationError):
+        RedshiftCheckInput(spectrum_path="x", z0=-0.5)
+    assert SDSSLookupInput(identifier="0266-51630-0001").radius_arcsec == 3.0
+    with pytest.raises(ValidationError):  # the wrapper validates before calling the tool
+        tools["cosmology"].invoke({"z": "far"})
+
+
+def test_cosmology_tool_output_is_json_and_quotable():
+    out = build_tools()["cosmology"].invoke({"z": 0.315, "lines": ["Halpha"]})
+    json.dumps(out)
+    assert 3.5 < out["lookback_gyr"] < 4.0 and out["lines"][0]["name"] == "Halpha"
+    text = replies.cosmology_reply("what is the lookback time and where does Hα land?", out,
+                                   z_source="model", line_names=["Halpha"])
+    assert replies.fmt_gyr(out["lookback_gyr"]) in text
+    assert f"{out['lines'][0]['observed_A']:.1f} Å" in text
+
+
+def test_qualitative_filter_drops_numeric_claims():
+    llm = ("This is likely a massive elliptical galaxy. Its lookback time is about 3.8 billion years. "
+           "It recedes at 84,000 km/s. Surveys such as SDSS, DESI and Euclid could observe it.")
+    out = replies.qualitative_only(llm)
+    assert "elliptical" in out and "Euclid" in out and "3.8" not in out and "84,000" not in out
+    f = replies.SentenceFilter()
+    streamed = "".join(f.feed(llm[i:i + 7]) for i in range(0, len(llm), 7)) + f.flush()
+    assert streamed.split() == out.split()

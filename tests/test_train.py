@@ -1,0 +1,121 @@
+"""Training on the tiny random Llama: answer-only loss, exact resume, adapter save/load/toggle."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from speclm.finetune.codec import build_prompt, format_redshift
+from speclm.finetune.predict import RedshiftPredictor, encode_example
+from speclm.finetune.presets import get_preset
+from speclm.finetune.runtime import ModelRuntime, load_tokenizer
+from speclm.finetune.train import TrainingError, _collate, answer_loss, assert_disjoint, train_arrays
+
+
+@pytest.fixture(scope="module")
+def tok():
+    return load_tokenizer("tiny")
+
+
+def _data(n=48, bins=16, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.uniform(0, 99, (n, bins)).round()
+    z = rng.uniform(0, 0.5, n)
+    return X, z, [f"t{seed}-{i}" for i in range(n)]
+
+
+def test_prompt_tokens_carry_no_loss(tok):
+    p = get_preset("tiny")
+    prompt = build_prompt(np.arange(16), p.codec)
+    ids, labels = encode_example(tok, prompt, format_redshift(0.315, p.codec))
+    n_prompt = len(tok(prompt, add_special_tokens=False)["input_ids"])
+    assert all(l == -100 for l in labels[:n_prompt])
+    answer = [l for l in labels if l != -100]
+    assert tok.decode(answer[:-1]) == "0.315" and answer[-1] == tok.eos_token_id
+
+
+def test_answer_loss_ignores_prompt(tok):
+    """Changing the prompt's *labels* cannot change the loss; changing answer labels does."""
+    p = get_preset("tiny")
+    X, z, _ = _data(4)
+    ex = [encode_example(tok, build_prompt(x, p.codec), format_redshift(zz, p.codec)) for x, zz in zip(X, z)]
+    ids, labels, mask = _collate(ex, [0, 1, 2, 3], tok.pad_token_id)
+    from speclm.finetune.runtime import load_base_model
+
+    model, _, _ = load_base_model("tiny", dtype="float32")
+    l1 = answer_loss(model, ids, mask, labels)
+    # full-vocabulary reference loss over the same answer tokens
+    logits = model(input_ids=ids, attention_mask=mask, position_ids=(mask.cumsum(-1) - 1).clamp(min=0)).logits
+    ref = torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]), labels[:, 1:].reshape(-1),
+                                            ignore_index=-100)
+    assert float(l1) == pytest.approx(float(ref), rel=1e-4)
+    assert int((labels != -100).sum()) == 4 * 6  # "0.ddd" = 5 digit/dot tokens + EOS per example
+
+
+def test_disjoint_assertion():
+    with pytest.raises(TrainingError):
+        assert_disjoint(["a", "b"], ["b", "c"])
+
+
+def test_train_resume_and_adapter_roundtrip(tmp_path):
+    p = get_preset("tiny", train={"n_eval": 8})
+    X, z, ids = _data(40)
+    out = tmp_path / "run"
+    # stop after 3 of 5 optimiser steps (a kill at a step boundary), then resume
+    r = train_arrays(p, out, X[:32], z[:32], X[32:], z[32:], train_ids=ids[:32], val_ids=ids[32:],
+                     stop_after=3, progress=False)
+    assert r == {"stopped_at": 3}
+    ck = sorted((out / "checkpoints").iterdir())
+    assert ck and not (out / "adapter_config.json").exists()
+    card = train_arrays(p, out, X[:32], z[:32], X[32:], z[32:], train_ids=ids[:32], val_ids=ids[32:], progress=False)
+    # uninterrupted reference run: identical losses and weights
+    ref = train_arrays(p, tmp_path / "ref", X[:32], z[:32], X[32:], z[32:], train_ids=ids[:32], val_ids=ids[32:],
+                       progress=False)
+    a = json.loads((out / "checkpoints" / "step-4" / "state.json").read_text())["losses"]
+    b = json.loads((tmp_path / "ref" / "checkpoints" / "step-4" / "state.json").read_text())["losses"]
+    assert a == pytest.approx(b, rel=1e-5)
+    assert card["steps"] == ref["steps"] == 4
+    from safetensors.torch import load_file
+
+    wa, wb = load_file(out / "adapter_model.safetensors"), load_file(tmp_path / "ref" / "adapter_model.safetensors")
+    for k in wa:
+        assert torch.allclose(wa[k], wb[k], atol=1e-6), k
+    cfg = json.loads((out / "adapter_config.json").read_text())
+    assert not cfg.get("modules_to_save")
+    for key in ("preprocess", "codec", "base_model", "seed", "train_ids_sha", "metrics_val"):
+        assert key in card
+
+    # load back on a fresh base, toggle on/off, detach
+    rt = ModelRuntime.load("tiny", adapter=str(out))
+    pred = RedshiftPredictor.from_runtime(rt)
+    prompt = build_prompt(X[33], p.codec)
+    ids_t = rt.tokenizer(prompt, return_tensors="pt", add_special_tokens=False)["input_ids"]
+    with rt.adapter_enabled(True), torch.inference_mode():
+        on = rt.model(input_ids=ids_t).logits[0, -1]
+    with rt.adapter_enabled(False), torch.inference_mode():
+        off = rt.model(input_ids=ids_t).logits[0, -1]
+    assert not torch.allclose(on, off)
+    res = pred.predict_values(X[32:35])
+    assert all(0 <= r.z_lo <= r.z <= r.z_hi < 10 for r in res)
+    assert abs(sum(res[0].pz) - 1) < 1e-4
+    name = rt.active
+    rt.detach(name)
+    with pytest.raises(Exception):
+        with rt.adapter_enabled(True):
+            pass
+
+
+def test_refuses_changed_preset_on_resume(tmp_path):
+    X, z, ids = _data(40)
+    p = get_preset("tiny", train={"n_eval": 0})
+    train_arrays(p, tmp_path, X[:32], z[:32], X[32:], z[32:], train_ids=ids[:32], val_ids=ids[32:],
+                 stop_after=1, progress=False)
+    p2 = get_preset("tiny", train={"n_eval": 0, "lr": 5e-4})
+    with pytest.raises(TrainingError):
+        train_arrays(p2, tmp_path, X[:32], z[:32], X[32:], z[32:], train_ids=ids[:32], val_ids=ids[32:],
+                     progress=False)
