@@ -33,12 +33,14 @@ SECTION_TITLES = {"lr": "Varying Learning Rate", "r": "Varying LoRA Rank",
 COLUMNS = ("Learning Rate", "LoRA Rank", "Training size", "Epochs", "Redshift MAE", "Scientific QA", "General QA")
 RESULT = "result.json"
 
-# Measured on this project's 2-core CPU box (fp32, no AMX) with the smollm2 preset and the
-# embedded SmolLM2-135M: training ~260 tokens/s (forward+backward, batch 8, prompts ~230
-# tokens), constrained prediction ~0.35 s per spectrum, lm-eval MMLU loglikelihood ~0.5 s per
-# question. Used only for the printed time estimate; finished cells replace the training rate
-# with their own measured tokens/s.
-CPU_RATES = {"train_tokens_per_s": 260.0, "predict_s_per_spectrum": 0.35, "mmlu_s_per_question": 0.5}
+# Rates on this project's 2-core CPU box (no AMX, so fp32), embedded SmolLM2-135M, used only for the
+# printed time estimate; finished cells replace the training rate with their own tokens/s.
+# mmlu_s_per_question: measured 1.6-2.0 s per letter-format question (one forward of ~120
+# tokens incl. the 49k-vocabulary head) while the box ran at load average 5-7; cloze costs ~4x.
+# train_tokens_per_s and predict_s_per_spectrum are NOT measured (the box was saturated by other
+# jobs when this was written): rough fp32 guesses for 135M on 2 cores, to be replaced by the
+# first finished cell's own tokens/s (which the estimate then uses automatically).
+CPU_RATES = {"train_tokens_per_s": 150.0, "predict_s_per_spectrum": 0.5, "mmlu_s_per_question": 1.6}
 
 
 class AblationError(SpeclmError):
@@ -94,11 +96,11 @@ GRIDS = {
         axes={"lr": [1e-5, 1e-4, 1e-3], "r": [4, 8, 16], "epochs": [1, 2, 3], "n_train": [750, 1500, 3000]},
         n_val=2000, retention_limit=None),
     "cpu": GridSpec(
-        "cpu", "CPU-sized grid for the embedded SmolLM2-135M: 1000 spectra x 1 epoch fiducial, one knob "
-               "changed per cell (lr x0.1/x3, rank 8, 2 epochs, 500 spectra); MAE on 200 val spectra, "
-               "retention on the first 20 questions of each MMLU subject.",
-        axes={"lr": [1e-4, 1e-3, 3e-3], "r": [8, 16], "epochs": [1, 2], "n_train": [500, 1000]},
-        fiducial={"lr": 1e-3, "r": 16, "epochs": 1, "n_train": 1000}, n_val=200, retention_limit=20),
+        "cpu", "CPU-sized grid for the embedded SmolLM2-135M (smollm2 preset): fiducial lr 1e-3, rank 16, "
+               "1 epoch, 1600 spectra; one knob changed per cell (lr 1e-4/3e-3, rank 4, 2 epochs, 800 "
+               "spectra) = 6 cells; MAE on 200 val spectra, MMLU retention on the first 20 questions per subject.",
+        axes={"lr": [1e-4, 1e-3, 3e-3], "r": [4, 16], "epochs": [1, 2], "n_train": [800, 1600]},
+        fiducial={"lr": 1e-3, "r": 16, "epochs": 1, "n_train": 1600}, n_val=200, retention_limit=20),
     "tiny": GridSpec(
         "tiny", "Two cells on the tiny random model (tests and smoke runs): lr 1e-3 vs 3e-3.",
         axes={"lr": [1e-3, 3e-3]}, fiducial={"n_train": 16, "epochs": 1}, n_val=4, retention_limit=1),
@@ -197,6 +199,7 @@ class AblationConfig:
     limit_retention: int | None = field(default=None, metadata={"help": "Override the grid's MMLU limit."})
     n_val: int | None = field(default=None, metadata={"help": "Override the grid's validation size."})
     mmlu_dir: str | None = field(default=None, metadata={"help": "MMLU CSV folder (see eval retention)."})
+    retention_format: str = field(default="letter", metadata={"help": "MMLU prompt: letter (A-D) or cloze."})
     device: str = field(default="auto", metadata={"help": "Training/eval device."})
     batch_size: int = field(default=8, metadata={"help": "lm-eval batch size."})
 
@@ -245,7 +248,7 @@ def _tokens_per_example(preset) -> float | None:
     return float(len(ids))
 
 
-def estimate(preset, cells: Sequence[Cell], spec: GridSpec, out: Path, retention: bool) -> dict:
+def estimate(preset, cells: Sequence[Cell], spec: GridSpec, out: Path, retention: bool, fmt: str = "letter") -> dict:
     """Rough wall time per cell from measured rates (this box's CPU, or finished cells' own tokens/s)."""
     tpe = _tokens_per_example(preset)
     rate, source = CPU_RATES["train_tokens_per_s"], "CPU_RATES (2-core CPU, embedded model)"
@@ -255,7 +258,7 @@ def estimate(preset, cells: Sequence[Cell], spec: GridSpec, out: Path, retention
         rate, source = float(np.median(measured)), f"median of {len(measured)} finished cells"
     elif preset.base not in ("embedded", "smollm2", "default", "tiny"):
         return {"per_cell_s": None, "total_s": None, "source": "no rate known for this base; see README GPU commands"}
-    n_q = (spec.retention_limit or 300) * 11 if retention else 0
+    n_q = (spec.retention_limit or 300) * 11 * (4 if fmt == "cloze" else 1) if retention else 0
     per = {}
     for c in cells:
         if (out / "cells" / c.name / RESULT).is_file():
@@ -289,7 +292,7 @@ def _retention_base(preset, spec: GridSpec, cfg: AblationConfig, out: Path, say)
     from speclm.evals.retention import RetentionConfig, resolve_mmlu_dir, run_retention
 
     mmlu = str(resolve_mmlu_dir(cfg.mmlu_dir))
-    key = {"base": preset.base, "limit": spec.retention_limit, "mmlu_dir": mmlu}
+    key = {"base": preset.base, "limit": spec.retention_limit, "mmlu_dir": mmlu, "format": cfg.retention_format}
     f = out / "retention_base.json"
     if f.is_file():
         saved = json.loads(f.read_text())
@@ -297,7 +300,8 @@ def _retention_base(preset, spec: GridSpec, cfg: AblationConfig, out: Path, say)
             return saved["base"]
     say(f"[ablation] scoring the base model {preset.base} on MMLU (once per grid)")
     rep = run_retention(RetentionConfig(mmlu_dir=mmlu, base=preset.base, adapter=None, conditions=("base",),
-                                        limit=spec.retention_limit, device=cfg.device, batch_size=cfg.batch_size),
+                                        limit=spec.retention_limit, device=cfg.device, batch_size=cfg.batch_size,
+                                        format=cfg.retention_format),
                         progress=False)
     _write_json(f, {"key": key, "base": rep["conditions"]["base"], "lm_eval_version": rep["lm_eval_version"]})
     return rep["conditions"]["base"]
@@ -334,7 +338,8 @@ def run_cell(cell: Cell, preset, data: GridData, spec: GridSpec, cfg: AblationCo
 
         rep = run_retention(RetentionConfig(mmlu_dir=cfg.mmlu_dir, base=p.base, adapter=str(cdir),
                                             conditions=("always",), limit=spec.retention_limit,
-                                            device=cfg.device, batch_size=cfg.batch_size),
+                                            device=cfg.device, batch_size=cfg.batch_size,
+                                            format=cfg.retention_format),
                             base_result=base_ret, progress=False)
         a = rep["conditions"]["always"]
         retention = {"astro_acc": a["astro"]["acc"], "general_acc": a["general"]["acc"],
@@ -350,8 +355,9 @@ def run_cell(cell: Cell, preset, data: GridData, spec: GridSpec, cfg: AblationCo
               "retention": retention, "eval_seconds": round(time.time() - t0, 1),
               "finished": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
     _write_json(res_f, result)
+    pct = lambda v: "n/a (base scored 0)" if v is None else f"{v:.1f}%"  # noqa: E731
     say(f"[ablation] {cell.name}: MAE {result['mae']:.4f}" + (
-        f", astro {retention['astro_pct']:.1f}%, general {retention['general_pct']:.1f}%" if retention else ""))
+        f", astro {pct(retention['astro_pct'])}, general {pct(retention['general_pct'])}" if retention else ""))
     return result
 
 
@@ -365,7 +371,7 @@ def run_ablation(cfg: AblationConfig, *, dry_run: bool = False, report_only: boo
     spec = cfg.spec
     cells = selected_cells(preset, cfg)
     out = Path(cfg.out).expanduser()
-    est = estimate(preset, cells, spec, out, cfg.retention)
+    est = estimate(preset, cells, spec, out, cfg.retention, cfg.retention_format)
     say(f"[ablation] grid {spec.name} around preset {preset.name} (base {preset.base}): {len(cells)} cells; "
         f"estimated {_hms(est.get('total_s'))} ({est['source']})")
     if dry_run:
@@ -434,7 +440,10 @@ def _lr_text(lr: float) -> str:
 
 def markdown_table(preset, spec, sections, fid: Cell, done: dict, base: dict | None, cfg) -> str:
     def pct(r, k):
-        return "—" if not r or r.get("retention") is None or r["retention"].get(k) is None else f"{r['retention'][k]:.1f}%"
+        if not r or r.get("retention") is None:
+            return "—"
+        v = r["retention"].get(k)
+        return "n/a" if v is None else f"{v:.1f}%"  # n/a: the base model scored 0 on that set
 
     lines = [f"# Table 1 re-measured: preset `{preset.name}` ({preset.base}), grid `{spec.name}`", "",
              f"Dataset: `{cfg.dataset}`. Redshift MAE on the first {spec.n_val} validation spectra "
@@ -443,7 +452,7 @@ def markdown_table(preset, spec, sections, fid: Cell, done: dict, base: dict | N
              "high_school_macroeconomics, sociology, elementary_mathematics, high_school_biology, marketing, "
              "nutrition), each as % of the base model's accuracy with the adapter always on (the paper's setting); "
              "the paper's AstroBench answer keys are not public. MMLU questions per subject: "
-             f"{spec.retention_limit or 'all'}. Fiducial rows in **bold**; — = not run yet.", "",
+             f"{spec.retention_limit or 'all'}. Fiducial rows in **bold**; — = not run yet; n/a = base accuracy 0.", "",
              "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     fixed = {"lr": lambda c: f"rate = {_lr_text(c.lr)}", "r": lambda c: f"rank = {c.r}",
              "epochs": lambda c: f"epochs = {c.epochs:g}", "n_train": lambda c: f"samples = {c.n_train:,}"}
@@ -526,6 +535,8 @@ def register_eval(eval_subparsers) -> None:
     p.add_argument("--no-retention", action="store_true", help="skip the MMLU scoring (MAE only)")
     p.add_argument("--n-val", type=int, default=None, help="validation spectra for the MAE (grid default)")
     p.add_argument("--mmlu", default=None, help="MMLU CSV folder (default as for eval retention)")
+    p.add_argument("--retention-format", default="letter", choices=("letter", "cloze"),
+                   help="MMLU prompt format for retention (see eval retention --format)")
     p.add_argument("--device", default="auto")
     p.add_argument("--batch-size", type=int, default=8, help="lm-eval batch size")
     p.add_argument("--dry-run", action="store_true", help="print cells, time estimate and per-cell commands; run nothing")
@@ -537,8 +548,9 @@ def _cmd_ablation(args) -> int:
     cfg = AblationConfig(preset=args.preset, dataset=args.dataset, out=args.out, grid=args.grid,
                          cells=tuple(c.strip() for c in args.cells.split(",") if c.strip()),
                          retention=not args.no_retention, limit_retention=args.limit_retention,
-                         n_val=args.n_val, mmlu_dir=args.mmlu, device=args.device, batch_size=args.batch_size)
-    summary = run_ablation(cfg, dry_run=args.dry_run, report_only=args.report_only)
+                         n_val=args.n_val, mmlu_dir=args.mmlu, device=args.device, batch_size=args.batch_size,
+                         retention_format=args.retention_format)
+    run_ablation(cfg, dry_run=args.dry_run, report_only=args.report_only)
     if not args.dry_run:
         print((Path(cfg.out) / "ablation.md").read_text())
     return 0

@@ -9,8 +9,11 @@ Choices (documented because they change the number):
 - distance: Euclidean on per-bin standardised vectors (training mean/std), or on L2-normalised
   vectors (a pure shape comparison); which one, and k from {1, 3, 5, 10, 20, 40}, are chosen by
   a small K-fold cross-validation on the training set minimising MAE (``KNNConfig``);
-- prediction: the median of the k neighbours' redshifts (robust to one wrong neighbour); the 68%
-  interval is the 16th..84th percentile of their redshifts (with k = 1 it collapses to a point).
+- prediction: the median of the k neighbours' redshifts (robust to one wrong neighbour);
+- 68% interval: z ± the 68th percentile of |out-of-fold CV error| of the chosen (k, scaling), so it
+  is calibrated on held-out training spectra (the neighbours' own spread is not: with the k = 1
+  that the CV often picks it collapses to a point); with a fixed k and scaling (no CV) it falls
+  back to the 16th..84th percentile of the neighbours' redshifts.
 numpy only; distances in chunks so memory stays ~chunk × n_train floats.
 """
 from __future__ import annotations
@@ -91,6 +94,7 @@ class KNNRedshift:
         self.k: int | None = None
         self.metric: str | None = None
         self.cv: list[dict] = []
+        self.halfwidth68: float | None = None
 
     def fit(self, X: np.ndarray, z: np.ndarray) -> "KNNRedshift":
         X = np.asarray(X, dtype=np.float64)
@@ -100,6 +104,7 @@ class KNNRedshift:
         if len(X) < 2:
             raise ConfigError(f"the kNN baseline needs at least 2 training spectra, got {len(X)}")
         self.n_train = len(X)
+        self.halfwidth68 = None
         self.train_median = float(np.median(z))
         self.k, self.metric = self._select(X, z)
         self._scale = _Scaler(self.metric, X)
@@ -132,8 +137,11 @@ class KNNRedshift:
                     err[k].append(np.abs(np.median(zn[:, :k], axis=1) - zs[te]))
             for k in ks:
                 if err[k]:
-                    self.cv.append({"metric": metric, "k": k, "mae": float(np.mean(np.concatenate(err[k])))})
+                    e = np.concatenate(err[k])
+                    self.cv.append({"metric": metric, "k": k, "mae": float(np.mean(e)),
+                                    "abs_err_q68": float(np.percentile(e, 68))})
         best = min(self.cv, key=lambda r: r["mae"])
+        self.halfwidth68 = best["abs_err_q68"]
         return best["k"], best["metric"]
 
     def predict(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -147,11 +155,16 @@ class KNNRedshift:
             nb = _neighbours(self._A, self._scale(X[good]), self.k, self.config.chunk)
             zn = self._z[nb]
             zp[good] = np.median(zn, axis=1)
-            lo[good] = np.percentile(zn, 16, axis=1)
-            hi[good] = np.percentile(zn, 84, axis=1)
+            if self.halfwidth68 is not None:
+                lo[good] = np.maximum(zp[good] - self.halfwidth68, 0.0)
+                hi[good] = zp[good] + self.halfwidth68
+            else:
+                lo[good] = np.percentile(zn, 16, axis=1)
+                hi[good] = np.percentile(zn, 84, axis=1)
         return zp, lo, hi
 
     def describe(self) -> dict:
-        return {"method": "kNN (median of neighbours' z; 68% interval = 16-84th percentile)",
-                "k": self.k, "metric": self.metric, "n_train": getattr(self, "n_train", None),
+        interval = (f"z ± {self.halfwidth68:.4f} (68th percentile of |CV error|)" if self.halfwidth68 is not None
+                    else "16th-84th percentile of the neighbours' z")
+        return {"method": "kNN: median of the k nearest training spectra's z", "interval": interval, "k": self.k, "metric": self.metric, "n_train": getattr(self, "n_train", None),
                 "cv": self.cv, "k_grid": list(self.config.k_grid), "folds": self.config.folds}

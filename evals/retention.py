@@ -20,7 +20,6 @@ that the switch really restores the base weights' behaviour.
 """
 from __future__ import annotations
 
-import contextlib
 import datetime as _dt
 import json
 import logging
@@ -29,7 +28,6 @@ import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 from speclm.tools.errors import ConfigError, SpeclmError
 
@@ -37,8 +35,13 @@ TASK_DIR = Path(__file__).resolve().parent / "tasks"
 CONDITIONS = ("base", "always", "toggle")
 SETS = ("astro", "general")
 SET_LABELS = {"astro": "Scientific QA (MMLU astronomy)", "general": "General QA (10 MMLU subjects)"}
-# The lm-eval groups defined in evals/tasks/ (local CSV data) ...
-LOCAL_GROUPS = {"astro": "speclm_astro", "general": "speclm_general"}
+# The lm-eval groups defined in evals/tasks/ (local CSV data), per prompt format ...
+LOCAL_GROUPS = {"letter": {"astro": "speclm_astro", "general": "speclm_general"},
+                "cloze": {"astro": "speclm_astro_cloze", "general": "speclm_general_cloze"}}
+# letter: lm-eval's MMLU prompt, the model picks A-D (acc). cloze: the answer texts are scored
+# after "Question: ...\nAnswer:" (acc_norm) -- lm-eval's mmlu_*_continuation; small models that
+# sit at chance on letters get a measurable score this way.
+FORMATS = {"letter": "acc", "cloze": "acc_norm"}
 # ... and their subjects; the same subjects name lm-eval's hub tasks mmlu_<subject> (--hub-tasks).
 ASTRO_SUBJECTS = ("astronomy",)
 GENERAL_SUBJECTS = (
@@ -86,6 +89,8 @@ class RetentionConfig:
     dtype: str = _f("auto", "float32, bfloat16 or auto (bf16 on GPU/AMX CPUs).")
     hub_tasks: bool = _f(False, "Use lm-eval's own mmlu_<subject> tasks (needs network: cais/mmlu on the hub).")
     apply_chat_template: bool = _f(False, "Wrap questions in the model's chat template.")
+    format: str = _f("letter", "'letter' (MMLU A-D prompt, acc) or 'cloze' (answer texts scored, acc_norm; "
+                               "for small models at chance on letters).")
     loader: str = _f("runtime", "'runtime' = speclm's ModelRuntime (any base incl. tiny); 'lm-eval' = "
                                 "lm-eval's HFLM(pretrained=PATH, peft=ADAPTER) loader (path/HF-id bases).")
 
@@ -100,6 +105,8 @@ class RetentionConfig:
             raise ConfigError(f"num_fewshot must be in 0..5 (MMLU dev has 5 per subject), got {self.num_fewshot}")
         if self.batch_size < 1:
             raise ConfigError("batch_size must be >= 1")
+        if self.format not in FORMATS:
+            raise ConfigError(f"format must be one of {tuple(FORMATS)}, got {self.format!r}")
         if self.loader not in ("runtime", "lm-eval"):
             raise ConfigError(f"loader must be 'runtime' or 'lm-eval', got {self.loader!r}")
         if {"always", "toggle"} & set(self.conditions) and not self.adapter:
@@ -155,10 +162,11 @@ def task_manager(mmlu_dir: Path | None, hub: bool = False):
                        metadata={"mmlu_dir": str(mmlu_dir)})
 
 
-def task_names(hub: bool) -> dict[str, list[str]]:
+def task_names(hub: bool, fmt: str = "letter") -> dict[str, list[str]]:
     if hub:
-        return {k: [f"mmlu_{s}" for s in SUBJECTS[k]] for k in SETS}
-    return {k: [LOCAL_GROUPS[k]] for k in SETS}
+        suffix = "_continuation" if fmt == "cloze" else ""
+        return {k: [f"mmlu_{s}{suffix}" for s in SUBJECTS[k]] for k in SETS}
+    return {k: [LOCAL_GROUPS[fmt][k]] for k in SETS}
 
 
 # --------------------------------------------------------------------------------- one condition
@@ -172,27 +180,29 @@ def _log_softmax_correct(sample: dict) -> float:
     return lls[int(sample["target"])] - lse
 
 
-def summarise(results: dict, hub: bool) -> dict:
-    """Per set: acc, stderr, n, mean log p(correct), and the per-subject numbers."""
+def summarise(results: dict, hub: bool, fmt: str = "letter") -> dict:
+    """Per set: acc (the format's metric: acc or acc_norm), stderr, n, mean log p(correct), per subject."""
     from lm_eval.api.metrics import pooled_sample_stderr
 
+    metric = FORMATS[fmt]
+    names = task_names(hub, fmt)
     out = {}
     for key in SETS:
         subs = {}
-        for subj in SUBJECTS[key]:
-            name = f"mmlu_{subj}" if hub else f"speclm_mmlu_{subj}"
+        for i, subj in enumerate(SUBJECTS[key]):
+            name = names[key][i] if hub else f"speclm_mmlu_{subj}"
             r = results["results"][name]
             samples = results.get("samples", {}).get(name, [])
-            se = r.get("acc_stderr,none")
-            subs[subj] = {"acc": float(r["acc,none"]), "stderr": float(se) if isinstance(se, (int, float)) else None,
+            se = r.get(f"{metric}_stderr,none")
+            subs[subj] = {"acc": float(r[f"{metric},none"]), "stderr": float(se) if isinstance(se, (int, float)) else None,
                           "n": int(results["n-samples"][name]["effective"]),
                           "mean_logprob_correct": (sum(map(_log_softmax_correct, samples)) / len(samples)
                                                    if samples else None)}
         n = sum(s["n"] for s in subs.values())
         acc = sum(s["acc"] * s["n"] for s in subs.values()) / n
-        if not hub and LOCAL_GROUPS[key] in results["results"]:  # lm-eval's own group aggregate
-            g = results["results"][LOCAL_GROUPS[key]]
-            acc = float(g["acc,none"])
+        group = LOCAL_GROUPS[fmt][key]
+        if not hub and f"{metric},none" in results["results"].get(group, {}):  # lm-eval's own group aggregate
+            acc = float(results["results"][group][f"{metric},none"])
         ses = [s["stderr"] for s in subs.values()]
         if len(subs) == 1:
             stderr = ses[0]
@@ -202,7 +212,7 @@ def summarise(results: dict, hub: bool) -> dict:
             stderr = None
         lps = [s["mean_logprob_correct"] for s in subs.values()]
         mlp = (sum(lp * s["n"] for lp, s in zip(lps, subs.values())) / n) if all(lp is not None for lp in lps) else None
-        out[key] = {"acc": acc, "stderr": stderr, "n": n, "mean_logprob_correct": mlp, "subjects": subs}
+        out[key] = {"acc": acc, "metric": metric, "stderr": stderr, "n": n, "mean_logprob_correct": mlp, "subjects": subs}
     return out
 
 
@@ -214,14 +224,14 @@ def evaluate_model(model, tokenizer, cfg: RetentionConfig, mmlu_dir: Path | None
     if lm is None:
         lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=cfg.batch_size)
     tm = task_manager(mmlu_dir, cfg.hub_tasks)
-    names = task_names(cfg.hub_tasks)
+    names = task_names(cfg.hub_tasks, cfg.format)
     t0 = time.time()
     res = simple_evaluate(model=lm, tasks=names["astro"] + names["general"], task_manager=tm,
                           num_fewshot=cfg.num_fewshot, limit=cfg.limit, log_samples=True,
                           bootstrap_iters=1000, apply_chat_template=cfg.apply_chat_template)
     if res is None:  # non-zero rank under a distributed launcher
         return {}
-    out = summarise(res, cfg.hub_tasks)
+    out = summarise(res, cfg.hub_tasks, cfg.format)
     out["seconds"] = round(time.time() - t0, 1)
     out["lm_eval_config"] = {k: res["config"].get(k) for k in ("batch_size", "limit", "bootstrap_iters")}
     return out
@@ -295,7 +305,8 @@ def run_retention(cfg: RetentionConfig, *, base_result: dict | None = None, prog
         "adapter": ad,
         "tasks": {"source": "lm-eval hub tasks (cais/mmlu)" if cfg.hub_tasks else "local MMLU CSVs via evals/tasks",
                   "mmlu_dir": str(mmlu_dir) if mmlu_dir else None, "task_dir": str(TASK_DIR),
-                  "subjects": {k: list(SUBJECTS[k]) for k in SETS}, "labels": SET_LABELS},
+                  "subjects": {k: list(SUBJECTS[k]) for k in SETS}, "labels": SET_LABELS,
+                  "format": cfg.format, "metric": FORMATS[cfg.format]},
         "config": asdict(cfg) | {"conditions": list(cfg.conditions), "base": base},
         "conditions": conds,
         "base_reused": bool(base_result) and "base" not in conds,
@@ -401,6 +412,7 @@ def format_table(report: dict) -> str:
     m = report["model"]
     head = (f"Language retention — base {m['base']} ({m.get('dtype')}, {m.get('device')}), adapter "
             f"{report['adapter'].get('path') or '(none)'}; lm-eval {report['lm_eval_version']}, "
+            f"{report['config']['format']} format ({FORMATS[report['config']['format']]}), "
             f"{report['config']['num_fewshot']}-shot, limit {report['config']['limit'] or 'none'}")
     return "\n".join([head, *lines, *(f"note: {n}" for n in report["notes"][:1])])
 
@@ -456,6 +468,9 @@ def register_eval(eval_subparsers) -> None:
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--device", default="auto")
     p.add_argument("--dtype", default="auto", choices=("auto", "float32", "bfloat16"))
+    p.add_argument("--format", default="letter", choices=tuple(FORMATS),
+                   help="letter: MMLU's A-D prompt, acc (default); cloze: score the answer texts, acc_norm "
+                        "(lm-eval's mmlu_*_continuation; use for models near chance on letters, e.g. 135M)")
     p.add_argument("--loader", default="runtime", choices=("runtime", "lm-eval"),
                    help="load through speclm's ModelRuntime (default) or lm-eval's HFLM(peft=) path")
     p.add_argument("--chat-template", action="store_true", help="apply the model's chat template to prompts")
@@ -472,7 +487,7 @@ def _cmd_retention(args) -> int:
         mmlu_dir=args.mmlu, base=args.base, adapter=None if args.adapter in ("", "none") else args.adapter,
         conditions=tuple(c.strip() for c in args.conditions.split(",") if c.strip()), limit=args.limit,
         num_fewshot=args.num_fewshot, batch_size=args.batch_size, device=args.device, dtype=args.dtype,
-        hub_tasks=args.hub_tasks, apply_chat_template=args.chat_template, loader=args.loader)
+        hub_tasks=args.hub_tasks, apply_chat_template=args.chat_template, loader=args.loader, format=args.format)
     report = run_retention(cfg)
     print(format_table(report))
     if args.out:

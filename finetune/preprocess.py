@@ -43,6 +43,12 @@ class PreprocessConfig:
         "After normalisation values are multiplied by this (median-normalised flux 1.0 -> 25), "
         "so that integer codecs keep useful dynamic range.",
     )
+    gain: float = _f(
+        1.0,
+        "Contrast around the normalised level: value = scale * (1 + gain * (x - 1)). With continuum "
+        "division the signal is a few per cent around 1; a gain of ~5 moves it into the leading "
+        "digit, where a language model can read it (gain 1 = plain scaling).",
+    )
     clip_min: float = _f(0.0, "Lower clip of the scaled values (negative noise floors to this).")
     clip_max: float = _f(99.0, "Upper clip of the scaled values (keeps fixed-width codecs fixed).")
     continuum: str = _f(
@@ -72,6 +78,8 @@ class PreprocessConfig:
             raise ConfigError(f"continuum must be 'none' or 'divide', got {self.continuum!r}")
         if self.continuum_window < 3 or self.continuum_window % 2 == 0 or self.continuum_window >= self.n_bins:
             raise ConfigError(f"continuum_window must be odd, >= 3 and < n_bins, got {self.continuum_window}")
+        if not self.gain > 0:
+            raise ConfigError(f"gain must be > 0, got {self.gain}")
         if not self.scale > 0:
             raise ConfigError(f"scale must be > 0, got {self.scale}")
         if not self.clip_min < self.clip_max:
@@ -169,5 +177,5 @@ def preprocess(spectrum: Spectrum, cfg: PreprocessConfig) -> np.ndarray:
     if not np.isfinite(norm) or norm <= 0:
         # faint/negative continua: fall back to the mean absolute level so nothing divides by 0
         norm = np.mean(np.abs(binned[ok])) or 1.0
-    values = binned / norm * cfg.scale
+    values = cfg.scale * (1.0 + cfg.gain * (binned / norm - 1.0))
     return np.clip(values, cfg.clip_min, cfg.clip_max).astype(np.float32)

@@ -116,6 +116,18 @@ def _lr_lambda(cfg, total_steps):
     return f
 
 
+def _accelerator():
+    """An accelerate.Accelerator when launched multi-process (accelerate launch / torchrun), else None.
+
+    Single-process runs (CPU laptop, one GPU) keep the plain loop: nothing to wrap, nothing to sync.
+    """
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return None
+    from accelerate import Accelerator
+
+    return Accelerator(cpu=not __import__("torch").cuda.is_available())
+
+
 def use_bf16_for(setting: str, device: str) -> bool:
     """Resolve TrainConfig.bf16 ('auto'|'yes'|'no') for a device."""
     import torch
@@ -138,6 +150,18 @@ def make_peft_model(model, preset: Preset, seed: int):
                     target_modules=list(preset.lora.target_modules), task_type="CAUSAL_LM", bias="none",
                     layers_to_transform=list(preset.lora.layers) or None)
     return get_peft_model(model, lc)
+
+
+# fields that do not change the optimisation: a resumed run may change them
+_NON_TRAINING = ("save_every", "eval_every", "n_eval")
+
+
+def _training_fields(d: dict) -> dict:
+    d = json.loads(json.dumps(d))
+    d.pop("description", None)
+    for k in _NON_TRAINING:
+        d.get("train", {}).pop(k, None)
+    return d
 
 
 def _latest_checkpoint(out: Path) -> Path | None:
@@ -172,8 +196,8 @@ def train_arrays(preset: Preset, out_dir: str | os.PathLike, X_train: np.ndarray
                  device: str = "auto", progress: bool = True, runtime=None, stop_after: int | None = None) -> dict:
     """Train a LoRA adapter on preprocessed vectors; returns the training card (also written to out_dir).
 
-    ``stop_after`` ends the run after that many optimiser steps *without* finishing (used by the
-    resume tests to simulate a kill at a step boundary; a real SIGKILL is tested too).
+    ``stop_after`` checkpoints and ends the run after that many optimiser steps *without* finishing
+    (a graceful stop; the resume tests use it, and a real SIGKILL is tested too).
     """
     import torch
     from tqdm.auto import tqdm
@@ -188,8 +212,13 @@ def train_arrays(preset: Preset, out_dir: str | os.PathLike, X_train: np.ndarray
     cfg = preset.train
     random.seed(cfg.seed), np.random.seed(cfg.seed), torch.manual_seed(cfg.seed)
 
-    dev = pick_device(device)
+    acc = _accelerator()  # None unless launched by accelerate/torchrun with WORLD_SIZE > 1
+    dev = str(acc.device) if acc else pick_device(device)
+    rank, world = (acc.process_index, acc.num_processes) if acc else (0, 1)
+    main_proc = rank == 0
     use_bf16 = use_bf16_for(cfg.bf16, dev)
+    if acc is not None:
+        device = dev
     if runtime is None:
         model, tok, _ = load_base_model(preset.base, device=device, dtype="bfloat16" if use_bf16 else "float32")
     else:
@@ -209,6 +238,7 @@ def train_arrays(preset: Preset, out_dir: str | os.PathLike, X_train: np.ndarray
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(cfg, total_steps))
+    inner = model  # the PeftModel (DDP wraps it for the forward/backward only)
     state = {"step": 0, "micro": 0, "losses": [], "tokens": 0, "train_seconds": 0.0,
              "preset": preset.to_dict(), "total_steps": total_steps}
 
@@ -217,10 +247,10 @@ def train_arrays(preset: Preset, out_dir: str | os.PathLike, X_train: np.ndarray
         from peft import set_peft_model_state_dict
 
         saved = json.loads((ck / "state.json").read_text())
-        if saved["preset"] != preset.to_dict():
+        if _training_fields(saved["preset"]) != _training_fields(preset.to_dict()):
             raise TrainingError(f"checkpoint {ck} was made with a different preset; use a new --out")
         blob = torch.load(ck / "state.pt", map_location=dev, weights_only=False)
-        set_peft_model_state_dict(model, blob["adapter"])
+        set_peft_model_state_dict(inner, blob["adapter"])
         opt.load_state_dict(blob["opt"])
         sched.load_state_dict(blob["sched"])
         torch.set_rng_state(blob["torch_rng"])
@@ -228,11 +258,14 @@ def train_arrays(preset: Preset, out_dir: str | os.PathLike, X_train: np.ndarray
         if progress:
             print(f"resuming from {ck} (step {state['step']}/{total_steps})", flush=True)
 
+    if acc is not None:
+        model, opt = acc.prepare(model, opt)
     model.train()
     use_amp = use_bf16
     amp_dev = "cuda" if dev.startswith("cuda") else "cpu"
     pad = tok.pad_token_id
-    bar = tqdm(total=total_steps, initial=state["step"], desc="train", unit="step", disable=not progress)
+    bar = tqdm(total=total_steps, initial=state["step"], desc="train", unit="step",
+               disable=not (progress and main_proc))
     t0 = time.time()
     micro_done = state["micro"]
     epoch = micro_done // per_epoch
@@ -241,12 +274,16 @@ def train_arrays(preset: Preset, out_dir: str | os.PathLike, X_train: np.ndarray
         batches = _batches(len(examples), cfg.batch_size, epoch, cfg.seed, lengths)
         start = micro_done - epoch * per_epoch
         for bi in range(start, len(batches)):
-            ids, labels, mask = _collate(examples, batches[bi], pad)
+            shard = batches[bi][rank::world] or batches[bi][:1]  # each rank takes its share of the batch
+            ids, labels, mask = _collate(examples, shard, pad)
             ids, labels, mask = ids.to(dev), labels.to(dev), mask.to(dev)
             with torch.autocast(amp_dev, dtype=torch.bfloat16, enabled=use_amp):
                 loss = answer_loss(model, ids, mask, labels)
-            (loss / cfg.grad_accum).backward()
-            state["tokens"] += int(mask.sum())
+            if acc is not None:
+                acc.backward(loss / cfg.grad_accum)  # DDP all-reduces (averages) LoRA gradients
+            else:
+                (loss / cfg.grad_accum).backward()
+            state["tokens"] += int(mask.sum()) * world
             micro_done += 1
             state["micro"] = micro_done
             if micro_done % cfg.grad_accum:
@@ -259,11 +296,15 @@ def train_arrays(preset: Preset, out_dir: str | os.PathLike, X_train: np.ndarray
             bar.update(1)
             bar.set_postfix(loss=f"{float(loss):.3f}", lr=f"{sched.get_last_lr()[0]:.1e}")
             done = state["step"] >= total_steps
-            if state["step"] % cfg.save_every == 0 or done:
+            stopping = bool(stop_after and steps_this_run >= stop_after)
+            if state["step"] % cfg.save_every == 0 or done or stopping:
                 state["train_seconds"] += time.time() - t0
                 t0 = time.time()
-                _save_checkpoint(out, state["step"], model, opt, sched, state)
-            if done or (stop_after and steps_this_run >= stop_after):
+                if main_proc:
+                    _save_checkpoint(out, state["step"], inner, opt, sched, state)
+                if acc is not None:
+                    acc.wait_for_everyone()
+            if done or stopping:
                 break
         else:
             epoch += 1
@@ -274,7 +315,10 @@ def train_arrays(preset: Preset, out_dir: str | os.PathLike, X_train: np.ndarray
         return {"stopped_at": state["step"]}
 
     # final adapter (unmerged PEFT: adapter_config.json + adapter_model.safetensors, no modules_to_save)
+    model = inner
     model.eval()
+    if not main_proc:
+        return {"rank": rank}
     model.save_pretrained(str(out))
     secs = state["train_seconds"] or 1e-9
     card = {
@@ -297,10 +341,12 @@ def train_arrays(preset: Preset, out_dir: str | os.PathLike, X_train: np.ndarray
         "train_seconds": round(secs, 1),
         "tokens_per_second": round(state["tokens"] / secs, 1),
         "device": dev,
+        "world_size": world,
         "bf16": use_bf16,
         "final_loss": float(np.mean(state["losses"][-20:])) if state["losses"] else None,
     }
     (out / CARD).write_text(json.dumps(card, indent=2))
+    (out / "train_ids.txt").write_text("\n".join(map(str, train_ids)) + "\n")
     if len(X_val) and cfg.n_eval:
         from speclm.finetune.runtime import ModelRuntime
 

@@ -25,7 +25,7 @@ CLI_MODULES = (
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="speclm", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="speclm", description="speclm: an assistant that speaks spectroscopy and English.")
     parser.add_argument("--version", action="store_true", help="print the version and exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in CLI_MODULES:

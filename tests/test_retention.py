@@ -149,3 +149,18 @@ def test_cli_writes_json(mmlu_dir, perturbed_adapter, tmp_path, capsys):
     rep = json.loads(out.read_text())
     assert set(rep["conditions"]) == {"base", "toggle"} and rep["config"]["limit"] == 1
     assert rep["tasks"]["subjects"]["general"] == list(R.GENERAL_SUBJECTS)
+
+
+def test_cloze_format(mmlu_dir):
+    """Cloze groups reuse the same tasks with the answer texts as choices, scored by acc_norm."""
+    tm = R.task_manager(mmlu_dir)
+    task = tm.load(["speclm_astro_cloze"])["tasks"]["speclm_mmlu_astronomy"]
+    doc = next(iter(task.test_docs()))
+    assert task.doc_to_text(doc) == 'Question: What is true for a type-Ia ("type one-a") supernova?\nAnswer:'
+    assert task.doc_to_choice(doc)[0] == "This type occurs in binary systems."
+    cfg = R.RetentionConfig(mmlu_dir=str(mmlu_dir), base="tiny", adapter=None, conditions=("base",),
+                            limit=1, batch_size=16, format="cloze")
+    rep = R.run_retention(cfg, progress=False)
+    b = rep["conditions"]["base"]
+    assert b["general"]["metric"] == "acc_norm" and b["general"]["n"] == len(R.GENERAL_SUBJECTS)
+    assert rep["tasks"]["format"] == "cloze" and "cloze format (acc_norm)" in R.format_table(rep)

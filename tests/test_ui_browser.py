@@ -108,6 +108,7 @@ def test_chat_end_to_end(served, tmp_path):
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1200})
             page.set_default_timeout(240_000)
+            expect.set_options(timeout=120_000)  # a loaded CI machine can take seconds per UI event
             page.goto(served.url)
             chat = page.locator("#speclm-chat")
             zpanel = page.locator("#speclm-redshift")
