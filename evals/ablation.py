@@ -243,8 +243,11 @@ def _tokens_per_example(preset) -> float | None:
         tok = load_tokenizer(preset.base)
     except Exception:  # a hub base without network: no estimate, not an error
         return None
-    x = np.full(preset.preprocess.n_bins, 55.0)
-    ids, _ = encode_example(tok, build_prompt(x, preset.codec), format_redshift(0.123, preset.codec))
+    try:  # a one-digit value is valid in every codec (fixed widths pad it, so the count is exact)
+        x = np.full(preset.preprocess.n_bins, 5.0)
+        ids, _ = encode_example(tok, build_prompt(x, preset.codec), format_redshift(0.123, preset.codec))
+    except SpeclmError:
+        return None
     return float(len(ids))
 
 

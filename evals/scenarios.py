@@ -53,10 +53,11 @@ import re
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from speclm.tools.errors import ConfigError, SpeclmError
 
@@ -558,7 +559,7 @@ class Fixtures:
             found = importlib.util.find_spec("ppxf")
             if found is None or not found.submodule_search_locations:
                 raise FixtureUnavailable("ppxf is not installed (pip install ppxf): no real SDSS spectra")
-            path = Path(list(found.submodule_search_locations)[0]) / "spectra" / PPXF_FILES[arg]
+            path = Path(next(iter(found.submodule_search_locations))) / "spectra" / PPXF_FILES[arg]
             out = (path, self._catalog_z(path))
         elif kind == "synthetic":
             from speclm.agent.cli import synthetic_spectrum
@@ -587,7 +588,6 @@ class Fixtures:
 
     def _simulated(self, seed: int) -> tuple[Path, float]:
         import numpy as np
-
         from speclm.finetune.simulate import SimConfig, simulate_one
         from speclm.tools.spectrum import write_sdss_spec_fits
 
@@ -749,7 +749,7 @@ def run_scenario(sc: Scenario, cfg: AgentEvalConfig, runtime, fixtures: Fixtures
                 for key, value in turn.expect.items():
                     try:
                         out = CHECKS[key].evaluate(value, ctx)
-                    except Exception as exc:  # a check that cannot be evaluated is a failed check
+                    except Exception as exc:  # noqa: BLE001 - a check that cannot be evaluated is a failed check
                         out = (FAIL, f"check crashed: {type(exc).__name__}: {exc}")
                     for label, status, detail in (out if isinstance(out, list) else [("", *out)]):
                         rows.append(_row(sc, i, f"{key}:{label}" if label else key, status, detail))
@@ -761,7 +761,7 @@ def run_scenario(sc: Scenario, cfg: AgentEvalConfig, runtime, fixtures: Fixtures
             rec["status"] = SKIP
         except ScenarioError:
             raise
-        except Exception as exc:  # the runner itself failed on this scenario: report, go on
+        except Exception as exc:  # noqa: BLE001 - the runner failed on this scenario: report, go on
             rec["checks"].append(_row(sc, len(rec["turns"]) + 1, "runner", FAIL, f"{type(exc).__name__}: {exc}"))
     statuses = {c["status"] for c in rec["checks"]}
     if FAIL in statuses:

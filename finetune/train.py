@@ -337,6 +337,8 @@ def train_arrays(preset: Preset, out_dir: str | os.PathLike, X_train: np.ndarray
         "val_ids_sha": _sha(val_ids),
         "trainable_parameters": int(n_trainable),
         "steps": state["step"],
+        "planned_steps": int(math.ceil(cfg.epochs * per_epoch) // cfg.grad_accum),
+        "examples_seen": int(state["micro"]) * cfg.batch_size,
         "tokens_seen": state["tokens"],
         "train_seconds": round(secs, 1),
         "tokens_per_second": round(state["tokens"] / secs, 1),

@@ -57,6 +57,12 @@ def main(argv: list[str] | None = None) -> int:
     except (SpeclmError, FileNotFoundError) as exc:
         print(f"speclm {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `speclm ... | head`: the reader left; not an error
+        try:
+            sys.stdout = open(os.devnull, "w")
+        except OSError:
+            pass
+        return 0
     except KeyboardInterrupt:
         print(f"speclm {args.command}: interrupted", file=sys.stderr)
         return 130

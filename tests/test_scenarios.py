@@ -8,7 +8,6 @@ import json
 
 import pytest
 import yaml
-
 from speclm.evals import scenarios as S
 
 REQUIRED = {"spectrum_upload_z", "followup_cosmology", "sdss_lookup", "bad_file", "off_topic", "ambiguous"}
