@@ -33,7 +33,7 @@ def main():
     a = ap.parse_args()
     p = get_preset(a.preset)
     rng = np.random.default_rng(0)
-    X = rng.uniform(0, 99, (a.batch_size * (a.steps + 1), p.preprocess.n_bins)).round()
+    X = rng.uniform(p.preprocess.clip_min, p.preprocess.clip_max, (a.batch_size * (a.steps + 1), p.preprocess.n_bins)).round()
     z = rng.uniform(0, 0.5, len(X))
     runs = {}
     bf16 = use_bf16_for("auto", "cpu")
