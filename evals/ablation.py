@@ -25,6 +25,8 @@ from typing import Sequence
 
 import numpy as np
 
+from speclm.evals.metrics import json_default as _json_default
+
 from speclm.tools.errors import ConfigError, SpeclmError
 
 AXES = ("lr", "r", "epochs", "n_train")
@@ -514,12 +516,6 @@ def _write_json(path: Path, obj) -> None:
     os.replace(tmp, path)
 
 
-def _json_default(o):
-    if isinstance(o, np.generic):
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    return str(o)
 
 
 # ------------------------------------------------------------------------------------------- CLI

@@ -120,3 +120,12 @@ def metrics_table(columns: dict[str, dict]) -> str:
              for r in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
+
+
+def json_default(o):
+    """json.dumps(default=...) for numpy scalars/arrays in reports (anything else as str)."""
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    return str(o)

@@ -22,6 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
+from speclm.evals.metrics import json_default as _json_default
+
 from speclm.evals.metrics import metrics_table, redshift_metrics
 from speclm.tools.errors import ConfigError, SpeclmError
 
@@ -420,12 +422,6 @@ def _speclm_version() -> str:
     return __version__
 
 
-def _json_default(o):
-    if isinstance(o, np.generic):
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    return str(o)
 
 
 def summary_table(report: dict) -> str:
