@@ -170,7 +170,24 @@ def load_base_model(base: str = "embedded", *, device: str = "auto", dtype: str 
     model.to(device)
     model.eval()
     model.generation_config.pad_token_id = tok.pad_token_id
+    contiguous_head_input(model)
     return model, tok, resolved
+
+
+def contiguous_head_input(model) -> None:
+    """Make the LM head's input contiguous before its matmul.
+
+    Why: with ``logits_to_keep`` (the trainer's answer window, the predictor's last position) the
+    head receives a strided slice of the hidden states; ``torch.matmul`` cannot fold a strided
+    [B, k, H] view into one [B*k, H] GEMM and instead broadcasts the [H, vocab] weight into a
+    batched GEMM, materialising B copies of it (8 x 28M values for SmolLM2 at batch 8). On a
+    2-core CPU that copy was a third of a LoRA training step (benchmarks/train_throughput.py).
+    """
+    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    if head is None or getattr(head, "_speclm_contiguous", False):
+        return
+    head.register_forward_pre_hook(lambda _m, args: (args[0].contiguous(), *args[1:]))
+    head._speclm_contiguous = True
 
 
 @dataclass
