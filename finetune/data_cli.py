@@ -23,8 +23,8 @@ def register(subparsers) -> None:
                         description="Simulate galaxy spectra (bagpipes stellar+nebular models observed "
                                     "through an SDSS-like noise, sky, telluric, calibration and mask model) "
                                     "and write them as a dataset with z-uniform val/test splits.")
-    p.add_argument("--n", type=int, required=True, help="number of spectra")
-    p.add_argument("--out", required=True, help="output dataset directory")
+    p.add_argument("--n", type=int, default=None, help="number of spectra (required)")
+    p.add_argument("--out", default=None, help="output dataset directory (required)")
     p.add_argument("--seed", type=int, default=0, help="master seed (default 0)")
     p.add_argument("--z-min", type=float, default=0.0, help="lowest redshift (default 0)")
     p.add_argument("--z-max", type=float, default=0.5, help="highest redshift (default 0.5)")
@@ -35,6 +35,10 @@ def register(subparsers) -> None:
     p.add_argument("--snr-median", type=float, default=None, help="median r-band S/N per pixel (default 9)")
     p.add_argument("--clean", action="store_true",
                    help="no noise draw, sky/telluric residuals, tilts, masks or offsets (ivar still set)")
+    p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                   help="any SimConfig field, repeatable, e.g. --set snr_max=80 --set agn_lines_prob=0.3 "
+                        "(`speclm data simulate --list-fields` shows them with their help)")
+    p.add_argument("--list-fields", action="store_true", help="print every SimConfig field with its help and exit")
     p.add_argument("--workers", type=int, default=None, help="processes (default: all CPUs)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing dataset at --out")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -81,13 +85,50 @@ def register(subparsers) -> None:
 
 # ----------------------------------------------------------------------------- handlers
 
+def parse_sim_overrides(items) -> dict:
+    """``["snr_max=80", "telluric=false"]`` -> typed SimConfig keyword arguments (clear errors)."""
+    from dataclasses import MISSING, fields
+
+    from speclm.finetune.simulate import SimConfig
+    from speclm.tools.errors import ConfigError
+
+    types = {f.name: type(f.default) for f in fields(SimConfig) if f.default is not MISSING}
+    out = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        key = key.strip().replace("-", "_")
+        if not sep:
+            raise ConfigError(f"--set expects FIELD=VALUE, got {item!r}")
+        if key not in types:
+            raise ConfigError(f"--set: unknown simulator field {key!r} (see --list-fields)")
+        t, raw = types[key], raw.strip()
+        try:
+            if t is bool:
+                if raw.lower() not in ("1", "0", "true", "false", "yes", "no"):
+                    raise ValueError
+                out[key] = raw.lower() in ("1", "true", "yes")
+            else:
+                out[key] = t(raw)
+        except ValueError:
+            raise ConfigError(f"--set {key}: {raw!r} is not a valid {t.__name__}") from None
+    return out
+
+
 def _simulate(args) -> int:
     import sys
 
     from speclm.finetune.datasets import assign_splits, write_dataset
     from speclm.finetune.simulate import SimConfig, draw_parameters, iter_spectra
+    from speclm.tools.errors import ConfigError
 
+    if args.list_fields:
+        for name, text in SimConfig.help().items():
+            print(f"{name:24s} {getattr(SimConfig, name, '')!s:10s} {text}")
+        return 0
+    if args.n is None or not args.out:
+        raise ConfigError("speclm data simulate needs --n N and --out DIR")
     kw = dict(n=args.n, seed=args.seed, z_min=args.z_min, z_max=args.z_max, z_distribution=args.z_distribution)
+    kw.update(parse_sim_overrides(args.set))
     if args.snr_median is not None:
         kw["snr_median"] = args.snr_median
     if args.clean:

@@ -40,6 +40,8 @@ def register(sub) -> None:
     t.add_argument("--n-eval", type=int, default=None, help="validation spectra scored at the end")
     t.add_argument("--max-steps", type=int, default=None, help="stop after N optimiser steps (smoke tests)")
     t.add_argument("--seed", type=int, default=None)
+    t.add_argument("--init-adapter", default=None, help="warm start from this adapter directory (or 'bundled'); "
+                   "same LoRA shape, preprocessing and codec required")
     t.add_argument("--no-bf16", action="store_true", help="force fp32 (default: bf16 only where the hardware has native bf16)")
     t.add_argument("--no-resume", action="store_true", help="refuse to continue an existing run in --out")
     t.add_argument("--device", default="auto")
@@ -135,7 +137,7 @@ def cmd_train(args) -> int:
     for k, sec, key in (("n_train", "train", "n_train"), ("epochs", "train", "epochs"), ("lr", "train", "lr"),
                         ("batch_size", "train", "batch_size"), ("grad_accum", "train", "grad_accum"),
                         ("save_every", "train", "save_every"), ("n_eval", "train", "n_eval"),
-                        ("seed", "train", "seed"), ("rank", "lora", "r")):
+                        ("seed", "train", "seed"), ("rank", "lora", "r"), ("init_adapter", "train", "init_adapter")):
         v = getattr(args, k)
         if v is not None:
             over[sec][key] = v

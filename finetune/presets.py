@@ -64,6 +64,9 @@ class TrainConfig:
     bf16: str = _f("auto", "'auto': bf16 weights + autocast where the hardware does bf16 natively (CUDA, CPUs with "
                    "AMX/AVX512-BF16), fp32 elsewhere (bf16 is emulated and ~6x slower on AVX2-only CPUs); 'yes'; 'no'.")
     max_grad_norm: float = _f(1.0, "Gradient clipping.")
+    init_adapter: str = _f("", "Warm start: a LoRA adapter directory (or 'bundled') whose weights initialise this run "
+                           "instead of peft's fresh init; it must share this preset's LoRA shape, preprocessing and "
+                           "codec. Its training ids count as this run's (overlap checks, train_ids.txt). '' = fresh.")
 
     def __post_init__(self):
         if not 0 < self.lr < 1:

@@ -113,6 +113,11 @@ class SimConfig:
     flux_offset_prob: float = _f(0.2, "probability of an offset")
     flux_offset_amplitude: float = _f(0.05, "offset sigma as a fraction of the median flux")
     model_resolution: float = _f(4000.0, "bagpipes R_spec used for the rest-frame model (sampling)")
+    agn_lines_prob: float = _f(0.0, "probability of adding LINER/Seyfert-like narrow lines ([N II] >~ Halpha, "
+                               "strong [O III], [O I], [S II]) that bagpipes' HII-region nebular model lacks; "
+                               "common in real SDSS galaxies, passive ones included")
+    agn_ew_max: float = _f(30.0, "largest rest-frame Halpha equivalent width (A) of the AGN-like lines; "
+                           "drawn log-uniform from 0.3 A")
 
     def __post_init__(self) -> None:
         if int(self.n) != self.n or self.n < 1:
@@ -129,11 +134,11 @@ class SimConfig:
             raise ConfigError("need 0 < snr_min <= snr_median <= snr_max")
         if not (-4.0 <= self.logu_min <= self.logu_max <= 0.0):
             raise ConfigError("need -4 <= logu_min <= logu_max <= 0 (bagpipes nebular grid)")
-        for name in ("passive_frac_low_z", "passive_frac_high_z", "flux_offset_prob"):
+        for name in ("passive_frac_low_z", "passive_frac_high_z", "flux_offset_prob", "agn_lines_prob"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ConfigError(f"{name} must be in [0, 1]")
         for name in ("av_max", "sky_residual_strength", "telluric_strength", "fluxcal_amplitude",
-                     "mask_strength", "flux_offset_amplitude", "inst_sigma_kms", "snr_scatter_dex"):
+                     "mask_strength", "flux_offset_amplitude", "inst_sigma_kms", "snr_scatter_dex", "agn_ew_max"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be >= 0")
         if self.fluxcal_amplitude >= 1.0:
@@ -352,6 +357,9 @@ def observe(wave_rest: np.ndarray, flux_rest: np.ndarray, dlnw: float, p: dict, 
     model = model * (target / max(float(np.mean(model[iband])), 1e-300))
     extra: dict[str, Any] = {}
 
+    if cfg.agn_lines_prob > 0 and rng.random() < cfg.agn_lines_prob:
+        model, extra["agn"] = _add_agn_lines(wave, model, z, cfg, rng)
+
     if cfg.fluxcal_tilt and cfg.fluxcal_amplitude > 0:
         x = np.linspace(-1.0, 1.0, npix)
         a = cfg.fluxcal_amplitude
@@ -413,6 +421,42 @@ def observe(wave_rest: np.ndarray, flux_rest: np.ndarray, dlnw: float, p: dict, 
         flux[(mask & MASK_NODATA) != 0] = 0.0
         extra["masked_frac"] = float(bad.mean())
     return wave, flux, ivar, mask, extra
+
+
+# LINER / Seyfert narrow-line ratios relative to Halpha (ranges drawn uniformly), on top of the
+# HII-region lines bagpipes makes. Names are keys of the one line list (speclm.tools.lines).
+_AGN_RATIOS = {
+    "liner": {"Hbeta": (0.28, 0.36), "NII6585": (1.0, 2.2), "OIII5008": (0.3, 1.2), "OI6302": (0.15, 0.4),
+              "SII6718": (0.35, 0.8), "SII6733": (0.3, 0.6), "OII3727": (0.6, 1.5), "OII3729": (0.6, 1.5)},
+    "seyfert": {"Hbeta": (0.28, 0.36), "NII6585": (0.6, 1.4), "OIII5008": (2.0, 4.0), "OI6302": (0.08, 0.25),
+                "SII6718": (0.25, 0.5), "SII6733": (0.2, 0.4), "OII3727": (0.3, 0.8), "OII3729": (0.3, 0.8)},
+}
+
+
+def _add_agn_lines(wave: np.ndarray, model: np.ndarray, z: float, cfg: SimConfig,
+                   rng: np.random.Generator) -> tuple[np.ndarray, dict]:
+    """Narrow AGN-like emission lines at the galaxy's redshift, scaled to a drawn Halpha EW."""
+    from speclm.tools import lines as L
+
+    kind = "seyfert" if rng.random() < 0.3 else "liner"
+    ratios = {"Halpha": 1.0} | {k: float(rng.uniform(*v)) for k, v in _AGN_RATIOS[kind].items()}
+    ratios["NII6550"] = ratios["NII6585"] / 3.05  # fixed by atomic physics
+    ratios["OIII4960"] = ratios["OIII5008"] / 2.98
+    ew = float(np.exp(rng.uniform(np.log(0.3), np.log(max(cfg.agn_ew_max, 0.31)))))
+    sig_kms = math.hypot(float(rng.uniform(80.0, 300.0)), cfg.inst_sigma_kms)
+    ha_obs = L.get("Halpha").rest_A * (1 + z)
+    near = np.abs(wave - ha_obs) < 60
+    # continuum at Halpha (observed frame); when Halpha is redshifted out of range use the red end
+    cont = float(np.median(model[near])) if near.sum() > 5 else float(np.median(model[-200:]))
+    f_ha = ew * (1 + z) * max(cont, 0.0)
+    add = np.zeros_like(model)
+    for name, r in ratios.items():
+        c = L.get(name).rest_A * (1 + z)
+        if c < wave[0] - 50 or c > wave[-1] + 50:
+            continue
+        sa = c * sig_kms / C_KMS
+        add += r * f_ha * np.exp(-0.5 * ((wave - c) / sa) ** 2) / (math.sqrt(2 * math.pi) * sa)
+    return model + add, {"kind": kind, "ew_halpha": ew, "sigma_kms": sig_kms}
 
 
 def simulate_one(cfg: SimConfig, i: int) -> Spectrum:

@@ -224,6 +224,11 @@ def train_arrays(preset: Preset, out_dir: str | os.PathLike, X_train: np.ndarray
     else:
         model, tok = runtime.model, runtime.tokenizer
     model = make_peft_model(model, preset, cfg.seed)
+    warm = warm_start(model, preset, cfg.init_adapter) if cfg.init_adapter else None
+    if warm:
+        assert_disjoint(warm["train_ids"], val_ids)
+        seen = set(warm["train_ids"])
+        train_ids = list(warm["train_ids"]) + [i for i in map(str, train_ids) if i not in seen]
     model.to(dev)
     n_trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
 
@@ -347,6 +352,9 @@ def train_arrays(preset: Preset, out_dir: str | os.PathLike, X_train: np.ndarray
         "bf16": use_bf16,
         "final_loss": float(np.mean(state["losses"][-20:])) if state["losses"] else None,
     }
+    if warm:
+        card["init_adapter"] = {k: v for k, v in warm.items() if k != "train_ids"} | {"n_train_ids": len(warm["train_ids"])}
+        card["n_train_including_init"] = len(train_ids)
     (out / CARD).write_text(json.dumps(card, indent=2))
     (out / "train_ids.txt").write_text("\n".join(map(str, train_ids)) + "\n")
     if len(X_val) and cfg.n_eval:
@@ -367,6 +375,41 @@ def train_arrays(preset: Preset, out_dir: str | os.PathLike, X_train: np.ndarray
         print(json.dumps({k: card[k] for k in ("steps", "tokens_per_second", "final_loss")} |
                          {"metrics_val": card.get("metrics_val")}), flush=True)
     return card
+
+
+def warm_start(model, preset: Preset, path: str) -> dict:
+    """Load an existing adapter's LoRA weights into ``model`` (a fresh PeftModel of the same shape).
+
+    Why: continuing from the bundled adapter (on more or different spectra, e.g. a user's own SDSS
+    set) skips the long loss plateau a fresh LoRA sits on before it starts reading the spectrum.
+    Refuses adapters whose preprocessing, codec or LoRA shape differ, since those weights would be
+    read against a different text.
+    """
+    from peft import set_peft_model_state_dict
+    from peft.utils import load_peft_weights
+
+    from speclm.finetune.runtime import read_card, resolve_adapter
+
+    src = resolve_adapter(path)
+    card = read_card(src)
+    for key, mine in (("preprocess", preset.preprocess.to_dict()), ("codec", preset.codec.to_dict())):
+        if card.get(key) != mine:
+            raise TrainingError(f"--init-adapter {path}: its {key} config differs from preset {preset.name!r}; "
+                                f"warm starts need the same text encoding")
+    acfg = json.loads((Path(src) / "adapter_config.json").read_text())
+    if int(acfg.get("r", -1)) != preset.lora.r or set(acfg.get("target_modules") or []) != set(preset.lora.target_modules):
+        raise TrainingError(f"--init-adapter {path}: LoRA r={acfg.get('r')} on {sorted(acfg.get('target_modules') or [])} "
+                            f"does not match the preset's r={preset.lora.r} on {sorted(preset.lora.target_modules)}")
+    weights = load_peft_weights(src, device="cpu")
+    res = set_peft_model_state_dict(model, weights)
+    missing = [k for k in getattr(res, "missing_keys", []) if "lora_" in k]
+    if missing or getattr(res, "unexpected_keys", []):
+        raise TrainingError(f"--init-adapter {path}: weights do not fit this model "
+                            f"({len(missing)} LoRA tensors missing, {len(res.unexpected_keys)} unexpected)")
+    ids_f = Path(src) / "train_ids.txt"
+    ids = ids_f.read_text().split() if ids_f.is_file() else []
+    return {"path": str(Path(src).resolve()), "steps": card.get("steps"), "train_ids_sha": _sha(ids),
+            "base_model": card.get("base_model"), "train_ids": ids}
 
 
 def _sha(ids) -> str:

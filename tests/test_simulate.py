@@ -161,3 +161,32 @@ def test_config_validation(bad):
 
 def test_help_on_every_field():
     assert all(SimConfig.help().values())
+
+
+def test_agn_lines_on_a_passive_galaxy():
+    """agn_lines_prob=1 puts [N II] 6585 and [O III] 5008 emission at (1+z) x rest on a passive galaxy;
+    the default (0) leaves the spectrum bit-identical to older datasets."""
+    base = SimConfig(n=400, seed=4, z_max=0.3, **CLEAN)
+    i = _find(base, {"passive"}, (0.02, 0.3), where=lambda p: p["recent_frac"] < 1e-4)
+    agn = SimConfig(n=400, seed=4, z_max=0.3, agn_lines_prob=1.0, agn_ew_max=20.0, **CLEAN)
+    a, b = simulate_one(base, i), simulate_one(agn, i)
+    assert "agn" in b.meta["sim"] and "agn" not in a.meta["sim"]
+    z = a.meta["z"]
+    for rest in (6585.27, 5008.24):
+        win = np.abs(a.wavelength - rest * (1 + z)) < 6
+        assert (b.flux[win] - a.flux[win]).max() > 0.02 * np.median(a.flux[win]), rest
+    far = np.abs(a.wavelength - 6000 * (1 + z)) < 30  # no line there: unchanged
+    assert np.allclose(a.flux[far], b.flux[far])
+    assert np.array_equal(simulate_one(SimConfig(n=400, seed=4, z_max=0.3), i).flux,
+                          simulate_one(SimConfig(n=400, seed=4, z_max=0.3, agn_lines_prob=0.0), i).flux)
+
+
+def test_sim_overrides_parse():
+    from speclm.finetune.data_cli import parse_sim_overrides
+
+    assert parse_sim_overrides(["snr_max=80", "telluric=false", "agn-lines-prob=0.3"]) == {
+        "snr_max": 80.0, "telluric": False, "agn_lines_prob": 0.3}
+    for bad, msg in ((["nope=1"], "unknown simulator field"), (["snr_max"], "FIELD=VALUE"),
+                     (["snr_max=x"], "not a valid float"), (["noise=maybe"], "not a valid bool")):
+        with pytest.raises(ConfigError, match=msg):
+            parse_sim_overrides(bad)

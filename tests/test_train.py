@@ -119,3 +119,42 @@ def test_refuses_changed_preset_on_resume(tmp_path):
     with pytest.raises(TrainingError):
         train_arrays(p2, tmp_path, X[:32], z[:32], X[32:], z[32:], train_ids=ids[:32], val_ids=ids[32:],
                      progress=False)
+
+
+def test_warm_start_from_adapter(tmp_path):
+    """--init-adapter: a 0-step-LR run from an adapter keeps its weights; its train ids count as ours."""
+    from safetensors.torch import load_file
+
+    X, z, ids = _data(40)
+    p = get_preset("tiny", train={"n_eval": 0})
+    train_arrays(p, tmp_path / "a", X[:16], z[:16], X[32:], z[32:], train_ids=ids[:16], val_ids=ids[32:], progress=False)
+    wa = load_file(tmp_path / "a" / "adapter_model.safetensors")
+    # fresh init differs from the trained weights; a warm start begins exactly at them
+    from speclm.finetune.runtime import load_base_model
+    from speclm.finetune.train import make_peft_model, warm_start
+
+    m, _, _ = load_base_model("tiny", dtype="float32")
+    m = make_peft_model(m, p, 0)
+    info = warm_start(m, p, str(tmp_path / "a"))
+    sd = {k: v for k, v in m.state_dict().items() if "lora_" in k}
+    assert len(sd) == len(wa) and info["train_ids"] == ids[:16]
+    for k, v in wa.items():
+        match = [kk for kk in sd if kk.replace(".default", "") == k]
+        assert match and torch.equal(sd[match[0]], v), k
+
+    pw = get_preset("tiny", train={"n_eval": 0, "init_adapter": str(tmp_path / "a")})
+    card = train_arrays(pw, tmp_path / "b", X[16:32], z[16:32], X[32:], z[32:], train_ids=ids[16:32],
+                        val_ids=ids[32:], progress=False)
+    assert card["init_adapter"]["n_train_ids"] == 16 and card["n_train_including_init"] == 32
+    assert (tmp_path / "b" / "train_ids.txt").read_text().split() == ids[:32]
+    # the warm start's training spectra may not be validated on
+    with pytest.raises(TrainingError, match="both train and validation"):
+        train_arrays(pw, tmp_path / "c", X[16:32], z[16:32], X[:8], z[:8], train_ids=ids[16:32],
+                     val_ids=ids[:8], progress=False)
+    # a different LoRA shape or codec is refused with a specific message
+    with pytest.raises(TrainingError, match="LoRA r="):
+        warm_start(make_peft_model(load_base_model("tiny", dtype="float32")[0], get_preset("tiny", lora={"r": 2, "alpha": 4}), 0),
+                   get_preset("tiny", lora={"r": 2, "alpha": 4}), str(tmp_path / "a"))
+    p_codec = get_preset("tiny", preprocess={"n_bins": 8, "continuum_window": 3})
+    with pytest.raises(TrainingError, match="preprocess config differs"):
+        warm_start(make_peft_model(load_base_model("tiny", dtype="float32")[0], p_codec, 0), p_codec, str(tmp_path / "a"))
