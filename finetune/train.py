@@ -157,8 +157,15 @@ _NON_TRAINING = ("save_every", "eval_every", "n_eval")
 
 
 def _training_fields(d: dict) -> dict:
+    """The parts of a preset that change the optimisation, with fields a checkpoint predates filled
+    by their defaults (a run checkpointed before a new TrainConfig field existed behaved like it)."""
+    from speclm.finetune.presets import LoraConfig, TrainConfig
+
     d = json.loads(json.dumps(d))
     d.pop("description", None)
+    for sec, cls in (("train", TrainConfig), ("lora", LoraConfig)):
+        if isinstance(d.get(sec), dict):
+            d[sec] = json.loads(json.dumps(asdict(cls()))) | d[sec]
     for k in _NON_TRAINING:
         d.get("train", {}).pop(k, None)
     return d

@@ -158,3 +158,18 @@ def test_warm_start_from_adapter(tmp_path):
     p_codec = get_preset("tiny", preprocess={"n_bins": 8, "continuum_window": 3})
     with pytest.raises(TrainingError, match="preprocess config differs"):
         warm_start(make_peft_model(load_base_model("tiny", dtype="float32")[0], p_codec, 0), p_codec, str(tmp_path / "a"))
+
+
+def test_resume_checkpoint_that_predates_a_new_field(tmp_path):
+    """A checkpoint written before TrainConfig grew a field (saved preset lacks it) still resumes."""
+    X, z, ids = _data(40)
+    p = get_preset("tiny", train={"n_eval": 0})
+    train_arrays(p, tmp_path, X[:32], z[:32], X[32:], z[32:], train_ids=ids[:32], val_ids=ids[32:],
+                 stop_after=1, progress=False)
+    st = next((tmp_path / "checkpoints").glob("step-*")) / "state.json"
+    saved = json.loads(st.read_text())
+    del saved["preset"]["train"]["init_adapter"]
+    st.write_text(json.dumps(saved))
+    card = train_arrays(p, tmp_path, X[:32], z[:32], X[32:], z[32:], train_ids=ids[:32], val_ids=ids[32:],
+                        progress=False)
+    assert card["steps"] == 4
