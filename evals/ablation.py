@@ -33,6 +33,7 @@ AXES = ("lr", "r", "epochs", "n_train")
 SECTION_TITLES = {"lr": "Varying Learning Rate", "r": "Varying LoRA Rank",
                   "epochs": "Varying Number of Epochs", "n_train": "Varying Training Size"}
 COLUMNS = ("Learning Rate", "LoRA Rank", "Training size", "Epochs", "Redshift MAE", "Scientific QA", "General QA")
+EXTRA_COLUMNS = ("Δ log p sci.", "Δ log p gen.")
 RESULT = "result.json"
 
 # Rates on this project's 2-core CPU box (no AMX, so fp32), embedded SmolLM2-135M, used only for the
@@ -351,7 +352,9 @@ def run_cell(cell: Cell, preset, data: GridData, spec: GridSpec, cfg: AblationCo
                      "astro_pct": rep["retention_pct"]["always"]["astro"],
                      "general_pct": rep["retention_pct"]["always"]["general"],
                      "n_astro": a["astro"]["n"], "n_general": a["general"]["n"],
-                     "astro_stderr": a["astro"]["stderr"], "general_stderr": a["general"]["stderr"]}
+                     "astro_stderr": a["astro"]["stderr"], "general_stderr": a["general"]["stderr"],
+                     "astro_logp": a["astro"].get("mean_logprob_correct"),
+                     "general_logp": a["general"].get("mean_logprob_correct")}
     result = {"cell": cell.__dict__ | {"name": cell.name}, "preset": p.to_dict(),
               "mae": mv.get("mae"), "median_abs": mv.get("median_abs"), "n_val": mv.get("n"),
               "mae_constant_median": mv.get("mae_constant_median"),
@@ -450,6 +453,11 @@ def markdown_table(preset, spec, sections, fid: Cell, done: dict, base: dict | N
         v = r["retention"].get(k)
         return "n/a" if v is None else f"{v:.1f}%"  # n/a: the base model scored 0 on that set
 
+    def dlogp(r, key):
+        v = (r or {}).get("retention") or {}
+        lp, b = v.get(f"{key}_logp"), ((base or {}).get(key) or {}).get("mean_logprob_correct")
+        return "—" if lp is None or b is None else f"{lp - b:+.3f}"
+
     lines = [f"# Table 1 re-measured: preset `{preset.name}` ({preset.base}), grid `{spec.name}`", "",
              f"Dataset: `{cfg.dataset}`. Redshift MAE on the first {spec.n_val} validation spectra "
              "(constrained decoding, from each cell's training card). Scientific QA = MMLU astronomy, General QA = "
@@ -458,17 +466,20 @@ def markdown_table(preset, spec, sections, fid: Cell, done: dict, base: dict | N
              "nutrition), each as % of the base model's accuracy with the adapter always on (the paper's setting); "
              "the paper's AstroBench answer keys are not public. MMLU questions per subject: "
              f"{spec.retention_limit or 'all'}. Fiducial rows in **bold**; — = not run yet; n/a = base accuracy 0.", "",
-             "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+             "Δ log p = change of the mean log-probability of the correct answer against the base model (nats; "
+             "0 = unchanged, negative = the adapter hurts): it shows a cost even where a small model's accuracy "
+             "sits at chance.", "",
+             "| " + " | ".join(COLUMNS + EXTRA_COLUMNS) + " |", "|" + "---|" * (len(COLUMNS) + len(EXTRA_COLUMNS))]
     fixed = {"lr": lambda c: f"rate = {_lr_text(c.lr)}", "r": lambda c: f"rank = {c.r}",
              "epochs": lambda c: f"epochs = {c.epochs:g}", "n_train": lambda c: f"samples = {c.n_train:,}"}
     for axis, cells in sections.items():
         others = ", ".join(fixed[a](fid) for a in AXES if a != axis)
-        lines.append(f"| *{SECTION_TITLES[axis]} ({others})* |" + " |" * (len(COLUMNS) - 1))
+        lines.append(f"| *{SECTION_TITLES[axis]} ({others})* |" + " |" * (len(COLUMNS) + len(EXTRA_COLUMNS) - 1))
         for c in cells:
             r = done.get(c.name)
             mae = "—" if not r or r.get("mae") is None else f"{r['mae']:.3f}"
             row = [_lr_text(c.lr), str(c.r), f"{c.n_train:,}", f"{c.epochs:g}", mae,
-                   pct(r, "astro_pct"), pct(r, "general_pct")]
+                   pct(r, "astro_pct"), pct(r, "general_pct"), dlogp(r, "astro"), dlogp(r, "general")]
             if c == fid:
                 row = [f"**{v}**" for v in row]
             lines.append("| " + " | ".join(row) + " |")

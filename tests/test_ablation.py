@@ -87,9 +87,11 @@ def test_markdown_in_paper_layout(tmp_path):
     spec = A.GRIDS["paper"]
     for c in A.grid_cells(preset, spec)[:3]:
         A._write_json(tmp_path / "cells" / c.name / A.RESULT, {
-            "mae": 0.043 if c.lr == 1e-4 else 0.1, "retention": {"astro_pct": 85.2, "general_pct": 89.4}})
+            "mae": 0.043 if c.lr == 1e-4 else 0.1, "retention": {"astro_pct": 85.2, "general_pct": 89.4,
+                                                                  "astro_logp": -1.25, "general_logp": -1.0}})
     A._write_json(tmp_path / "retention_base.json", {"key": {}, "base": {
-        "astro": {"acc": 0.5, "n": 152}, "general": {"acc": 0.4, "n": 3028}}})
+        "astro": {"acc": 0.5, "n": 152, "mean_logprob_correct": -1.0},
+        "general": {"acc": 0.4, "n": 3028, "mean_logprob_correct": -1.1}}})
     summary = A.collect(tmp_path, preset, spec, A.AblationConfig(preset="paper", grid="paper", out=str(tmp_path)))
     md = (tmp_path / "ablation.md").read_text()
     assert "| Learning Rate | LoRA Rank | Training size | Epochs | Redshift MAE | Scientific QA | General QA |" in md
@@ -97,8 +99,8 @@ def test_markdown_in_paper_layout(tmp_path):
                   "Varying LoRA Rank (rate = 10^-4, epochs = 2, samples = 3,000)",
                   "Varying Number of Epochs", "Varying Training Size"):
         assert title in md
-    assert "| **10^-4** | **8** | **3,000** | **2** | **0.043** | **85.2%** | **89.4%** |" in md
-    assert "| 10^-4 | 8 | 750 | 2 | — | — | — |" in md
+    assert "| **10^-4** | **8** | **3,000** | **2** | **0.043** | **85.2%** | **89.4%** | **-0.250** | **+0.100** |" in md
+    assert "| 10^-4 | 8 | 750 | 2 | — | — | — | — | — |" in md
     assert summary["plot"] and Path(summary["plot"]).stat().st_size > 1000
 
 
