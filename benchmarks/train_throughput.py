@@ -3,7 +3,9 @@
 plain  : fp32 weights, full-sequence logits, HF's built-in loss (labels=...), no autocast.
 speclm : the trainer's path: bf16 weights + bf16 autocast where the hardware has native bf16
          (CUDA, AMX/AVX512-BF16 CPUs; fp32 elsewhere, where bf16 is emulated and slower), fp32 LoRA
-         weights, logits only for the answer window (train.answer_loss).
+         weights, logits only for the answer window (train.answer_loss), computed as one GEMM on a
+         contiguous slice (runtime.contiguous_head_input; without it the strided slice made matmul
+         broadcast the 28M-value head weight per row, a third of the step).
 Both train the same LoRA (preset smollm2 shape) on the same batches; steps alternate between the
 two so background load affects both alike. Prints tokens/s of each and the ratio.
 

@@ -173,3 +173,19 @@ def test_resume_checkpoint_that_predates_a_new_field(tmp_path):
     card = train_arrays(p, tmp_path, X[:32], z[:32], X[32:], z[32:], train_ids=ids[:32], val_ids=ids[32:],
                         progress=False)
     assert card["steps"] == 4
+
+
+def test_lm_head_gets_a_contiguous_answer_window():
+    """The answer-window slice reaches the LM head contiguous (one GEMM, no broadcast weight copy)
+    and gives the same logits as slicing the full output."""
+    from speclm.finetune.runtime import load_base_model
+
+    model, _, _ = load_base_model("tiny", dtype="float32")
+    seen = []
+    model.get_output_embeddings().register_forward_pre_hook(lambda m, a: seen.append(a[0].is_contiguous()))
+    ids = torch.randint(5, 100, (3, 20))
+    with torch.no_grad():
+        part = model(input_ids=ids, logits_to_keep=4).logits
+        full = model(input_ids=ids).logits
+    assert seen == [True, True]
+    assert torch.allclose(part, full[:, -4:], atol=1e-5)
