@@ -36,14 +36,13 @@ COLUMNS = ("Learning Rate", "LoRA Rank", "Training size", "Epochs", "Redshift MA
 EXTRA_COLUMNS = ("Δ log p sci.", "Δ log p gen.")
 RESULT = "result.json"
 
-# Rates on this project's 2-core CPU box (no AMX, so fp32), embedded SmolLM2-135M, used only for the
-# printed time estimate; finished cells replace the training rate with their own tokens/s.
-# mmlu_s_per_question: measured 1.6-2.0 s per letter-format question (one forward of ~120
-# tokens incl. the 49k-vocabulary head) while the box ran at load average 5-7; cloze costs ~4x.
-# train_tokens_per_s and predict_s_per_spectrum are NOT measured (the box was saturated by other
-# jobs when this was written): rough fp32 guesses for 135M on 2 cores, to be replaced by the
-# first finished cell's own tokens/s (which the estimate then uses automatically).
-CPU_RATES = {"train_tokens_per_s": 150.0, "predict_s_per_spectrum": 0.5, "mmlu_s_per_question": 1.6}
+# Rates measured on this project's 2-core CPU (AVX512-BF16, bf16 autocast), embedded SmolLM2-135M,
+# used only for the printed time estimate; finished cells replace the training rate with their own
+# tokens/s. train: benchmarks/train_throughput.py, 2 threads alone (298 tokens/s; ~170 with one
+# thread while a second job has the other core, which is how the cpu grid ran). predict: 4.7
+# spectra/s (`speclm eval redshift --limit 96`). MMLU: ~0.3 s per letter-format question
+# (lm-eval loglikelihood, 4 requests of ~120 tokens, batch 8), while other jobs shared the CPU.
+CPU_RATES = {"train_tokens_per_s": 170.0, "predict_s_per_spectrum": 0.21, "mmlu_s_per_question": 0.3}
 
 
 class AblationError(SpeclmError):
