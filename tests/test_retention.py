@@ -42,8 +42,10 @@ def perturbed_adapter(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def report(mmlu_dir, perturbed_adapter) -> dict:
+    # float32 explicitly: 'auto' is bf16 on AVX512-BF16/AMX CPUs, and the lm-eval loader test below
+    # compares against a float32 load, so the two must not depend on which CPU runs the suite
     cfg = R.RetentionConfig(mmlu_dir=str(mmlu_dir), base="tiny", adapter=str(perturbed_adapter),
-                            limit=LIMIT, batch_size=16)
+                            limit=LIMIT, batch_size=16, dtype="float32")
     return R.run_retention(cfg, progress=False)
 
 
