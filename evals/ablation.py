@@ -465,9 +465,10 @@ def markdown_table(preset, spec, sections, fid: Cell, done: dict, base: dict | N
              "nutrition), each as % of the base model's accuracy with the adapter always on (the paper's setting); "
              "the paper's AstroBench answer keys are not public. MMLU questions per subject: "
              f"{spec.retention_limit or 'all'}. Fiducial rows in **bold**; — = not run yet; n/a = base accuracy 0.", "",
-             "Δ log p = change of the mean log-probability of the correct answer against the base model (nats; "
-             "0 = unchanged, negative = the adapter hurts): it shows a cost even where a small model's accuracy "
-             "sits at chance.", "",
+             "Δ log p = change of the mean log-probability of the correct letter (renormalised over A-D) against "
+             "the base model, in nats: 0 = unchanged. It moves even where accuracy does not, but for a model at "
+             "chance a rise usually means a flatter (less confidently wrong) letter distribution, not more "
+             "knowledge (uniform = ln 1/4 = -1.386): read it beside the accuracy columns.", "",
              "| " + " | ".join(COLUMNS + EXTRA_COLUMNS) + " |", "|" + "---|" * (len(COLUMNS) + len(EXTRA_COLUMNS))]
     fixed = {"lr": lambda c: f"rate = {_lr_text(c.lr)}", "r": lambda c: f"rank = {c.r}",
              "epochs": lambda c: f"epochs = {c.epochs:g}", "n_train": lambda c: f"samples = {c.n_train:,}"}
