@@ -9,6 +9,7 @@ Heavy imports (torch, langgraph) happen inside the handler.
 from __future__ import annotations
 
 import argparse
+import json
 import importlib.util
 import sys
 import tempfile
@@ -36,6 +37,9 @@ def register(subparsers) -> None:
     p.add_argument("--openai-adapter-model", default=None, help="LoRA name on the server")
     p.add_argument("--max-new-tokens", type=int, default=120)
     p.add_argument("--cosmology", default="Planck18")
+    p.add_argument("--json", action="store_true",
+                   help="print the transcript as JSON ({messages: [{role, content, ...}]}) on stdout, for "
+                        "`speclm report --conversation`; the live dialogue goes to stderr")
     p.set_defaults(func=run_demo)
 
 
@@ -124,12 +128,32 @@ def run_demo(args) -> int:
         if not a.backend.has_adapter:  # loads the model; the demo is pointless without the adapter
             raise ModelLoadError(a.backend.adapter_error or "no redshift adapter loaded")
         spectrum = Path(args.spectrum) if args.spectrum else default_spectrum(tmp)
-        print(f"speclm demo — {a.backend.describe()}, adapter mode {cfg.adapter_mode}")
+        out = sys.stderr if args.json else sys.stdout
+        print(f"speclm demo — {a.backend.describe()}, adapter mode {cfg.adapter_mode}", file=out)
         thread = a.new_thread_id()
-        r1 = _play(a, thread, STEP1, spectrum)
-        _numbers(r1)
-        if r1.route == "error":
-            return 1
-        r2 = _play(a, thread, args.question)
-        _numbers(r2)
-    return 0
+        r1 = _play(a, thread, STEP1, spectrum, out=out)
+        _numbers(r1, out=out)
+        turns = [(STEP1, spectrum.name, r1)]
+        if r1.route != "error":
+            r2 = _play(a, thread, args.question, out=out)
+            _numbers(r2, out=out)
+            turns.append((args.question, None, r2))
+        if args.json:
+            print(json.dumps(transcript(turns, a.backend.describe(), cfg.adapter_mode), indent=1, default=str))
+    return 1 if r1.route == "error" else 0
+
+
+def transcript(turns, backend: str, adapter_mode: str) -> dict:
+    """The dialogue as {role, content} messages; each assistant message carries the tool numbers."""
+    msgs = []
+    for text, attached, r in turns:
+        msgs.append({"role": "user", "content": text + (f"  [attached: {attached}]" if attached else "")})
+        msgs.append({"role": "assistant", "content": r.reply, "route": r.route, "adapter_on": r.adapter_on,
+                     "tools": [t.get("name") for t in r.tool_trace],
+                     "numbers": {k: v for k, v in (("prediction", r.prediction), ("check", _brief_check(r.check)),
+                                                   ("cosmology", r.cosmology)) if v}})
+    return {"kind": "speclm-demo", "backend": backend, "adapter_mode": adapter_mode, "messages": msgs}
+
+
+def _brief_check(c: dict | None) -> dict | None:
+    return None if not c else {k: c.get(k) for k in ("z", "z_input", "confident", "n_lines", "reason")}
