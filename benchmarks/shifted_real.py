@@ -58,7 +58,6 @@ def main() -> None:
     out = []
     for f in ppxf_sdss_files():
         s = read_spectrum(f)
-        s.meta.setdefault("id", f.stem)
         s.meta["id"] = f.stem
         out.extend(shifted(s, float(z), a.wave_max) for z in zs)
     path = write_dataset(a.out, out, split_of=["test"] * len(out), overwrite=a.overwrite,
