@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,8 +18,8 @@ from speclm.tools.spectrum import Spectrum, air_to_vacuum, read_spectrum, summar
 
 
 @pytest.mark.parametrize("fixture, n_pixels, n_good, plate, mjd, fiberid, cls, specobjid", [
-    ("ngc3522_fits", 3815, 3813, 2488, 54149, 1, "GALAXY", 2801239312711051264),
-    ("ngc3073_fits", 3848, 3842, 945, 52652, 470, "STAR", 1064104649075746816),
+    ("ngc3522_fits", 3815, 3815, 2488, 54149, 1, "GALAXY", 2801239312711051264),
+    ("ngc3073_fits", 3848, 3847, 945, 52652, 470, "STAR", 1064104649075746816),
 ])
 def test_real_sdss_file(request, fixture, n_pixels, n_good, plate, mjd, fiberid, cls, specobjid):
     path = request.getfixturevalue(fixture)
@@ -54,7 +55,7 @@ def test_cli_inspect_json_real_file(ngc3522_fits):
     out = json.loads(proc.stdout)
     with fits.open(ngc3522_fits) as hdul:
         assert out["z_catalog"] == float(hdul["SPECOBJ"].data["Z"][0])
-    assert out["n_pixels"] == 3815 and out["n_good"] == 3813
+    assert out["n_pixels"] == 3815 and out["n_good"] == 3815
     assert out["wave_min"] == pytest.approx(3826.484, abs=1e-3)
     assert out["wave_max"] == pytest.approx(9208.736, abs=1e-3)
     assert out["median_snr"] > 10 and out["class"] == "GALAXY"
@@ -232,18 +233,53 @@ def test_spspec_catalog(tmp_path):
 # ------------------------------------------------------------------------------------------
 
 
-def test_and_mask_and_nan_flux_become_zero_ivar(tmp_path):
+def test_and_mask_bad_bits_and_nan_flux_become_zero_ivar(tmp_path):
+    """SDSS and_mask: the no-data bits (FULLREJECT, NOSKY, NODATA, COMBINEREJ) make a pixel bad;
+    warning bits (BRIGHTSKY, fiber-level MANYBADCOLUMNS) do not, and are counted in meta."""
     from speclm.tools.spectrum import write_sdss_spec_fits
 
     flux = FLUX.copy()
     flux[[5, 6]] = np.nan
     mask = np.zeros(N, np.int32)
-    mask[[100, 101, 102]] = 1 << 23  # BRIGHTSKY
+    mask[[100, 101, 102]] = (1 << 18) | (1 << 4)    # FULLREJECT (+ a fiber-level warning bit)
+    mask[103] = 1 << 22                              # NOSKY
+    mask[[200, 201]] = 1 << 23                       # BRIGHTSKY: a warning, ivar stays
+    mask[300:400] = 1 << 4                           # MANYBADCOLUMNS: fiber-level, ivar stays
     p = write_sdss_spec_fits(tmp_path / "m.fits", np.log10(WAVE), flux, IVAR, 0.1, and_mask=mask)
     spec = read_spectrum(p)
-    assert int(spec.good.sum()) == N - 5
-    assert np.all(spec.ivar[[5, 6, 100, 101, 102]] == 0)
+    assert int(spec.good.sum()) == N - 6
+    assert np.all(spec.ivar[[5, 6, 100, 101, 102, 103]] == 0)
+    assert np.all(spec.ivar[[200, 201, 300, 399]] > 0)
+    assert spec.meta["and_mask_info_pixels"] == 102
     assert np.all(spec.flux[[5, 6]] == 0) and np.isfinite(spec.flux).all()
+
+
+REAL_DEV = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "sdss_real_dev" / "fits"
+
+
+@pytest.mark.parametrize("name", ["spec-0266-51602-0526.fits", "spec-0266-51630-0174.fits"])
+def test_real_file_with_fiber_level_mask_bits_keeps_its_pixels(name):
+    """These real SDSS spectra have and_mask bits on 46-48% of their pixels (MANYBADCOLUMNS,
+    NEARBADPIXEL: warnings, ivar is fine there). Reading them must keep every pixel whose ivar
+    is positive and that carries no no-data bit; and the preprocessed vector must be usable."""
+    path = REAL_DEV / name
+    if not path.exists():
+        pytest.skip(f"{path} not available (../shared/data/sdss_real_dev)")
+    from speclm.finetune.preprocess import preprocess
+    from speclm.finetune.presets import get_preset
+
+    with fits.open(path) as hdul:
+        and_mask = np.asarray(hdul["COADD"].data["and_mask"]).astype(np.int64)
+        ivar = np.asarray(hdul["COADD"].data["ivar"], np.float64)
+    assert (and_mask != 0).mean() > 0.4                      # the case this test is about
+    spec = read_spectrum(path)
+    expected = (ivar > 0) & ((and_mask & ((1 << 18) | (1 << 22) | (1 << 24) | (1 << 25))) == 0)
+    np.testing.assert_array_equal(spec.good, expected)
+    assert spec.good.mean() > 0.85                           # was ~0.5 when every bit counted
+    assert spec.meta["and_mask_info_pixels"] > 0.3 * spec.n_pixels
+    for preset in ("smollm2", "paper"):
+        vec = preprocess(spec, get_preset(preset).preprocess)
+        assert np.isfinite(vec).all() and vec.size == get_preset(preset).preprocess.n_bins
 
 
 def test_decreasing_wavelengths_are_reversed(tmp_path):

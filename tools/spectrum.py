@@ -1,8 +1,9 @@
 """The one in-memory spectrum type, and the one function every entry point reads files with.
 
 Why one type: the CLI, datasets, the agent and the UI all hand spectra to the same preprocessing,
-so they must agree on units (vacuum Angstrom, observed frame), on what a bad pixel is (ivar == 0
-or mask != 0) and on where catalog metadata lives.
+so they must agree on units (vacuum Angstrom, observed frame), on what a bad pixel is (ivar == 0,
+or a mask bit that means bad data: for SDSS files only FULLREJECT/NOSKY/NODATA/COMBINEREJ, see
+:data:`SDSS_BAD_PIXEL_BITS`) and on where catalog metadata lives.
 
 Why one reader (:func:`read_spectrum`): a user's file can be wrong in a dozen ways. Each way has
 its own exception type in :mod:`speclm.tools.errors`, and every entry point must raise the same
@@ -78,7 +79,9 @@ class Spectrum:
     wavelength: vacuum Angstrom, strictly increasing (converted from air if the file said air).
     flux: as stored (SDSS: 1e-17 erg/s/cm^2/A); NaN never appears (bad pixels get ivar=0).
     ivar: inverse variance of flux; 0 marks a pixel that carries no information.
-    mask: integer mask (SDSS and_mask); nonzero = bad. Zeros if the file had none.
+    mask: integer mask; nonzero = bad. For SDSS files it holds only the and_mask bits that mean
+          "no data here" (:data:`SDSS_BAD_PIXEL_BITS`); the other and_mask bits are warnings
+          (counted in ``meta["and_mask_info_pixels"]``). Zeros if the file had none.
     meta: catalog metadata when present: z, z_err, class, plate, mjd, fiberid, specobjid, ra, dec,
           plus provenance: source (path or "simulated"), format, wave_unit_in, air_or_vacuum.
     """
@@ -180,6 +183,7 @@ class _Raw:
     ivar: Any = None
     err: Any = None
     mask: Any = None
+    mask_bits: int | None = None      # mask bits that mean bad (None: any nonzero value)
     wave_unit: str | None = None      # declared by the file; None = infer from values
     medium: str | None = None         # "air" / "vacuum" declared by the file
     catalog: dict[str, Any] = field(default_factory=dict)
@@ -273,6 +277,15 @@ _SPSPEC_CLASS = {0: "UNKNOWN", 1: "STAR", 2: "GALAXY", 3: "QSO", 4: "QSO", 5: "S
                  7: "GALAXY"}
 _SPSPEC_EMLINE_BIT = 1 << 30   # spSpec SP_MASK_EMLINE marks emission lines, not bad pixels
 
+# SDSS pixel-mask policy (sdss.org "SPPIXMASK"; DR8-DR17 algorithm pages): "the conditions that
+# are considered very bad are already used to set ... the inverse variance to zero", so ivar is the
+# authority. Bits 0-15 describe a whole fiber or camera half (MANYBADCOLUMNS, BADTRACE, ... are set
+# on half the pixels of many good spectra) and bits 16-31 other than the ones below are warnings
+# (NEARBADPIXEL, LOWFLAT, SCATTEREDLIGHT, BRIGHTSKY, BADSKYCHI, ...). Only the bits that mean
+# "no data at this pixel" make a pixel bad, whatever its ivar says.
+SDSS_MASK_BITS = {"FULLREJECT": 18, "NOSKY": 22, "NODATA": 24, "COMBINEREJ": 25}
+SDSS_BAD_PIXEL_BITS = sum(1 << b for b in SDSS_MASK_BITS.values())
+
 
 def _vector(table, name: str) -> np.ndarray:
     """A table column as 1-D: N scalar rows, or one row holding an N-vector."""
@@ -330,7 +343,7 @@ def _read_sdss_spec(hdul, coadd, path: Path) -> _Raw:
             f"{path}: SDSS COADD table lacks loglam/flux columns (has: {', '.join(names)})")
     data = coadd.data
     raw = _Raw(fmt="sdss-spec", wave=_vector(data, wname), flux=_vector(data, fname),
-               ivar=_vector(data, iname) if iname else None,
+               ivar=_vector(data, iname) if iname else None, mask_bits=SDSS_BAD_PIXEL_BITS,
                wave_unit="log10(Angstrom)", medium="vacuum")
     mname = _find(names, ("and_mask",))
     if mname:
@@ -370,7 +383,8 @@ def _read_spspec(hdu, path: Path) -> _Raw:
     if data.shape[0] >= 4:
         mask = data[3].astype(np.int64) & ~np.int64(_SPSPEC_EMLINE_BIT)
     raw = _Raw(fmt="sdss-spspec", wave=wave_log, flux=data[0], err=data[2], mask=mask,
-               wave_unit="log10(Angstrom)", medium=_medium_from_header(hdr) or "vacuum")
+               mask_bits=SDSS_BAD_PIXEL_BITS, wave_unit="log10(Angstrom)",
+               medium=_medium_from_header(hdr) or "vacuum")
     for key, hkey in (("z", "Z"), ("z_err", "Z_ERR"), ("plate", "PLATEID"), ("mjd", "MJD"),
                       ("fiberid", "FIBERID"), ("ra", "RAOBJ"), ("dec", "DECOBJ"),
                       ("specobjid", "SPECOBJID"), ("zwarning", "Z_WARNIN")):
@@ -776,6 +790,10 @@ def _finalize(raw: _Raw, path: Path, *, min_pixels: int, air: bool | None) -> Sp
     if mask.size != n:
         raise CorruptFileError(f"{path}: {n} wavelengths but {mask.size} mask values")
 
+    info_pixels = 0
+    if raw.mask_bits is not None:      # SDSS: keep only the bits that mean bad data (see above)
+        info_pixels = int(np.sum((mask != 0) & ((mask & raw.mask_bits) == 0)))
+        mask = mask & raw.mask_bits
     bad = ~finite | ~np.isfinite(ivar) | (ivar < 0) | (mask != 0)
     ivar[bad] = 0.0
     flux[~finite] = 0.0
@@ -829,6 +847,8 @@ def _finalize(raw: _Raw, path: Path, *, min_pixels: int, air: bool | None) -> Sp
         "air_or_vacuum_assumed": medium_file is None and air is None,
         "ivar_assumed": ivar_assumed, "warnings": notes,
     })
+    if raw.mask_bits is not None:
+        spec.meta["and_mask_info_pixels"] = info_pixels
     return spec
 
 
