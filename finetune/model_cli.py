@@ -21,6 +21,9 @@ def register(sub) -> None:
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--device", default="auto")
     p.add_argument("--json", action="store_true", help="one JSON object per spectrum (JSON lines)")
+    p.add_argument("--refine", action="store_true",
+                   help="state the assistant's redshift: the model's p(z) modes plus a blind template search "
+                        "(GALAXY 0-1.5, QSO 0-7, STAR z~0), with spectral type, confidence, warnings and alternatives")
     p.set_defaults(func=cmd_predict)
 
     t = sub.add_parser("train", help="LoRA fine-tune a base model on a speclm dataset",
@@ -104,6 +107,8 @@ def cmd_predict(args) -> int:
     results = pred.predict_prompts(prompts, batch_size=args.batch_size, progress=len(prompts) > 8)
     for (label, s), r in zip(keep, results):
         d = {"file": label, **r.to_dict(), "z_catalog": s.z_catalog}
+        if args.refine:
+            d = refined_record(label, s, d)
         rows.append(d)
     n_err = 0
     for d in rows:
@@ -113,10 +118,41 @@ def cmd_predict(args) -> int:
             print(json.dumps(d))
         elif "error" in d:
             print(f"{d['file']}: error: {d['error']}")
+        elif args.refine:
+            print(describe_record(d))
         else:
             cat = f"  (catalog z = {d['z_catalog']:.4f})" if d["z_catalog"] is not None else ""
             print(f"{d['file']}: z = {d['z']:.3f}  [68%: {d['z_lo']:.3f} - {d['z_hi']:.3f}]{cat}")
     return 2 if n_err == len(rows) else 0
+
+
+REFINED_KEYS = ("file", "z", "z_err", "z_model", "z_lo", "z_hi", "z_source", "spectype", "confident", "warnings",
+                "alternatives", "features", "reason", "z_catalog", "seconds")
+
+
+def refined_record(label: str, spectrum, pred: dict) -> dict:
+    """The `predict --refine` record: the z the assistant states (find_redshift) beside the model's."""
+    from speclm.tools.redshift_search import find_redshift
+
+    ans = find_redshift(spectrum, pred).to_dict()
+    ans["alternatives"] = [{k: a[k] for k in ("z", "spectype", "delta_chi2")} for a in ans["alternatives"]]
+    d = {**ans, "file": label, "z_catalog": pred.get("z_catalog")}
+    return {k: d.get(k) for k in REFINED_KEYS}
+
+
+def describe_record(d: dict) -> str:
+    err = f" ± {d['z_err']:.5f}" if d.get("z_err") else ""
+    verdict = "confident" if d["confident"] else "NOT confident"
+    out = (f"{d['file']}: {d['spectype']} z = {d['z']:.5f}{err} ({d['z_source']}, {verdict}); model z = "
+           f"{d['z_model']:.3f} [68%: {d['z_lo']:.3f} - {d['z_hi']:.3f}]")
+    if d.get("z_catalog") is not None:
+        out += f"; catalog z = {d['z_catalog']:.4f}"
+    for w in d["warnings"]:
+        out += f"\n    warning: {w}"
+    if not d["confident"] and d["alternatives"]:
+        out += "\n    alternatives: " + ", ".join(f"z = {a['z']:.4f} {a['spectype']} (Δχ²/ν = {a['delta_chi2']:.0f})"
+                                             for a in d["alternatives"][:3])
+    return out
 
 
 # -- train -------------------------------------------------------------------------------------

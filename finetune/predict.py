@@ -36,8 +36,25 @@ class RedshiftPrediction:
     pz: list = field(default_factory=list, repr=False)  # probability per bin
     parse_failed: bool = False
 
+    def modes(self, min_p: float = 0.05, max_n: int = 3) -> list[float]:
+        """Centres of the peaks of p(z) (0.01 bins, local maxima holding >= min_p), most probable
+        first: the candidates the redshift search must try besides its own."""
+        p = np.asarray(self.pz, float)
+        if p.size < 3:
+            return [self.z_mode]
+        pad = np.concatenate([[-1.0], p, [-1.0]])
+        peaks = [i for i in range(p.size) if pad[i + 1] >= pad[i] and pad[i + 1] > pad[i + 2] and p[i] >= min_p]
+        peaks.sort(key=lambda i: -p[i])
+        out = [self.z_mode] + [round(self.pz_grid[i] + 0.005, 3) for i in peaks]
+        uniq: list[float] = []
+        for z in out:
+            if all(abs(z - u) > 0.015 for u in uniq):
+                uniq.append(z)
+        return uniq[:max_n]
+
     def to_dict(self, with_pz: bool = False) -> dict:
         d = asdict(self)
+        d["modes"] = self.modes()
         if not with_pz:
             d.pop("pz_grid"), d.pop("pz")
         return d

