@@ -186,12 +186,13 @@ class Assistant:
             reply=st.get("reply", ""), route=route,
             prediction=st.get("prediction") if "prediction" in produced else None,
             check=st.get("check") if "check" in produced else None,
+            search=st.get("search") if "search" in produced else None,
             cosmology=st.get("cosmology") if "cosmology" in produced else None,
             spectrum_summary=(st.get("spectrum") or {}).get("summary") if "spectrum" in produced else None,
             tool_trace=list(st.get("tool_trace") or []), error=st.get("error"),
             adapter_on=any(c.get("adapter_on") for c in calls),
             lookup=st.get("lookup") if "lookup" in produced else None,
-            z=st.get("z"), z_source=st.get("z_source"),
+            z=st.get("z"), z_source=st.get("z_source"), spectype=st.get("spectype"),
             attempted_route=st.get("attempted_route") or route,
             route_reason=st.get("route_reason", ""), llm_calls=calls,
         )
@@ -212,7 +213,8 @@ class Assistant:
         spec = st.get("spectrum") or {}
         pred = st.get("prediction") or {}
         return jsonable({
-            "z": st.get("z"), "z_source": st.get("z_source"),
+            "z": st.get("z"), "z_source": st.get("z_source"), "spectype": st.get("spectype"),
+            "search": st.get("search"),
             "z_interval": [pred.get("z_lo"), pred.get("z_hi")] if pred else None,
             "spectrum_path": spec.get("path"), "spectrum_name": spec.get("name"),
             "spectrum_summary": spec.get("summary"),

@@ -62,6 +62,16 @@ class RedshiftCheckInput(BaseModel):
                                               description="window half-width in units of (1+z0)")
 
 
+class FindRedshiftInput(BaseModel):
+    """A spectrum file, and optionally the model's answer, for the assistant's redshift procedure."""
+
+    spectrum_path: str = Field(description="path of the spectrum file")
+    z_model: Optional[float] = Field(None, ge=0, le=20, description="the model's redshift (median of p(z))")
+    z_lo: Optional[float] = Field(None, ge=0, le=20, description="lower end of the model's 68% interval")
+    z_hi: Optional[float] = Field(None, ge=0, le=20, description="upper end of the model's 68% interval")
+    modes: Optional[list[float]] = Field(None, description="peaks of the model's p(z), tried as candidates")
+
+
 class PredictInput(BaseModel):
     """A spectrum file for the fine-tuned model to read (adapter on)."""
 
@@ -107,6 +117,18 @@ def _redshift_check(spectrum_path: str, z0: float, search_halfwidth: float | Non
     return d
 
 
+def _find_redshift(spectrum_path: str, z_model: float | None = None, z_lo: float | None = None,
+                   z_hi: float | None = None, modes: list[float] | None = None) -> dict:
+    from speclm.tools.redshift_search import find_redshift
+    from speclm.tools.spectrum import read_spectrum
+
+    pred = None if z_model is None else {"z": z_model, "z_lo": z_lo, "z_hi": z_hi, "modes": modes or []}
+    ans = find_redshift(read_spectrum(spectrum_path), pred)
+    d = jsonable(ans.to_dict())
+    d["describe"] = ans.describe()
+    return d
+
+
 def build_tools(*, predict: Callable | None = None, sdss_cfg=None,
                 cosmology: str = "Planck18") -> dict[str, StructuredTool]:
     """The agent's tools by name. ``predict(spectrum) -> dict`` is the model backend's redshift
@@ -138,6 +160,11 @@ def build_tools(*, predict: Callable | None = None, sdss_cfg=None,
         "redshift_check": StructuredTool.from_function(
             _redshift_check, name="redshift_check", args_schema=RedshiftCheckInput,
             description="Test a redshift against the spectrum's own lines; refine it when confident."),
+        "find_redshift": StructuredTool.from_function(
+            _find_redshift, name="find_redshift", args_schema=FindRedshiftInput,
+            description="The assistant's redshift: galaxy, quasar and star template fits over the whole range "
+                        "(candidates from the model's p(z) and a blind scan); spectral type, z, confidence, "
+                        "alternatives."),
     }
     if predict is not None:
         def predict_redshift(spectrum_path: str) -> dict:

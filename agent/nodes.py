@@ -122,8 +122,8 @@ class AgentNodes:
             path = (state.get("spectrum") or {}).get("path")
         out, entry = self._tool("read_spectrum", {"path": str(path)})
         # a new spectrum makes the old prediction / z stale
-        return {"spectrum": out, "prediction": None, "check": None, "cosmology": None, "z": None,
-                "z_source": None, "tool_trace": [entry], "produced": ["spectrum"]}
+        return {"spectrum": out, "prediction": None, "check": None, "search": None, "cosmology": None, "z": None,
+                "z_source": None, "spectype": None, "tool_trace": [entry], "produced": ["spectrum"]}
 
     @safe("predict the redshift")
     def predict(self, state: AgentState) -> dict:
@@ -134,6 +134,8 @@ class AgentNodes:
 
     @safe("check the redshift against the spectrum's lines")
     def check(self, state: AgentState) -> dict:
+        if state.get("route") in ("spectrum", "lookup"):
+            return self._search(state)
         z0 = state.get("z_text")
         if z0 is None:
             z0 = (state.get("prediction") or {}).get("z", state.get("z"))
@@ -151,10 +153,29 @@ class AgentNodes:
             upd.update(z=out["z"], z_source="line fit")
         return upd
 
+    def _search(self, state: AgentState) -> dict:
+        """The spectrum path's redshift: find_redshift with the model's answer as evidence. Its z is
+        the one every later number uses; a failure keeps the model's z and says so."""
+        pred = state.get("prediction") or {}
+        args = {"spectrum_path": state["spectrum"]["path"]}
+        if pred.get("z") is not None:
+            args.update(z_model=float(pred["z"]), z_lo=pred.get("z_lo"), z_hi=pred.get("z_hi"),
+                        modes=list(pred.get("modes") or []))
+        try:
+            out, entry = self._tool("find_redshift", args)
+        except SpeclmError as exc:
+            return {"search": None, "notes": [f"The redshift search could not run: {exc}."],
+                    "tool_trace": [getattr(exc, "trace_entry", {"name": "find_redshift", "error": str(exc)})]}
+        return {"search": out, "check": out.get("line_check"), "z": out["z"], "z_source": out["z_source"],
+                "spectype": out["spectype"], "tool_trace": [entry], "produced": ["search", "check"]}
+
     @safe("compute the cosmology")
     def cosmology(self, state: AgentState) -> dict:
         z, src = state.get("z_text"), "your message"
-        if z is None:
+        chk = state.get("check") if "check" in (state.get("produced") or []) else None
+        if state.get("route") == "check" and chk and chk.get("confident"):
+            z, src = chk["z"], "line fit"  # the z this turn's check states, not the one it was given
+        elif z is None:
             z, src = state.get("z"), state.get("z_source") or "model"
         lines = list(dict.fromkeys(lines_in_text(state.get("text", "")) + list(DEFAULT_SUMMARY_LINES)))
         out, entry = self._tool("cosmology", {"z": float(z), "cosmology": self.cosmology_name, "lines": lines})
@@ -187,7 +208,8 @@ class AgentNodes:
                 text = replies.spectrum_reply(spectrum=state.get("spectrum"), pred=state.get("prediction"),
                                               check=state.get("check"), cosmo=state.get("cosmology"),
                                               z=state.get("z"), z_source=state.get("z_source"),
-                                              lookup=state.get("lookup") if route == "lookup" else None)
+                                              lookup=state.get("lookup") if route == "lookup" else None,
+                                              search=state.get("search"))
                 text = " ".join([text, *(state.get("notes") or [])])
                 self._say(text)
                 if QUALITATIVE_ASK.search(state.get("text", "")):
@@ -248,7 +270,8 @@ class AgentNodes:
         """The LLM's part: galaxy type, surveys — numbers stripped (the tools gave those). The
         prompt is short on purpose: a 135M model loses the question behind a paragraph of facts."""
         c = state.get("cosmology") or {}
-        context = f"A galaxy has redshift z = {state.get('z'):.3f}"
+        kind = {"QSO": "A quasar", "STAR": "A star"}.get(state.get("spectype") or "", "A galaxy")
+        context = f"{kind} has redshift z = {state.get('z'):.3f}"
         if c.get("lookback_gyr") is not None:
             context += f"; its light left it {c['lookback_gyr']:.1f} billion years ago"
         system = ("You are an expert astronomy assistant. Answer qualitatively in two to four sentences: "

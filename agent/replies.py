@@ -20,7 +20,59 @@ def fmt_gyr(x: float) -> str:
 
 def fmt_z(z: float, source: str | None = None) -> str:
     """Line-fit redshifts carry 5 decimals (their error is ~1e-5); model answers the codec's 3."""
-    return f"{z:.5f}" if source in ("line fit", "SDSS catalog") else f"{z:.3f}"
+    precise = source in ("line fit", "SDSS catalog") or str(source or "").startswith("template fit")
+    return f"{z:.5f}" if precise else f"{z:.3f}"
+
+
+def kms(z_err: float, z: float) -> float:
+    """A redshift error as a velocity, km/s."""
+    return 299_792.458 * z_err / (1.0 + z)
+
+
+def feature_name(name: str) -> str:
+    """Display name of a search feature ("broad Hbeta" -> "broad Hβ", "OIII" -> "[O III] 5008")."""
+    from speclm.tools import lines as line_list
+
+    broad = name.startswith("broad ")
+    key = name[6:] if broad else name
+    try:
+        disp = line_list.get(key).display
+    except Exception:
+        disp = key
+    return ("broad " if broad else "") + disp
+
+
+_TYPE_WORD = {"GALAXY": "galaxy", "QSO": "quasar", "STAR": "star"}
+
+
+def search_sentence(search: dict, pred: dict | None) -> str:
+    """The stated redshift of the spectrum path, from find_redshift's output (every number from it)."""
+    kind = _TYPE_WORD.get(search["spectype"], search["spectype"])
+    if search.get("z_source") == "model":
+        return (f"The template fit could not run, so the only redshift is the model's z = {search['z']:.3f}, "
+                f"not confirmed by the spectrum's lines; " + " ".join(search.get("warnings") or []))
+    err = ""
+    if search.get("z_err"):
+        err = f" ± {search['z_err']:.5f} (±{kms(search['z_err'], search['z']):,.0f} km/s, from the fit's χ² curvature)"
+    feats = search.get("features") or []
+    names = ", ".join(feature_name(f["feature"]) for f in feats[:6])
+    head = (f"Redshift search (galaxy, quasar and star templates over 0 ≤ z ≤ 1.5 for galaxies and up to "
+            f"z = 7 for quasars, the model's p(z) peaks among the candidates): ")
+    alts = search.get("alternatives") or []
+    rival = next((a for a in alts if abs(a["z"] - search["z"]) > 0.005 * (1 + search["z"])), None)
+    if search.get("confident"):
+        out = head + f"a {kind} at z = {search['z']:.5f}{err}, confident"
+        if rival is not None and search.get("delta_chi2") is not None:
+            out += (f" — it beats the next-best solution (z = {rival['z']:.4f}, {_TYPE_WORD.get(rival['spectype'])}) "
+                    f"by Δχ²/ν = {search['delta_chi2']:,.0f}")
+        out += f"; {len(feats)} features support it ({names})."
+    else:
+        out = head + f"the best fit is a {kind} at z = {search['z']:.5f}{err}, but it is NOT confident."
+        if alts:
+            out += " Alternatives: " + ", ".join(
+                f"z = {a['z']:.4f} ({_TYPE_WORD.get(a['spectype'])}, Δχ²/ν = {a['delta_chi2']:,.0f})" for a in alts[:3]) + "."
+    warn = " ".join(search.get("warnings") or [])
+    return out + (" " + warn if warn else "")
 
 
 def _mpc(x: float) -> str:
@@ -52,9 +104,12 @@ def check_sentence(check: dict, pred: dict | None) -> str:
     snr = "S/N>5" if lines and all((l.get("snr") or 0) >= 5 for l in lines) else "S/N>3"
     if check.get("confident"):
         err = f" ± {check['z_err']:.5f}" if check.get("z_err") else ""
+        given = "the model's value" if pred and abs(pred["z"] - check["z_input"]) < 1e-9 else "the z you gave"
+        pin = (f"the lines pin z to ±{kms(check['z_err'], check['z']):,.0f} km/s (the fit's error)"
+               if check.get("z_err") else "the lines pin z far better than the model's digits")
         return (f"The line fit ({names} at {snr}) refines z to {check['z']:.5f}{err} "
-                f"({check['shift_km_s']:+,.0f} km/s from the model's value). I trust it over the "
-                f"model's {model_z:.3f} because {check['reason']}: the lines pin z to ~10 km/s, the "
+                f"({check['shift_km_s']:+,.0f} km/s from {given}, z = {check['z_input']:.5f}). I trust it over the "
+                f"model's {model_z:.3f} because {check['reason']}: {pin}; the "
                 f"model's digits are an estimate read from a coarse text version of the spectrum.")
     out = (f"The line check could not confirm a better redshift ({check['reason']}), so I keep the "
            f"model's z = {model_z:.3f}")
@@ -63,13 +118,16 @@ def check_sentence(check: dict, pred: dict | None) -> str:
     return out + "."
 
 
-def catalog_sentence(z_cat: float | None, pred: dict | None, check: dict | None, label: str) -> str:
+def catalog_sentence(z_cat: float | None, pred: dict | None, check: dict | None, label: str,
+                     search: dict | None = None) -> str:
     if z_cat is None:
         return ""
     parts = [f"{label} z = {z_cat:.5f}"]
     if pred:
         parts.append(f"the model is off by {pred['z'] - z_cat:+.3f}")
-    if check and check.get("confident"):
+    if search and search.get("z_source") != "model":
+        parts.append(f"the template fit by {search['z'] - z_cat:+.5f}")
+    elif check and check.get("confident"):
         parts.append(f"the line fit by {check['z'] - z_cat:+.5f}")
     return "For comparison, " + "; ".join(parts) + "."
 
@@ -88,7 +146,8 @@ def cosmology_sentence(cosmo: dict, *, lines: int = 2) -> str:
 
 
 def spectrum_reply(*, spectrum: dict | None, pred: dict | None, check: dict | None, cosmo: dict | None,
-                   z: float | None, z_source: str | None, lookup: dict | None = None) -> str:
+                   z: float | None, z_source: str | None, lookup: dict | None = None,
+                   search: dict | None = None) -> str:
     """Step 1 of the paper's dialogue, with the tools' numbers: prediction, check, catalog, cosmology."""
     out = []
     if lookup:
@@ -100,10 +159,13 @@ def spectrum_reply(*, spectrum: dict | None, pred: dict | None, check: dict | No
                    f"{s['wave_min']:.0f}–{s['wave_max']:.0f} Å{snr}.")
     if pred:
         out.append(prediction_sentence(pred))
-    if check:
+    if search:
+        out.append(search_sentence(search, pred))
+    elif check:
         out.append(check_sentence(check, pred))
     z_cat = lookup["z"] if lookup else (spectrum or {}).get("summary", {}).get("z_catalog")
-    out.append(catalog_sentence(z_cat, pred, check, "SDSS's catalog has" if lookup else "the file's catalog redshift is"))
+    out.append(catalog_sentence(z_cat, pred, check, "SDSS's catalog has" if lookup else "the file's catalog redshift is",
+                                search=search))
     if z is not None:
         out.append(f"Redshift I use from here on: z = {fmt_z(z, z_source)} ({z_source}).")
     if cosmo:

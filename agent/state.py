@@ -37,10 +37,12 @@ class AgentState(TypedDict, total=False):
     spectrum: dict | None  # {"path", "name", "summary"}
     prediction: dict | None  # RedshiftPrediction.to_dict() (+ "backend")
     check: dict | None  # RedshiftCheck.to_dict()
+    search: dict | None  # RedshiftAnswer.to_dict(): the stated (spectral type, z) of the spectrum path
     cosmology: dict | None  # CosmologySummary.to_dict()
     lookup: dict | None  # LookupResult.to_dict()
     z: float | None  # the redshift we currently trust
-    z_source: str | None  # "line fit" | "model" | "SDSS catalog" | "user"
+    z_source: str | None  # "template fit (galaxy|qso|star)" | "line fit" | "model" | "SDSS catalog" | "user"
+    spectype: str | None  # GALAXY / QSO / STAR from the redshift search
     # per turn
     text: str
     upload_path: str | None
@@ -106,6 +108,7 @@ class TurnResult:
     prediction: dict | None = None
     check: dict | None = None
     cosmology: dict | None = None
+    search: dict | None = None
     spectrum_summary: dict | None = None
     tool_trace: list[dict] = field(default_factory=list)
     error: str | None = None
@@ -114,6 +117,7 @@ class TurnResult:
     lookup: dict | None = None
     z: float | None = None
     z_source: str | None = None
+    spectype: str | None = None
     attempted_route: str | None = None
     route_reason: str = ""
     llm_calls: list[dict] = field(default_factory=list)

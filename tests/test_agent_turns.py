@@ -55,12 +55,15 @@ def test_spectrum_turn_then_followup(tiny_rt, tmp_path, ngc3522_fits, lora_log):
     kinds = [e["type"] for e in events]
     assert kinds[0] == "route" and kinds[-1] == "done" and "prediction" in kinds and "token" in kinds
     assert [e["name"] for e in events if e["type"] == "tool"] == [
-        "read_spectrum", "predict_redshift", "redshift_check", "cosmology"]
+        "read_spectrum", "predict_redshift", "find_redshift", "cosmology"]
     r: TurnResult = events[-1]["result"]
     assert r.route == "spectrum" and r.error is None and r.adapter_on
     p, c = r.prediction, r.cosmology
-    assert p["z_lo"] <= p["z"] <= p["z_hi"] and r.check["z_input"] == pytest.approx(p["z"])
+    assert p["z_lo"] <= p["z"] <= p["z_hi"] and r.search["z_model"] == pytest.approx(p["z"])
     assert r.spectrum_summary["z_catalog"] == pytest.approx(0.00402, abs=1e-4)
+    # the tiny test model answers noise; the stated z is the search's, right, and used from then on
+    assert r.spectype == "GALAXY" and r.z == pytest.approx(0.00402, abs=3e-4) and r.search["confident"]
+    assert r.z_source == "template fit (galaxy)" and f"z = {r.z:.5f}" in r.reply
     assert c["z"] == pytest.approx(r.z) and replies.fmt_gyr(c["lookback_gyr"]) in r.reply
     assert f"{p['z_lo']:.3f}" in r.reply and f"{p['z_hi']:.3f}" in r.reply
     assert "".join(e["text"] for e in events if e["type"] == "token").strip() == r.reply.strip()
@@ -154,6 +157,10 @@ def test_sdss_lookup_through_loopback_server(tiny_rt, tmp_path, sdss_cfg, sdss_o
     assert c.route == "check" and c.check["confident"], c.reply
     assert c.check["z"] == pytest.approx(obj.z, abs=2e-4) and "refines z to" in c.reply
     assert a.state("t")["z_source"] == "line fit"
+    # every later number uses the refined z; the km/s shift is quoted against the value it names
+    assert c.cosmology is not None and c.cosmology["z"] == pytest.approx(c.check["z"])
+    assert f"from the z you gave, z = {float(f'{obj.z + 0.0005:.4f}'):.5f}" in c.reply
+    assert "~10 km/s" not in c.reply and "km/s (the fit's error)" in c.reply
     missing = a.turn("t", "Look up 0266-51630-0999")
     assert missing.route == "error" and "no spectrum" in missing.reply
     assert a.state("t")["z"] == pytest.approx(c.check["z"])  # the thread's object is unchanged

@@ -20,7 +20,9 @@ Method, in short (all in the observed frame, vacuum Å):
    high-S/N spectra does not read as significance.
 3. Refine the grid peak on a 10× finer grid with a parabola (z_err from its curvature), measure
    each line at the refined z (S/N, amplitude, rest EW) and each strong line's own z.
-4. Confidence: ≥ 2 lines above S/N 3, the strong lines' own velocities mostly within 150 km/s,
+4. Confidence: ≥ 2 lines above S/N 3, at least 2 (and half) of the strong lines' own velocities
+   within 150 km/s; with exactly two distinct features, no other pair of the line list with the
+   same wavelength ratio (a two-line alias);
    no z further than 500 km/s away within Δχ² = 16 (4σ) of the best one, the peak not pressed
    against the window edge, and (when Ca H&K are seen) a 4000 Å break (Dn4000 ≥ 0.9).
    Only a confident result changes ``z``; otherwise ``z`` stays the model's and ``z_best_fit``
@@ -472,6 +474,44 @@ def _measure_lines(p: _Prepared, use, z: float, cfg: RedshiftCheckConfig) -> lis
     return out
 
 
+def _features(matched) -> list:
+    """Matched lines grouped into distinct features (a doublet and its blend are one feature)."""
+    groups: list[list] = []
+    for m in sorted(matched, key=lambda m: m.rest_A):
+        if groups and m.rest_A - groups[-1][-1].rest_A < 20.0:
+            groups[-1].append(m)
+        else:
+            groups.append([m])
+    return [max(g, key=lambda m: m.snr) for g in groups]
+
+
+def pair_alias(matched, z: float, cfg: RedshiftCheckConfig) -> str | None:
+    """When only two distinct features support z, is their wavelength ratio also that of another
+    pair of lines in the line list (quasar lines included)? Then the pair does not fix z."""
+    feats = _features(matched)
+    if len(feats) != 2:
+        return None
+    a, b = feats
+    ratio = b.observed_A / a.observed_A
+    tol = 2 * cfg.agree_kms / C_KM_S
+    def can_be(l, m) -> bool:  # an emission peak aliases only with emission lines, a dip with dips
+        return (l.kind == "emission") if m.amplitude > 0 else (l.kind == "absorption" or l.also_absorption)
+
+    cands = [l for l in line_list.LINES if l.kind != "break" and not l.blend_of]
+    for la in (l for l in cands if can_be(l, a)):
+        for lb in (l for l in cands if can_be(l, b)):
+            if lb.rest_A <= la.rest_A + 20.0:
+                continue
+            if abs(la.rest_A - a.rest_A) < 20.0 and abs(lb.rest_A - b.rest_A) < 20.0:
+                continue  # the identification we already have
+            if abs(math.log(lb.rest_A / la.rest_A / ratio)) < tol:
+                za = a.observed_A / la.rest_A - 1.0
+                if Z0_MIN <= za <= Z0_MAX and abs(za - z) > 0.002 * (1 + z):
+                    return (f"only two features, and their wavelength ratio is also that of {la.display} and "
+                            f"{lb.display} at z = {za:.4f}: an alias the lines alone cannot rule out")
+    return None
+
+
 def _verdict(matched, peak, alt_z, alt_chi, z_best, dnb, cfg) -> tuple[bool, str]:
     if not matched:
         return False, f"no line above S/N {cfg.snr_min:g} in the window; trust the model's z"
@@ -483,7 +523,8 @@ def _verdict(matched, peak, alt_z, alt_chi, z_best, dnb, cfg) -> tuple[bool, str
     if len(strong) >= 2:
         spread = max(abs(m.dv_km_s) for m in strong)
         n_ok = sum(abs(m.dv_km_s) <= cfg.agree_kms for m in strong)
-        agree = n_ok >= 0.5 * len(strong)
+        # at least min_lines strong lines (and half of them) must agree: "1 of 2 agree" is one line
+        agree = n_ok >= max(cfg.min_lines, math.ceil(0.5 * len(strong)))
         parts.append(f"{len(strong)} at S/N>{cfg.snr_strong:g} agree within {spread:.0f} km/s"
                      if n_ok == len(strong) else
                      f"only {n_ok} of {len(strong)} lines at S/N>{cfg.snr_strong:g} agree within "
@@ -500,6 +541,9 @@ def _verdict(matched, peak, alt_z, alt_chi, z_best, dnb, cfg) -> tuple[bool, str
         return False, text + f"; another z fits almost as well (Δχ² < {cfg.margin_min:g}), ambiguous"
     if not agree:
         return False, text + "; the lines disagree"
+    alias = pair_alias(matched, z_best, cfg)
+    if alias:
+        return False, text + "; " + alias
     has_abs = any(m.kind == "absorption" and m.name in ("CaK", "CaH") for m in matched)
     if dnb is not None and has_abs and dnb < 0.9:
         return False, text + "; Ca H&K absorption but no 4000 Å break, inconsistent"
