@@ -36,6 +36,12 @@ def register(subparsers) -> None:
     p.add_argument("--train-dataset", default=None,
                    help="dataset whose train split fits the kNN/constant baselines (default: the adapter card's dataset)")
     p.add_argument("--no-knn", action="store_true", help="skip the kNN baseline")
+    p.add_argument("--no-refine", action="store_true",
+                   help="skip the assistant's redshift procedure (template fit + spectral type) on --folder files")
+    p.add_argument("--class", dest="catalog_class", default=None, choices=("GALAXY", "QSO", "STAR"),
+                   help="--folder: keep files whose catalog CLASS is this")
+    p.add_argument("--z-min", type=float, default=None, help="--folder: keep files with catalog z >= this")
+    p.add_argument("--z-max", type=float, default=None, help="--folder: keep files with catalog z < this")
     p.add_argument("--unconstrained", action="store_true",
                    help="also run free greedy generation and count its parse failures")
     p.add_argument("--out", required=True, help="output directory (report.json, pred_vs_true.png)")
@@ -78,6 +84,7 @@ def _redshift(args) -> int:
         adapter=args.adapter, out=args.out, base=args.base, dataset=args.dataset, folder=args.folder,
         split="" if args.split == "unassigned" else args.split, limit=args.limit, seed=args.seed,
         train_dataset=args.train_dataset, knn=not args.no_knn, unconstrained=args.unconstrained,
+        refine=not args.no_refine, catalog_class=args.catalog_class, z_min=args.z_min, z_max=args.z_max,
         batch_size=args.batch_size, device=args.device, cache_features=not args.no_cache,
         progress=not args.no_progress)
     report = run_redshift_eval(cfg)

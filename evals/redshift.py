@@ -52,6 +52,11 @@ class RedshiftEvalConfig:
     seed: int = _f(0, "Seed of the --limit subset.")
     train_dataset: str | None = _f(None, "Dataset whose train split fits the kNN baseline; default: the adapter card's dataset path.")
     knn: bool = _f(True, "Fit and evaluate the kNN baseline.")
+    refine: bool = _f(True, "Also run the assistant's redshift procedure (find_redshift: template fit + "
+                            "spectral type) on each file of a --folder; reported as 'refined' beside the model.")
+    catalog_class: str | None = _f(None, "Keep only files whose catalog CLASS is this (GALAXY, QSO, STAR); --folder only.")
+    z_min: float | None = _f(None, "Keep only files with catalog z >= this; --folder only.")
+    z_max: float | None = _f(None, "Keep only files with catalog z < this; --folder only.")
     unconstrained: bool = _f(False, "Also run plain (unconstrained) greedy generation and count its parse failures.")
     batch_size: int = _f(16, "Spectra per forward batch.")
     device: str = _f("auto", "auto, cpu, cuda, cuda:N.")
@@ -67,6 +72,10 @@ class RedshiftEvalConfig:
             raise ConfigError("--limit must be >= 1")
         if self.batch_size < 1:
             raise ConfigError("--batch-size must be >= 1")
+        if self.catalog_class is not None and self.catalog_class.upper() not in ("GALAXY", "QSO", "STAR"):
+            raise ConfigError(f"--class {self.catalog_class!r}: use GALAXY, QSO or STAR")
+        if (self.catalog_class or self.z_min is not None or self.z_max is not None) and not self.folder:
+            raise ConfigError("--class / --z-min / --z-max select files of a --folder by their catalog entries")
         if self.split not in ("train", "val", "test", ""):
             raise ConfigError(f"unknown split {self.split!r}: use val, test or '' (unassigned)")
 
@@ -123,6 +132,8 @@ class EvalSet:
     X: np.ndarray
     info: dict
     skipped: list = field(default_factory=list)
+    spectra: list | None = None  # the Spectrum objects (folders only: the refine step needs the pixels)
+    classes: list | None = None  # catalog CLASS per object, where the files carry one
 
 
 _FEATURES: dict = {}
@@ -203,7 +214,7 @@ def load_folder(cfg: RedshiftEvalConfig, pre) -> EvalSet:
     files = sorted(p for p in folder.iterdir() if p.is_file() and p.name.lower().endswith(FOLDER_EXTENSIONS))
     if not files:
         raise ConfigError(f"{folder}: no spectrum files ({', '.join(FOLDER_EXTENSIONS)})")
-    ids, zs, rows, skipped = [], [], [], []
+    ids, zs, rows, skipped, spectra, classes = [], [], [], [], [], []
     h = hashlib.sha256()
     t0 = time.perf_counter()
     for f in tqdm(files, desc="reading", unit="file", disable=not cfg.progress):
@@ -213,6 +224,11 @@ def load_folder(cfg: RedshiftEvalConfig, pre) -> EvalSet:
             if z is None or not math.isfinite(z):
                 skipped.append({"id": f.name, "reason": "no catalog z in the file"})
                 continue
+            cls = str(s.meta.get("class") or "").strip().upper() or None
+            if cfg.catalog_class and cls != cfg.catalog_class.upper():
+                continue  # not selected (counted in n_files - n_selected)
+            if (cfg.z_min is not None and z < cfg.z_min) or (cfg.z_max is not None and z >= cfg.z_max):
+                continue
             x = preprocess(s, pre)
         except Exception as exc:  # noqa: BLE001 - one bad user file must not end the evaluation
             skipped.append({"id": f.name, "reason": f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"})
@@ -220,6 +236,8 @@ def load_folder(cfg: RedshiftEvalConfig, pre) -> EvalSet:
         ids.append(f.name)
         zs.append(float(z))
         rows.append(x)
+        spectra.append(s)
+        classes.append(cls)
         h.update(f.name.encode() + b"\0" + hashlib.sha256(f.read_bytes()).digest())
     prep_s = time.perf_counter() - t0
     if not ids:
@@ -228,8 +246,10 @@ def load_folder(cfg: RedshiftEvalConfig, pre) -> EvalSet:
     pick = _subset(len(ids), cfg.limit, cfg.seed)
     info = {"source": "folder", "path": str(folder.resolve()), "fingerprint": h.hexdigest()[:16], "split": None,
             "n_files": len(files), "n_usable": len(ids), "limit": cfg.limit,
-            "limit_seed": cfg.seed if cfg.limit else None, "read_and_preprocess_seconds": round(prep_s, 3)}
-    return EvalSet([ids[i] for i in pick], np.asarray(zs)[pick], X[pick], info, skipped)
+            "limit_seed": cfg.seed if cfg.limit else None, "read_and_preprocess_seconds": round(prep_s, 3),
+            "selection": {"class": cfg.catalog_class, "z_min": cfg.z_min, "z_max": cfg.z_max}}
+    return EvalSet([ids[i] for i in pick], np.asarray(zs)[pick], X[pick], info, skipped,
+                   spectra=[spectra[i] for i in pick], classes=[classes[i] for i in pick])
 
 
 def load_training_set(path: str, pre, card: dict, cache: bool, progress: bool):
@@ -377,6 +397,21 @@ def run_redshift_eval(cfg: RedshiftEvalConfig) -> dict:
         knn_desc = knn.describe() | {"seconds": round(time.perf_counter() - t0, 3)}
         metrics["knn"] = redshift_metrics(ev.z, kz, klo, khi, train_median=train_median)
 
+    # the assistant's stated redshift: find_redshift with the model's answer as evidence
+    refined = None
+    if cfg.refine and ev.spectra is not None:
+        from tqdm.auto import tqdm
+
+        from speclm.tools.redshift_search import find_redshift
+
+        t0 = time.perf_counter()
+        refined = [find_redshift(s, r.to_dict()) for s, r in
+                   tqdm(list(zip(ev.spectra, res)), desc="refine", unit="spectrum", disable=not cfg.progress)]
+        timing["refine_seconds_per_spectrum"] = round((time.perf_counter() - t0) / max(1, len(refined)), 3)
+        zr = np.array([a.z for a in refined])
+        metrics["refined"] = redshift_metrics(ev.z, zr)
+        metrics["refined"].update(refine_summary(ev.z, refined, ev.classes))
+
     preds = []
     for i, r in enumerate(res):
         row = {"id": ev.ids[i], "z_true": float(ev.z[i]), "z": r.z, "z_lo": r.z_lo, "z_hi": r.z_hi,
@@ -385,9 +420,16 @@ def run_redshift_eval(cfg: RedshiftEvalConfig) -> dict:
             row.update(knn_z=float(kz[i]), knn_z_lo=float(klo[i]), knn_z_hi=float(khi[i]))
         if z_unc is not None:
             row["z_unconstrained"] = z_unc[i]
+        if refined is not None:
+            a = refined[i]
+            row.update(catalog_class=ev.classes[i], refined_z=a.z, refined_z_err=a.z_err, spectype=a.spectype,
+                       confident=a.confident, z_source=a.z_source, warnings=a.warnings,
+                       alternatives=a.alternatives[:3])
         preds.append(row)
 
     panels = [Panel("speclm (LoRA, constrained)", ev.z, zm, metrics["model"]["mae"])]
+    if refined is not None:
+        panels.append(Panel("refined (find_redshift)", ev.z, zr, metrics["refined"]["mae"]))
     if kz is not None:
         panels.append(Panel(f"kNN baseline (k={knn_desc['k']}, {knn_desc['metric']})", ev.z, kz, metrics["knn"]["mae"]))
     where = ev.info["path"] if ev.info["source"] == "folder" else f"{Path(ev.info['path']).name}:{ev.info['split']}"
@@ -424,10 +466,41 @@ def _speclm_version() -> str:
 
 
 
+def refine_summary(z_true, answers, classes) -> dict:
+    """Scores of the stated redshift: right = |Δz| <= 0.01(1+z); how many are confident, how many
+    confident AND wrong (must be 0), how many are flagged (not confident); the spectral-type
+    confusion against the files' catalog class."""
+    zt = np.asarray(z_true, float)
+    zr = np.array([a.z for a in answers])
+    right = np.abs(zr - zt) <= 0.01 * (1 + zt)
+    conf = np.array([a.confident for a in answers])
+    types = [a.spectype for a in answers]
+    confusion: dict = {}
+    for c, t in zip(classes or [None] * len(types), types):
+        confusion.setdefault(c or "unknown", {}).setdefault(t, 0)
+        confusion[c or "unknown"][t] += 1
+    typed_ok = [c is None or c == t for c, t in zip(classes or [None] * len(types), types)]
+    return {"frac_right_0.01": float(right.mean()), "n_right": int(right.sum()), "n_confident": int(conf.sum()),
+            "n_confident_wrong": int((conf & ~right).sum()), "n_flagged": int((~conf).sum()),
+            "n_wrong_unflagged": int((conf & ~right).sum()),
+            "frac_type_right": float(np.mean(typed_ok)), "frac_right_and_typed": float(np.mean(right & np.array(typed_ok))),
+            "type_confusion": confusion}
+
+
+def confusion_table(conf: dict) -> str:
+    types = ("GALAXY", "QSO", "STAR")
+    lines = ["catalog class \\ stated type " + "".join(f"{t:>8s}" for t in types)]
+    for c, row in sorted(conf.items()):
+        lines.append(f"{c:<28s}" + "".join(f"{row.get(t, 0):>8d}" for t in types))
+    return "\n".join(lines)
+
+
 def summary_table(report: dict) -> str:
-    """The compact table the CLI prints: model vs kNN vs constant (and unconstrained if run)."""
+    """The compact table the CLI prints: model vs refined vs kNN vs constant (and unconstrained if run)."""
     m = report["metrics"]
     cols = {"model": m["model"]}
+    if "refined" in m:
+        cols["refined"] = m["refined"]
     if "model_unconstrained" in m:
         cols["unconstrained"] = m["model_unconstrained"]
     if "knn" in m:
@@ -439,4 +512,12 @@ def summary_table(report: dict) -> str:
     head = (f"{report['adapter']['path']} on {ev['path']}" + (f" [{ev['split']}]" if ev.get("split") else "")
             + f": n={ev['n']}" + (f" (skipped {ev['n_skipped']})" if ev["n_skipped"] else "")
             + f", {t['spectra_per_s']} spectra/s on {t['device']}")
-    return head + "\n" + metrics_table(cols)
+    out = head + "\n" + metrics_table(cols)
+    if "refined" in m:
+        r = m["refined"]
+        out += (f"\nrefined (find_redshift): {r['n_right']}/{r['n']} within 0.01(1+z); {r['n_confident']} confident, "
+                f"{r['n_confident_wrong']} of them wrong; {r['n_flagged']} flagged not confident; "
+                f"type right {r['frac_type_right']:.0%}\n" + confusion_table(r["type_confusion"]))
+    if "knn" in m and m["knn"].get("mae"):
+        out += f"\nLLM/kNN MAE ratio: {m['model']['mae'] / m['knn']['mae']:.2f}"
+    return out

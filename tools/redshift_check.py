@@ -492,20 +492,29 @@ def pair_alias(matched, z: float, cfg: RedshiftCheckConfig) -> str | None:
     if len(feats) != 2:
         return None
     a, b = feats
-    ratio = b.observed_A / a.observed_A
-    tol = 2 * cfg.agree_kms / C_KM_S
-    def can_be(l, m) -> bool:  # an emission peak aliases only with emission lines, a dip with dips
-        return (l.kind == "emission") if m.amplitude > 0 else (l.kind == "absorption" or l.also_absorption)
+    return alias_of_pair((a.rest_A, a.observed_A, a.amplitude > 0), (b.rest_A, b.observed_A, b.amplitude > 0),
+                         z, tol_kms=2 * cfg.agree_kms)
+
+
+def alias_of_pair(a: tuple, b: tuple, z: float, tol_kms: float = 300.0) -> str | None:
+    """a, b = (rest Å, observed Å, is_emission) of two features identified at z. Returns a sentence
+    naming another pair of the line list with the same wavelength ratio (an alias), or None."""
+    (ra, oa, ea), (rb, ob, eb) = sorted([a, b], key=lambda t: t[1])
+    ratio = ob / oa
+    tol = tol_kms / C_KM_S
+
+    def can_be(l, emission: bool) -> bool:  # an emission peak aliases only with emission lines, a dip with dips
+        return (l.kind == "emission") if emission else (l.kind == "absorption" or l.also_absorption)
 
     cands = [l for l in line_list.LINES if l.kind != "break" and not l.blend_of]
-    for la in (l for l in cands if can_be(l, a)):
-        for lb in (l for l in cands if can_be(l, b)):
+    for la in (l for l in cands if can_be(l, ea)):
+        for lb in (l for l in cands if can_be(l, eb)):
             if lb.rest_A <= la.rest_A + 20.0:
                 continue
-            if abs(la.rest_A - a.rest_A) < 20.0 and abs(lb.rest_A - b.rest_A) < 20.0:
+            if abs(la.rest_A - ra) < 20.0 and abs(lb.rest_A - rb) < 20.0:
                 continue  # the identification we already have
             if abs(math.log(lb.rest_A / la.rest_A / ratio)) < tol:
-                za = a.observed_A / la.rest_A - 1.0
+                za = oa / la.rest_A - 1.0
                 if Z0_MIN <= za <= Z0_MAX and abs(za - z) > 0.002 * (1 + z):
                     return (f"only two features, and their wavelength ratio is also that of {la.display} and "
                             f"{lb.display} at z = {za:.4f}: an alias the lines alone cannot rule out")

@@ -20,7 +20,7 @@ One function, :func:`find_redshift`, used by the agent's spectrum path, ``speclm
    whatever its type, by Δχ²/ν ≥ ``decisive_dchi2`` (25, i.e. 5σ) and (b) at least ``min_features``
    (2) spectral features support it at ≥ 3σ: emission lines whose removal from the fit costs
    Δχ²/ν ≥ 9, or absorption lines measured by the line check at the winning z. One line, or two
-   lines that another z explains about as well, is never confident.
+   lines that another z (or another identification of the same pair) explains, is never confident.
 
 numpy / scipy only (no torch): this is the tools layer.
 """
@@ -330,6 +330,28 @@ def _pz_modes(prediction: dict | None) -> list[float]:
     return [float(m) for m in modes]
 
 
+def _feature_rest_A(name: str) -> float | None:
+    from speclm.tools import lines as line_list
+
+    key = name[6:] if name.startswith("broad ") else name
+    members = dict(tpl.NARROW_GROUPS).get(key)
+    try:
+        return line_list.get(members[0][0] if members else key.replace("_narrow", "")).rest_A
+    except SpeclmError:
+        return None
+
+
+def _feature_alias(features: list[dict], z: float) -> str | None:
+    """Two features only: does another pair of lines with the same wavelength ratio explain them?"""
+    from speclm.tools.redshift_check import alias_of_pair
+
+    rest = [_feature_rest_A(f["feature"]) for f in features]
+    if any(r is None for r in rest):
+        return None
+    pts = [(r, r * (1 + z), f["kind"] != "absorption") for r, f in zip(rest, features)]
+    return alias_of_pair(pts[0], pts[1], z)
+
+
 def find_redshift(spectrum: Spectrum, prediction: dict | None = None,
                   config: SearchConfig | None = None, *, line_check: bool = True) -> RedshiftAnswer:
     """The stated (spectral type, z) of a spectrum; see the module docstring for the method.
@@ -444,7 +466,8 @@ def find_redshift(spectrum: Spectrum, prediction: dict | None = None,
             break
     decisive = margin is None or margin >= cfg.decisive_dchi2
     enough = len(features) >= cfg.min_features
-    confident = decisive and enough
+    alias = _feature_alias(features, best.z) if len(features) == 2 else None
+    confident = decisive and enough and alias is None
     parts = [f"best of {len(cands)} candidates over GALAXY 0–{cfg.galaxy_z_max:g}, QSO 0–{cfg.qso_z_max:g}, STAR z≈0"]
     if margin is not None:
         parts.append(f"beats the next-best redshift (z = {rivals[0].z:.4f}, {rivals[0].spectype}) by "
@@ -456,6 +479,8 @@ def find_redshift(spectrum: Spectrum, prediction: dict | None = None,
         parts.append(f"as a {o.spectype} at the same z it fits worse by Δχ²/ν = {(o.score - best.score) / nu:.0f}"
                      + (" after the quasar penalty" if o.spectype == "QSO" or best.spectype == "QSO" else ""))
     warnings: list[str] = []
+    if alias:
+        warnings.append(f"Not confident: {alias}.")
     if not decisive:
         warnings.append(f"Uncertain: another redshift fits almost as well (Δχ²/ν = {margin:.1f} < "
                         f"{cfg.decisive_dchi2:g}); alternatives: "
