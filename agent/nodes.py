@@ -226,7 +226,8 @@ class AgentNodes:
                 self._say(text)
             elif state.get("grounded") and state.get("cosmology"):  # follow-up about the current object
                 text = replies.grounded_facts(z=state["z"], z_source=state.get("z_source") or "model",
-                                              pred=state.get("prediction"), cosmo=state["cosmology"])
+                                              pred=state.get("prediction"), cosmo=state["cosmology"],
+                                              spectype=state.get("spectype"))
                 self._say(text)
                 text += self._qualitative(state, text, calls)
             else:

@@ -53,7 +53,7 @@ def search_sentence(search: dict, pred: dict | None) -> str:
                 f"not confirmed by the spectrum's lines; " + " ".join(search.get("warnings") or []))
     err = ""
     if search.get("z_err"):
-        err = f" ± {search['z_err']:.5f} (±{kms(search['z_err'], search['z']):,.0f} km/s, from the fit's χ² curvature)"
+        err = f" ± {search['z_err']:.5f} (±{kms(search['z_err'], search['z']):,.0f} km/s: the fit's χ² curvature and a systematic floor)"
     feats = search.get("features") or []
     names = ", ".join(feature_name(f["feature"]) for f in feats[:6])
     head = (f"Redshift search (galaxy, quasar and star templates over 0 ≤ z ≤ 1.5 for galaxies and up to "
@@ -173,9 +173,10 @@ def spectrum_reply(*, spectrum: dict | None, pred: dict | None, check: dict | No
     return " ".join(p for p in out if p)
 
 
-def grounded_facts(*, z: float, z_source: str, pred: dict | None, cosmo: dict) -> str:
+def grounded_facts(*, z: float, z_source: str, pred: dict | None, cosmo: dict, spectype: str | None = None) -> str:
     """What a follow-up answer starts with: the stored z and what it means (tool numbers)."""
-    base = f"The redshift I have for this galaxy is z = {fmt_z(z, z_source)} ({z_source}"
+    kind = _TYPE_WORD.get(spectype or "", "object") if spectype else "galaxy"
+    base = f"The redshift I have for this {kind} is z = {fmt_z(z, z_source)} ({z_source}"
     if pred and z_source != "model":
         base += f"; the model predicted {pred['z']:.3f}"
     base += "). "

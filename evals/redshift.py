@@ -521,3 +521,57 @@ def summary_table(report: dict) -> str:
     if "knn" in m and m["knn"].get("mae"):
         out += f"\nLLM/kNN MAE ratio: {m['model']['mae'] / m['knn']['mae']:.2f}"
     return out
+
+
+def calibrate_temperature(adapter: str, dataset: str, split: str = "val", limit: int | None = 300, seed: int = 0,
+                          target: float = 0.68, write: bool = False, batch_size: int = 16, device: str = "auto",
+                          progress: bool = True) -> dict:
+    """Fit the p(z) temperature T so the 68% interval covers ``target`` of a *simulated* split.
+
+    Digit logits are computed once; T is chosen on a grid (0.3-3) by the coverage closest to the
+    target (ties: the smaller |log T|). Refuses the adapter's own training split. With ``write`` the
+    result goes into the adapter card (``calibration``), which every later prediction uses.
+    """
+    from tqdm.auto import tqdm
+
+    from speclm.finetune.codec import build_prompt
+    from speclm.finetune.datasets import open_dataset
+    from speclm.finetune.predict import RedshiftPredictor
+    from speclm.finetune.preprocess import PreprocessConfig
+    from speclm.finetune.runtime import ModelRuntime, read_card, resolve_adapter
+
+    if split == "train":
+        raise ConfigError("calibrate on a held-out split (val), never on training spectra")
+    path = resolve_adapter(adapter)
+    card = read_card(path)
+    ds = open_dataset(dataset)
+    if not ds.meta.get("simulated"):
+        raise ConfigError(f"{dataset} is not a simulated dataset: p(z) is calibrated on simulations only, "
+                          "so real validation spectra stay an honest test")
+    pre = PreprocessConfig.from_dict(card["preprocess"])
+    X, z = ds.features(split, pre), ds.z(split)
+    ok = np.flatnonzero(np.isfinite(z) & ~np.isnan(X).any(1))
+    ok = ok[_subset(ok.size, limit, seed)]
+    X, z = X[ok], z[ok]
+    rt = ModelRuntime.load(card.get("base_model") or "embedded", path, device=device)
+    pred = RedshiftPredictor.from_runtime(rt)
+    prompts = [build_prompt(x, pred.codec) for x in X]
+    raws = [pred.raw_logits(prompts[i : i + batch_size])
+            for i in tqdm(range(0, len(prompts), batch_size), desc="logits", unit="batch", disable=not progress)]
+    grid = np.round(np.exp(np.linspace(np.log(0.3), np.log(3.0), 47)), 4)
+    rows = []
+    for T in grid:
+        res = [r for raw in raws for r in pred.summarise_raw(raw, float(T))]
+        lo, hi, zm = (np.array([getattr(r, k) for r in res]) for k in ("z_lo", "z_hi", "z"))
+        rows.append({"T": float(T), "coverage_68": float(np.mean((lo <= z) & (z <= hi))),
+                     "median_width": float(np.median(hi - lo)), "mae": float(np.mean(np.abs(zm - z)))})
+    best = min(rows, key=lambda r: (abs(r["coverage_68"] - target), abs(math.log(r["T"]))))
+    at1 = min(rows, key=lambda r: abs(math.log(r["T"])))
+    out = {"pz_temperature": best["T"], "target_coverage": target, "coverage_at_T": best["coverage_68"],
+           "coverage_at_T1": at1["coverage_68"], "dataset": str(Path(dataset).resolve()), "split": split,
+           "fingerprint": ds.fingerprint(), "n": int(len(z)), "seed": seed, "grid": rows}
+    if write:
+        card["calibration"] = {k: v for k, v in out.items() if k != "grid"}
+        f = Path(path) / "training_card.json"
+        f.write_text(json.dumps(card, indent=2))
+    return out

@@ -103,9 +103,15 @@ def _left_pad(seqs: Sequence[list[int]], pad_id: int):
 class RedshiftPredictor:
     """Batched constrained prediction on a ModelRuntime (adapter on)."""
 
-    def __init__(self, runtime, preprocess_cfg: PreprocessConfig, codec_cfg: CodecConfig):
+    def __init__(self, runtime, preprocess_cfg: PreprocessConfig, codec_cfg: CodecConfig,
+                 temperature: float = 1.0):
         if codec_cfg.z_int_digits != 1 or codec_cfg.z_decimals < 2:
             raise ConfigError("constrained p(z) decoding supports answers of the form d.dd[d...]")
+        if not (0.05 <= temperature <= 20):
+            raise ConfigError(f"p(z) temperature {temperature} must be in [0.05, 20]")
+        #: digit logits are divided by this before the softmax (fitted by `speclm eval calibrate` on
+        #: simulated validation spectra, stored in the adapter card; 1 = the raw model)
+        self.temperature = float(temperature)
         self.rt = runtime
         self.pre = preprocess_cfg
         self.codec = codec_cfg
@@ -117,7 +123,9 @@ class RedshiftPredictor:
         card = runtime.active_card
         if not card:
             raise ConfigError("the active adapter has no training_card.json; cannot know its codec")
-        return cls(runtime, PreprocessConfig.from_dict(card["preprocess"]), CodecConfig.from_dict(card["codec"]))
+        T = float((card.get("calibration") or {}).get("pz_temperature", 1.0))
+        return cls(runtime, PreprocessConfig.from_dict(card["preprocess"]), CodecConfig.from_dict(card["codec"]),
+                   temperature=T)
 
     def predict_spectra(self, spectra: Sequence[Spectrum], batch_size: int = 8, progress: bool = False):
         prompts = [spectrum_prompt(s, self.pre, self.codec) for s in spectra]
@@ -142,6 +150,44 @@ class RedshiftPredictor:
         return out.logits[:, -1, :].float(), getattr(out, "cache", None) or out.past_key_values
 
     def _predict_batch(self, prompts: Sequence[str]) -> list[RedshiftPrediction]:
+        return self.summarise_raw(self.raw_logits(prompts), self.temperature)
+
+    def summarise_raw(self, raw: dict, temperature: float) -> list[RedshiftPrediction]:
+        """Predictions from the digit logits of :meth:`raw_logits` at a given p(z) temperature."""
+        def sm(x):
+            x = x / temperature
+            x = x - x.max(-1, keepdims=True)
+            e = np.exp(x)
+            return e / e.sum(-1, keepdims=True)
+
+        def at(T: float) -> list[RedshiftPrediction]:
+            nonlocal temperature
+            temperature = T
+            p1, p2, p3 = sm(raw["l1"]), sm(raw["l2"]), sm(raw["l3"])
+            out = []
+            for b in range(p1.shape[0]):
+                joint = (p1[b][:, None] * p2[b]).reshape(100)
+                g1 = int(p1[b].argmax())
+                g2 = int(p2[b, g1].argmax())
+                out.append(self._summarise(int(raw["d0"][b]), joint, int(raw["leaf"][b]), p3[b], g1, g2))
+            return out
+
+        T = float(temperature)
+        raw1 = at(1.0)
+        if T == 1.0:
+            return raw1
+        # the temperature calibrates the interval (and p(z) itself); the point estimates stay those of
+        # the raw p(z): sharpening pulls the median toward the mode, the noisier estimate
+        # (simulated test: MAE 0.0052 at T = 1, 0.0066 with the median at T = 0.405)
+        cal = at(T)
+        for r1, rc in zip(raw1, cal):
+            rc.z, rc.z_mean, rc.z_mode, rc.z_greedy, rc.text = r1.z, r1.z_mean, r1.z_mode, r1.z_greedy, r1.text
+            rc.z_lo, rc.z_hi = min(rc.z_lo, rc.z), max(rc.z_hi, rc.z)
+        return cal
+
+    def raw_logits(self, prompts: Sequence[str]) -> dict:
+        """Digit logits of one batch: integer digit d0, first decimal l1 (B,10), second decimal given
+        the first l2 (B,10,10), third decimal on the most probable leaf l3 (B,10) (leaf chosen at T=1)."""
         import torch
 
         rt, tok = self.rt, self.rt.tokenizer
@@ -156,13 +202,14 @@ class RedshiftPredictor:
             logits, cache = self._forward(ids, mask, pos, None)
             last = pos[:, -1:]
             # integer digit: constrained argmax among digits
-            p0 = torch.softmax(logits[:, D], -1)
+            p0 = torch.softmax(logits[:, D], -1)  # argmax only: the temperature does not change it
             d0 = p0.argmax(-1)
             step = torch.stack([D.to(dev)[d0], torch.full_like(d0, self.dot)], 1)
             mask = torch.cat([mask, torch.ones_like(step)], 1)
             logits, cache = self._forward(step, mask, last + torch.arange(1, 3, device=dev), cache)
             last = last + 2
-            p1 = torch.softmax(logits[:, D], -1)  # (B,10) first decimal
+            l1 = logits[:, D]
+            p1 = torch.softmax(l1, -1)  # (B,10) first decimal
             # expand 10 branches per spectrum for the second decimal
             cache.batch_repeat_interleave(10)
             mask10 = mask.repeat_interleave(10, 0)
@@ -170,7 +217,8 @@ class RedshiftPredictor:
             mask10 = torch.cat([mask10, torch.ones(B * 10, 1, dtype=mask.dtype, device=dev)], 1)
             last10 = last.repeat_interleave(10, 0) + 1
             logits, cache = self._forward(D.to(dev)[d1][:, None], mask10, last10, cache)
-            p2 = torch.softmax(logits[:, D], -1).view(B, 10, 10)  # p(d2 | d1)
+            l2 = logits[:, D].view(B, 10, 10)
+            p2 = torch.softmax(l2, -1)  # p(d2 | d1)
             joint = (p1[:, :, None] * p2).reshape(B, 100)
             # third decimal on the most probable leaf
             leaf = joint.argmax(-1)  # (B,)
@@ -178,15 +226,8 @@ class RedshiftPredictor:
             cache.reorder_cache(rows)
             mask3 = torch.cat([mask10[rows], torch.ones(B, 1, dtype=mask.dtype, device=dev)], 1)
             logits, _ = self._forward(D.to(dev)[leaf % 10][:, None], mask3, last10[rows] + 1, cache)
-            p3 = torch.softmax(logits[:, D], -1)
-            # greedy path (what plain constrained generation would write)
-            g1 = p1.argmax(-1)
-            g2 = p2[torch.arange(B), g1].argmax(-1)
-        d0, p1, p2, joint, leaf, p3, g1, g2 = (t.cpu().numpy() for t in (d0, p1, p2, joint, leaf, p3, g1, g2))
-        res = []
-        for b in range(B):
-            res.append(self._summarise(int(d0[b]), joint[b], int(leaf[b]), p3[b], int(g1[b]), int(g2[b])))
-        return res
+            l3 = logits[:, D]
+        return {k: t.float().cpu().numpy() for k, t in (("d0", d0), ("l1", l1), ("l2", l2), ("l3", l3), ("leaf", leaf))}
 
     def _summarise(self, d0, joint, leaf, p3, g1, g2) -> RedshiftPrediction:
         joint = joint / joint.sum()

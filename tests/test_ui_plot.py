@@ -65,7 +65,12 @@ def test_figure_renders_real_sdss_file(ngc3522_fits, tmp_path):
 
 
 def test_redshift_beyond_the_range_says_so():
-    fig = spectrum_figure(_spec(), z=2.5)
+    # at z = 2.5 the optical lines are gone but the quasar lines of the list (C IV, C III], ...) land
+    from speclm.ui.plot import visible_lines
+
+    assert {l.name for l, _ in visible_lines(2.5, 3800, 9200)} >= {"CIV1549", "CIII1909", "Lyalpha"}
+    assert all(l.agn for l, _ in visible_lines(2.5, 3800, 9200))
+    fig = spectrum_figure(_spec(), z=12.0)
     ax = fig.axes[0]
     assert len(ax.lines) == 1
     assert any("no line of the list falls in" in t.get_text() for t in ax.texts)

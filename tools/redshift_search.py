@@ -10,7 +10,8 @@ One function, :func:`find_redshift`, used by the agent's spectrum path, ``speclm
    every pixel shift of the log-λ grid (69 km/s), all shifts at once through FFT correlations.
 2. **Candidates**: the best local minima of χ²(z) per type, plus the modes of the model's p(z).
 3. **Refine** each candidate with a non-negative fit (templates ≥ 0, every line free, polynomial
-   free) at neighbouring shifts and a parabola through χ²; z_err from its curvature.
+   free) at neighbouring shifts and a parabola through χ²; z_err from its curvature (× √ν), with a
+   systematic floor added in quadrature (10 km/s for galaxies, 100 km/s for quasars).
 4. **Verdict**. All Δχ² are divided by ν = max(1, χ²/dof of the best fit), so template mismatch in
    a high-S/N spectrum does not read as significance. A QSO fit pays ``qso_penalty`` (it has more
    free features than a galaxy fit; broad lines must earn their place). A quasar whose Lyman-α
@@ -62,6 +63,10 @@ class SearchConfig:
     model_z_max: float = field(default=0.5, metadata={
         "help": "the redshift model's training domain is galaxies with z up to this"})
     min_good_pixels: int = field(default=200, metadata={"help": "fewer usable pixels than this is an error"})
+    sys_err_galaxy_kms: float = field(default=10.0, metadata={
+        "help": "systematic error added in quadrature to a galaxy z (template mismatch, wavelength calibration)"})
+    sys_err_qso_kms: float = field(default=100.0, metadata={
+        "help": "systematic error added in quadrature to a quasar z (broad lines are shifted from systemic)"})
 
     def __post_init__(self) -> None:
         if not (-0.01 <= self.galaxy_z_min < self.galaxy_z_max <= 3.0):
@@ -414,7 +419,8 @@ def find_redshift(spectrum: Spectrum, prediction: dict | None = None,
     for c in cands:
         c.score = c.chi2 + (cfg.qso_penalty * nu if c.spectype == "QSO" else 0.0)
         if c.z_err is not None:
-            c.z_err *= math.sqrt(nu)
+            sys_kms = cfg.sys_err_qso_kms if c.spectype == "QSO" else cfg.sys_err_galaxy_kms
+            c.z_err = math.hypot(c.z_err * math.sqrt(nu), sys_kms / C_KM_S * (1 + c.z))
     cands.sort(key=lambda c: c.score)
     best = cands[0]
 
