@@ -74,3 +74,17 @@ def test_redshift_beyond_the_range_says_so():
     ax = fig.axes[0]
     assert len(ax.lines) == 1
     assert any("no line of the list falls in" in t.get_text() for t in ax.texts)
+
+
+def test_plot_marks_the_stated_redshift(ngc3522_fits):
+    """The plot's markers sit at the z the assistant states (e.g. a quasar's template fit), not the
+    model's answer."""
+    from speclm.tools.spectrum import read_spectrum
+
+    spec = read_spectrum(ngc3522_fits)
+    pred = {"z": 0.3, "z_lo": 0.25, "z_hi": 0.35}
+    fig, z = figure_from_result(spec, pred, None, {"z": 0.00402, "z_source": "template fit (galaxy)",
+                                                   "spectype": "GALAXY"})
+    assert z == 0.00402 and "stated z = 0.0040" in fig.axes[0].get_title()
+    _, z_model = figure_from_result(spec, pred, None, {"z": 0.3, "z_source": "model"})
+    assert z_model == 0.3

@@ -308,6 +308,9 @@ class ChatService:
             session["prediction"] = result.prediction
         if result.check:
             session["check"] = result.check
+        if getattr(result, "z", None) is not None:
+            session["stated"] = {"z": result.z, "z_source": getattr(result, "z_source", None),
+                                 "spectype": getattr(result, "spectype", None)}
         if result.prediction or result.check:
             redshift = redshift_html(session["prediction"], session["check"], z=getattr(result, "z", None),
                                      z_source=getattr(result, "z_source", None), adapter_on=result.adapter_on)
@@ -333,10 +336,10 @@ class ChatService:
                     self.last_results.popitem(last=False)
 
     # -- plotting -----------------------------------------------------------------------------------
-    def _figure(self, spec, prediction, check):
+    def _figure(self, spec, prediction, check, stated=None):
         from speclm.ui.plot import figure_from_result
 
-        return figure_from_result(spec, prediction, check)[0]
+        return figure_from_result(spec, prediction, check, stated)[0]
 
     def _figure_for_session(self, session: dict, prediction, check):
         """Re-read the session's spectrum (small, and keeps Spectrum objects out of gr.State)."""
@@ -350,7 +353,7 @@ class ChatService:
         except SpectrumError:
             return None
         spec.meta.setdefault("id", session.get("spectrum_name"))
-        return self._figure(spec, prediction, check)
+        return self._figure(spec, prediction, check, session.get("stated"))
 
 
 # ------------------------------------------------------------------------------------------------

@@ -144,16 +144,23 @@ def _default_title(spec: Spectrum, z, z_lo, z_hi) -> str:
     return s
 
 
-def figure_from_result(spec: Spectrum, prediction: dict | None, check: dict | None):
-    """The plot for a turn: markers at the line-refined z when the check is confident, else the
+def figure_from_result(spec: Spectrum, prediction: dict | None, check: dict | None,
+                       stated: dict | None = None):
+    """The plot for a turn: markers at the z the assistant states (``stated``: {"z", "z_source",
+    "spectype"} from the thread), else at the line-refined z when the check is confident, else the
     model's z. Returns (figure, z_used)."""
     z = z_lo = z_hi = None
     if prediction:
         z, z_lo, z_hi = prediction.get("z"), prediction.get("z_lo"), prediction.get("z_hi")
     title = None
+    name = str(spec.meta.get("id") or spec.meta.get("source") or "spectrum").rsplit("/", 1)[-1]
+    if stated and stated.get("z") is not None and stated.get("z_source") not in (None, "model"):
+        z = stated["z"]
+        kind = {"QSO": "quasar", "STAR": "star", "GALAXY": "galaxy"}.get(stated.get("spectype") or "", "")
+        title = f"{name} — lines at the stated z = {z:.4f} ({(kind + ', ') if kind else ''}{stated['z_source']})"
+        return spectrum_figure(spec, z=z, check=check, title=title), z
     if check and check.get("confident") and check.get("z") is not None:
         z = check["z"]
-        name = str(spec.meta.get("id") or spec.meta.get("source") or "spectrum").rsplit("/", 1)[-1]
         title = f"{name} — lines at the line-fit z = {z:.4f}"
         z_lo = z_hi = None  # the model's interval belongs to the model's z, not to this one
     return spectrum_figure(spec, z=z, z_lo=z_lo, z_hi=z_hi, check=check, title=title), z
