@@ -182,3 +182,12 @@ def test_predict_refine_json_records(tmp_path, ngc3522_fits):
         q = recs[Path(files[-1]).name]
         assert q["spectype"] == "QSO" and abs(q["z"] - float(qso[0]["z"])) <= 0.01 * (1 + float(qso[0]["z"]))
         assert any("Out of the model's domain" in w for w in q["warnings"])
+
+
+def test_bundled_pz_calibration_is_from_simulations(predictor):
+    from speclm.finetune.runtime import bundled_adapter_dir, read_card
+
+    cal = read_card(bundled_adapter_dir())["calibration"]
+    assert cal["split"] == "val" and "sim" in Path(cal["dataset"]).name  # never real spectra
+    assert 0.1 < cal["pz_temperature"] < 1.0 and abs(cal["coverage_at_T"] - 0.68) < 0.05
+    assert predictor.temperature == pytest.approx(cal["pz_temperature"])  # every prediction uses it
