@@ -28,12 +28,7 @@ class ModelLoadError(SpeclmError):
     """A base model or adapter could not be found or loaded."""
 
 
-def cache_root() -> Path:
-    """Where speclm keeps derived files (dequantised models, SDSS downloads). $SPECLM_CACHE overrides."""
-    root = os.environ.get("SPECLM_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "speclm"
-    )
-    return Path(root)
+from speclm.tools.paths import cache_root  # noqa: E402  (one cache rule for every layer)
 
 
 def embedded_gguf_path() -> Path:

