@@ -47,12 +47,18 @@ class AgentConfig:
     sdss: Any = _f(None, "SDSSConfig (or a dict of its fields) for lookups; None = environment defaults")
     openai_adapter_model: str | None = _f(None, "name under which the server serves the LoRA adapter "
                                           "(vLLM --lora-modules NAME=DIR); default: the adapter directory's name")
+    narrator: str = _f("auto", "who words the answers about an object: 'templates' (composed from tool outputs "
+                       "only), 'model' (templates, then the LLM rephrases the same facts; its sentences pass "
+                       "the claim check and are marked as its own), 'auto' = model for the OpenAI backend, "
+                       "templates for the embedded one")
     device: str = _f("auto", "torch device for the local backend")
     eager: bool = _f(False, "load the model when the Assistant is created instead of on first use")
 
     def __post_init__(self):
         if self.adapter_mode not in ("toggle", "always"):
             raise ConfigError(f"adapter_mode must be 'toggle' or 'always', got {self.adapter_mode!r}")
+        if self.narrator not in ("auto", "templates", "model"):
+            raise ConfigError(f"narrator must be 'auto', 'templates' or 'model', got {self.narrator!r}")
         if self.backend not in ("local", "openai"):
             raise ConfigError(f"backend must be 'local' or 'openai', got {self.backend!r}")
         if self.backend == "openai" and not (self.openai_base_url and self.openai_model):
@@ -96,7 +102,8 @@ class Assistant:
             sdss = SDSSConfig(**sdss)
         self.tools = build_tools(predict=self.backend.predict, sdss_cfg=sdss, cosmology=cfg.cosmology)
         self.nodes = AgentNodes(self.backend, self.tools, adapter_mode=cfg.adapter_mode,
-                                max_new_tokens=cfg.max_new_tokens, cosmology=cfg.cosmology)
+                                max_new_tokens=cfg.max_new_tokens, cosmology=cfg.cosmology,
+                                narrate=cfg.narrator == "model" or (cfg.narrator == "auto" and cfg.backend == "openai"))
         self.checkpointer, self._conn = _open_checkpointer(cfg.checkpoint_db)
         self.graph = build_graph(self.nodes, self.checkpointer)
         self._lock = threading.Lock()  # one turn per Assistant at a time (the model is shared anyway)
@@ -187,6 +194,10 @@ class Assistant:
             prediction=st.get("prediction") if "prediction" in produced else None,
             check=st.get("check") if "check" in produced else None,
             search=st.get("search") if "search" in produced else None,
+            measure=st.get("measure") if "measure" in produced or st.get("answered") else None,
+            surveys=st.get("surveys") if "surveys" in produced else None,
+            grounding=st.get("grounding"), answered=list(st.get("answered") or []),
+            planner="model" if any(c.get("purpose") == "route" for c in calls) else "rules",
             cosmology=st.get("cosmology") if "cosmology" in produced else None,
             spectrum_summary=(st.get("spectrum") or {}).get("summary") if "spectrum" in produced else None,
             tool_trace=list(st.get("tool_trace") or []), error=st.get("error"),

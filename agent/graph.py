@@ -2,11 +2,11 @@
 
 ::
 
-    START -> route -+-> spectrum:  ingest -> predict -> check -> cosmology -> respond
-                    +-> lookup:    lookup -> ingest -> predict -> check -> cosmology -> respond
+    START -> route -+-> spectrum:  ingest -> predict -> check -> cosmology -> measure -> respond
+                    +-> lookup:    lookup -> ingest -> predict -> check -> cosmology -> measure -> respond
                     +-> check:     check -> cosmology -> respond
                     +-> cosmology: cosmology -> respond
-                    +-> chat:      (cosmology, when it is a follow-up about the stored z) -> respond
+                    +-> chat:      (cosmology -> measure, when it is a follow-up about the stored z) -> respond
                     +-> clarify:   respond
     any node that sets ``error`` jumps straight to respond (which replies with the problem).
 
@@ -42,6 +42,12 @@ def _from_route(state: AgentState) -> str:
     return "respond"
 
 
+def _after_cosmology(state: AgentState) -> str:
+    if state.get("error"):
+        return "respond"
+    return "measure" if state.get("route") in ("spectrum", "lookup", "chat") else "respond"
+
+
 def build_graph(nodes: AgentNodes, checkpointer=None):
     """Compile the agent's StateGraph over ``nodes`` with an optional checkpointer."""
     g = StateGraph(AgentState)
@@ -51,6 +57,7 @@ def build_graph(nodes: AgentNodes, checkpointer=None):
     g.add_node("predict", nodes.predict)
     g.add_node("check", nodes.check)
     g.add_node("cosmology", nodes.cosmology)
+    g.add_node("measure", nodes.measure)
     g.add_node("respond", nodes.respond)
 
     g.add_edge(START, "route")
@@ -59,6 +66,7 @@ def build_graph(nodes: AgentNodes, checkpointer=None):
     g.add_conditional_edges("ingest", _after("predict"), ["predict", "respond"])
     g.add_conditional_edges("predict", _after("check"), ["check", "respond"])
     g.add_conditional_edges("check", _after("cosmology"), ["cosmology", "respond"])
-    g.add_edge("cosmology", "respond")
+    g.add_conditional_edges("cosmology", _after_cosmology, ["measure", "respond"])
+    g.add_edge("measure", "respond")
     g.add_edge("respond", END)
     return g.compile(checkpointer=checkpointer)

@@ -72,6 +72,25 @@ class FindRedshiftInput(BaseModel):
     modes: Optional[list[float]] = Field(None, description="peaks of the model's p(z), tried as candidates")
 
 
+class MeasureInput(BaseModel):
+    """A spectrum file and the trusted redshift at which to measure its lines, indices and class."""
+
+    spectrum_path: str = Field(description="path of the spectrum file")
+    z: float = Field(ge=-0.01, le=7.5, description="the trusted redshift (the search's or the line fit's)")
+    spectype: str = Field("GALAXY", pattern="^(GALAXY|QSO|STAR)$", description="GALAXY, QSO or STAR")
+
+
+class SurveyReachInput(BaseModel):
+    """An object's redshift, type, magnitudes and position, to test against the survey table."""
+
+    z: float = Field(ge=0, le=20, description="redshift")
+    spectype: str = Field("GALAXY", pattern="^(GALAXY|QSO|STAR)$", description="GALAXY, QSO or STAR")
+    magnitudes: Optional[dict[str, Optional[float]]] = Field(
+        None, description="AB magnitudes by SDSS band, e.g. {'g': 18.1, 'r': 17.4, 'i': 17.0}")
+    ra: Optional[float] = Field(None, ge=0, lt=360, description="right ascension, degrees")
+    dec: Optional[float] = Field(None, ge=-90, le=90, description="declination, degrees")
+
+
 class PredictInput(BaseModel):
     """A spectrum file for the fine-tuned model to read (adapter on)."""
 
@@ -129,6 +148,23 @@ def _find_redshift(spectrum_path: str, z_model: float | None = None, z_lo: float
     return d
 
 
+def _measure(spectrum_path: str, z: float, spectype: str = "GALAXY", cosmology: str = "Planck18") -> dict:
+    from speclm.tools.measure import measure_spectrum
+    from speclm.tools.spectrum import read_spectrum
+
+    m = measure_spectrum(read_spectrum(spectrum_path), z, spectype, cosmology=cosmology)
+    d = jsonable(m.to_dict())
+    d["describe"] = m.describe()
+    return d
+
+
+def _survey_reach(z: float, spectype: str = "GALAXY", magnitudes: dict | None = None, ra: float | None = None,
+                  dec: float | None = None) -> dict:
+    from speclm.tools.survey_reach import survey_reach
+
+    return jsonable(survey_reach(z=z, spectype=spectype, magnitudes=magnitudes, ra=ra, dec=dec))
+
+
 def build_tools(*, predict: Callable | None = None, sdss_cfg=None,
                 cosmology: str = "Planck18") -> dict[str, StructuredTool]:
     """The agent's tools by name. ``predict(spectrum) -> dict`` is the model backend's redshift
@@ -147,7 +183,19 @@ def build_tools(*, predict: Callable | None = None, sdss_cfg=None,
     def cosmo(z: float, cosmology: str = cosmology, lines: list[str] | None = None) -> dict:
         return _cosmology(z, cosmology, lines)
 
+    def measure(spectrum_path: str, z: float, spectype: str = "GALAXY") -> dict:
+        return _measure(spectrum_path, z, spectype, cosmology)
+
     tools = {
+        "measure_spectrum": StructuredTool.from_function(
+            measure, name="measure_spectrum", args_schema=MeasureInput,
+            description="Measure the spectrum at its redshift: emission-line fluxes, EWs and S/N, Dn4000, HδA, "
+                        "BPT/WHAN class (passive, star-forming, composite, Seyfert, LINER, broad-line AGN) with "
+                        "its evidence, synthetic g/r/i magnitudes, absolute magnitudes, Hα SFR, velocity dispersion."),
+        "survey_reach": StructuredTool.from_function(
+            _survey_reach, name="survey_reach", args_schema=SurveyReachInput,
+            description="Which spectroscopic and imaging surveys could observe an object (magnitude limits, "
+                        "redshift ranges, sky coverage), and why or why not."),
         "read_spectrum": StructuredTool.from_function(
             _read_spectrum, name="read_spectrum", args_schema=ReadSpectrumInput,
             description="Read a spectrum file; returns what was read (pixels, wavelength range, S/N, catalog z)."),

@@ -18,16 +18,40 @@ from typing import Any, Callable
 from langchain_core.messages import AIMessage
 from langgraph.config import get_stream_writer
 
-from speclm.agent import replies
+from speclm.agent import compose as composer
+from speclm.agent import grounding, replies
 from speclm.agent.router import ROUTER_SYSTEM, decide, lines_in_text
 from speclm.agent.state import AgentState, jsonable
 from speclm.tools.cosmology import DEFAULT_SUMMARY_LINES
 from speclm.tools.errors import SpeclmError
 
 log = logging.getLogger(__name__)
-QUALITATIVE_ASK = re.compile(r"\b(type|kind|sort|class)\s+of\b|\bsurveys?\b|\btelescopes?\b|"
-                             r"\bdescribe\b|\btell me (more )?about\b", re.I)
+OWN_WORDS = "(The language model's own words, not from a tool; sentences with unverified numbers or names removed.) "
 HISTORY_TURNS = 6  # messages of history the chat model sees (the small model's context is short)
+
+
+class ClaimFilter:
+    """Streaming claim check for the model's free text: only complete sentences with no ungrounded
+    number or name are passed on (so no token event shows what the reply drops)."""
+
+    def __init__(self, facts: grounding.Facts):
+        self.facts, self.buf = facts, ""
+
+    def _ok(self, s: str) -> str:
+        s = s.strip()
+        return s + " " if s and not grounding.check_sentence(s, self.facts) else ""
+
+    def feed(self, piece: str) -> str:
+        self.buf += piece
+        parts = grounding.sentences(self.buf)
+        if len(parts) <= 1 or not re.search(r"[.!?]\s|\n", self.buf):
+            return ""
+        *done, self.buf = parts
+        return "".join(self._ok(s) for s in done)
+
+    def flush(self) -> str:
+        s, self.buf = self.buf, ""
+        return self._ok(s).strip()
 
 
 def _emit(event: dict) -> None:
@@ -66,8 +90,8 @@ class AgentNodes:
     """Node functions bound to one backend, one tool set and one config (see assistant.AgentConfig)."""
 
     def __init__(self, backend, tools: dict, *, adapter_mode: str = "toggle", max_new_tokens: int = 200,
-                 cosmology: str = "Planck18"):
-        self.backend, self.tools = backend, tools
+                 cosmology: str = "Planck18", narrate: bool = False):
+        self.backend, self.tools, self.narrate = backend, tools, narrate
         self.adapter_mode, self.max_new_tokens, self.cosmology_name = adapter_mode, max_new_tokens, cosmology
 
     # -- helpers -----------------------------------------------------------------------------
@@ -182,6 +206,42 @@ class AgentNodes:
         out["z_source"] = src
         return {"cosmology": out, "tool_trace": [entry], "produced": ["cosmology"]}
 
+    def measure(self, state: AgentState) -> dict:
+        """Measure the thread's spectrum at the trusted z (once per z), and the survey reach when
+        the message asks about surveys. A failure keeps the turn going without them."""
+        z, spec = state.get("z"), state.get("spectrum")
+        upd: dict = {"tool_trace": [], "produced": []}
+        m = state.get("measure")
+        if spec and z is not None and (not m or abs(m.get("z", -9) - z) > 1e-6):
+            try:
+                m, entry = self._tool("measure_spectrum", {"spectrum_path": spec["path"], "z": float(z),
+                                                           "spectype": state.get("spectype") or "GALAXY"})
+                upd.update(measure=m)
+                upd["tool_trace"].append(entry)
+                upd["produced"].append("measure")
+            except SpeclmError as exc:
+                m = None
+                upd.update(measure=None, notes=[f"The spectral measurements could not run: {exc}."])
+                upd["tool_trace"].append(getattr(exc, "trace_entry", {"name": "measure_spectrum", "error": str(exc)}))
+        elif not spec:
+            m = None
+        if z is not None and "surveys" in composer.intents(state.get("text", "")):
+            phot = (m or {}).get("photometry") or {}
+            pos = (m or {}).get("position") or {}
+            lk = state.get("lookup") or {}
+            ra, dec = pos.get("ra", lk.get("ra")), pos.get("dec", lk.get("dec"))
+            args = {"z": max(float(z), 0.0), "spectype": state.get("spectype") or "GALAXY",
+                    "magnitudes": {b: phot.get(b) for b in ("g", "r", "i")} if phot else None,
+                    "ra": None if ra is None else float(ra) % 360.0, "dec": None if dec is None else float(dec)}
+            try:
+                reach, entry = self._tool("survey_reach", args)
+                upd.update(surveys=reach)
+                upd["tool_trace"].append(entry)
+                upd["produced"].append("surveys")
+            except Exception as exc:  # validation or table errors: say so, keep going
+                upd["notes"] = [f"The survey check could not run: {exc}."]
+        return upd
+
     @safe("look the object up in SDSS")
     def lookup(self, state: AgentState) -> dict:
         ident = state.get("sdss_id") or state.get("text", "")
@@ -191,6 +251,7 @@ class AgentNodes:
     # -- the reply -------------------------------------------------------------------------------
     def respond(self, state: AgentState) -> dict:
         route, err = state.get("route") or "chat", state.get("error")
+        self._answered = []
         calls: list[dict] = []
         try:
             if err:
@@ -199,47 +260,88 @@ class AgentNodes:
                 text = replies.error_reply(action, err)
                 if route == "lookup" and state.get("lookup") and "lookup" in (state.get("produced") or []):
                     text = f"SDSS: {state['lookup']['describe']}. " + text
-                self._say(text)
                 route = "error"
             elif route == "clarify":
                 text = replies.CLARIFY_Z if "no redshift is known" in state.get("route_reason", "") else replies.CLARIFY_OBJECT
-                self._say(text)
             elif route in ("spectrum", "lookup"):
                 text = replies.spectrum_reply(spectrum=state.get("spectrum"), pred=state.get("prediction"),
                                               check=state.get("check"), cosmo=state.get("cosmology"),
                                               z=state.get("z"), z_source=state.get("z_source"),
                                               lookup=state.get("lookup") if route == "lookup" else None,
                                               search=state.get("search"))
+                if state.get("measure"):
+                    text += " " + composer.class_answer(state["measure"], state.get("z"), state.get("z_source"))
                 text = " ".join([text, *(state.get("notes") or [])])
-                self._say(text)
-                if QUALITATIVE_ASK.search(state.get("text", "")):
-                    text += self._qualitative(state, text, calls)
+                if composer.intents(state.get("text", "")):
+                    more, answered = self._compose(state)
+                    if answered:
+                        text += "\n\n" + more + self._narration(state, more, calls)
             elif route == "cosmology":
                 c = state["cosmology"]
                 text = replies.cosmology_reply(state.get("text", ""), c, z_source=c.get("z_source", "model"),
                                                line_names=lines_in_text(state.get("text", "")))
-                self._say(text)
             elif route == "check":
                 text = replies.check_sentence(state["check"], state.get("prediction"))
                 if state.get("cosmology"):
                     text += " " + replies.cosmology_sentence(state["cosmology"])
-                self._say(text)
             elif state.get("grounded") and state.get("cosmology"):  # follow-up about the current object
-                text = replies.grounded_facts(z=state["z"], z_source=state.get("z_source") or "model",
-                                              pred=state.get("prediction"), cosmo=state["cosmology"],
-                                              spectype=state.get("spectype"))
-                self._say(text)
-                text += self._qualitative(state, text, calls)
+                text, answered = self._compose(state)
+                if answered:
+                    text += self._narration(state, text, calls)
+                else:
+                    text += " " + replies.grounded_facts(z=state["z"], z_source=state.get("z_source") or "model",
+                                                         pred=state.get("prediction"), cosmo=state["cosmology"],
+                                                         spectype=state.get("spectype"))
+                text = " ".join([text, *(state.get("notes") or [])])
             else:
                 text = self._free_chat(state, calls)
         except SpeclmError as exc:
             text = replies.error_reply("answer", str(exc))
             _emit({"type": "error", "message": str(exc)})
-            self._say(("\n\n" if calls else "") + text)
             route, err = "error", str(exc)
+        # the claim check: every number and name of the reply must be in this turn's facts
+        text, dropped = self._grounded(text, state, extra=[err, *(state.get("notes") or [])])
+        if route not in ("chat",) or state.get("grounded"):
+            self._say(text)  # template replies stream once checked; free chat streamed its kept sentences
         return {"reply": text, "route": route, "attempted_route": state.get("route") or "chat",
-                "error": err, "llm_calls": calls,
-                "messages": [AIMessage(content=text)]}
+                "error": err, "llm_calls": calls, "grounding": {"checked": True, "dropped": dropped},
+                "answered": self._answered, "messages": [AIMessage(content=text)]}
+
+    def facts(self, state: AgentState) -> grounding.Facts:
+        """Everything this turn's reply may state: tool outputs of the thread, declared constants,
+        the line list, the survey table and the user's message."""
+        from speclm.tools import lines as line_list
+        from speclm.tools.survey_reach import load_surveys
+
+        f = grounding.Facts()
+        for key in ("spectrum", "prediction", "search", "check", "cosmology", "lookup", "measure", "surveys"):
+            if state.get(key):
+                f.add(state[key])
+        f.add(replies.METHOD)
+        f.add(replies.derived_facts(state))
+        f.add([{"name": l.name, "display": l.display, "rest_A": l.rest_A} for l in line_list.LINES])
+        f.add([{"name": s.name, "reference": s.reference, "status": s.status} for s in load_surveys()])
+        f.add(state.get("text", ""))
+        f.add(self.cosmology_name)
+        f.add([replies.CLARIFY_OBJECT, replies.CLARIFY_Z])  # fixed help texts with their examples
+        return f
+
+    def _grounded(self, text: str, state: AgentState, extra=()) -> tuple[str, list]:
+        """The claim check; ``extra``: error messages and notes of this turn (a tool's words too)."""
+        kept, dropped = grounding.keep_grounded(text, self.facts(state).add([x for x in extra if x]))
+        if dropped:
+            log.warning("claim check dropped %d sentence(s): %s", len(dropped), dropped)
+        if not kept.strip():
+            kept = composer.honest_reply(state.get("measure"), state.get("z"), state.get("z_source"))
+        return kept, dropped
+
+    def _compose(self, state: AgentState) -> tuple[str, list]:
+        text, answered = composer.compose(state.get("text", ""), measure=state.get("measure"),
+                                          reach=state.get("surveys"), cosmo=state.get("cosmology"),
+                                          z=state.get("z"), z_source=state.get("z_source"),
+                                          spectype=state.get("spectype"))
+        self._answered = answered
+        return text, answered
 
     def _say(self, text: str) -> None:
         _emit({"type": "token", "text": text})
@@ -267,26 +369,28 @@ class AgentNodes:
                 _emit({"type": "token", "text": tail})
         return "".join(out).strip()
 
-    def _qualitative(self, state: AgentState, facts: str, calls: list) -> str:
-        """The LLM's part: galaxy type, surveys — numbers stripped (the tools gave those). The
-        prompt is short on purpose: a 135M model loses the question behind a paragraph of facts."""
-        c = state.get("cosmology") or {}
-        kind = {"QSO": "A quasar", "STAR": "A star"}.get(state.get("spectype") or "", "A galaxy")
-        context = f"{kind} has redshift z = {state.get('z'):.3f}"
-        if c.get("lookback_gyr") is not None:
-            context += f"; its light left it {c['lookback_gyr']:.1f} billion years ago"
-        system = ("You are an expert astronomy assistant. Answer qualitatively in two to four sentences: "
-                  "what type of galaxy is typical at that redshift and which surveys or telescopes could "
-                  "observe it. Do not repeat numbers.")
-        msgs = [{"role": "system", "content": system},
-                {"role": "user", "content": f"{context}. {state.get('text', '')}"}]
-        self._say("\n\n")
-        q = self._stream_llm(msgs, calls, "qualitative", replies.SentenceFilter())
-        return "\n\n" + q if q else ""
+    def _narration(self, state: AgentState, facts_text: str, calls: list) -> str:
+        """With a capable model (narrate=True): the LLM answers from the same facts; only its
+        sentences that pass the claim check are kept, marked as its own words."""
+        if not self.narrate:
+            return ""
+        system = ("You are an astronomy assistant. Answer the user's question in two to four sentences using ONLY "
+                  "these measured facts; do not add numbers, names or object types that are not in them.\n"
+                  f"FACTS: {facts_text}")
+        msgs = [{"role": "system", "content": system}, {"role": "user", "content": state.get("text", "")}]
+        kept = self._stream_llm(msgs, calls, "narrate", ClaimFilter(self.facts(state)))
+        return ("\n\n" + OWN_WORDS + kept) if kept else ""
 
     def _free_chat(self, state: AgentState, calls: list) -> str:
+        """The model's own words, sentence by sentence through the claim check; marked as its own."""
         system = ("You are speclm, an assistant that reads galaxy spectra and answers astronomy questions "
                   "concisely. To get a redshift, the user attaches a spectrum or gives an SDSS identifier.")
         msgs = [{"role": "system", "content": system}] + self._history(state)
-        return self._stream_llm(msgs, calls, "chat", None)
+        self._say(OWN_WORDS)
+        raw = self._stream_llm(msgs, calls, "chat", ClaimFilter(self.facts(state)))
+        if not raw:
+            text = composer.honest_reply(state.get("measure"), state.get("z"), state.get("z_source"))
+            self._say(text)
+            return text
+        return OWN_WORDS + raw
 

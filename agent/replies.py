@@ -13,6 +13,43 @@ import re
 SDSS_RANGE_A = (3600.0, 10400.0)  # BOSS spectrograph coverage; SDSS-I/II is 3800-9200 Å
 
 
+def _method() -> dict:
+    """The constants the reply templates quote (thresholds, ranges): declared facts for the claim check."""
+    from dataclasses import asdict
+
+    from speclm.tools.measure import CLASSES, MeasureConfig
+    from speclm.tools.redshift_check import RedshiftCheckConfig
+    from speclm.tools.redshift_search import SearchConfig
+
+    return {"interval_percent": 68, "strong_line_snr": 5, "line_min_snr": MeasureConfig().min_snr,
+            "sigma_levels": [3, 5], "sdss_range_A": list(SDSS_RANGE_A), "search": asdict(SearchConfig()),
+            "check": asdict(RedshiftCheckConfig()), "measure": asdict(MeasureConfig()),
+            "classes_considered": list(CLASSES), "dust_free_balmer_decrement": 2.86,
+            "mass_to_light_uncertainty_dex": 0.3, "codec_decimals": 3}
+
+
+METHOD = _method()
+
+
+def derived_facts(state: dict) -> dict:
+    """Numbers the templates compute from tool outputs (differences, unit changes), declared so the
+    claim check can trace them: each is one line of arithmetic on a tool's value."""
+    out: dict = {}
+    pred, search, check = state.get("prediction") or {}, state.get("search") or {}, state.get("check") or {}
+    lookup, spec = state.get("lookup") or {}, (state.get("spectrum") or {}).get("summary") or {}
+    z_cat = lookup.get("z") if lookup.get("z") is not None else spec.get("z_catalog")
+    if z_cat is not None:
+        for name, d in (("model", pred), ("search", search), ("check", check)):
+            if d.get("z") is not None:
+                out[f"{name}_minus_catalog"] = d["z"] - z_cat
+    for name, d in (("search", search), ("check", check)):
+        if d.get("z_err") and d.get("z") is not None:
+            out[f"{name}_err_kms"] = kms(d["z_err"], d["z"])
+    cosmo = state.get("cosmology") or {}
+    out["observed_nm"] = [l["observed_A"] / 10 for l in cosmo.get("lines") or []]
+    return out
+
+
 def fmt_gyr(x: float) -> str:
     """'3.78 Gyr' / '0.0551 Gyr' — the lookback-time format every reply uses (tests rely on it)."""
     return f"{x:.3g} Gyr"

@@ -12,6 +12,10 @@ condition                                              route       note
 =====================================================  ==========  ===========================
 a spectrum file is attached                            spectrum    predict -> check -> cosmology
 ``sdss_id`` given, or an SDSS identifier in the text   lookup      then the spectrum pipeline
+the thread has a z and the message asks about the
+  object's type, star formation, AGN, mass, lines or
+  surveys (agent.compose.intents)                      chat        grounded: composed from the
+                                                                   measurement tools
 lookup words (look up, fetch, plate, fiber, specobjid)
   but the identifier does not parse                    lookup      replies with the parse error
 refers to a new object ("this one", "what about",
@@ -137,6 +141,12 @@ def lines_in_text(text: str) -> list[str]:
     return out
 
 
+def _asks_about_object(text: str) -> bool:
+    from speclm.agent.compose import intents
+
+    return bool(intents(text))
+
+
 def decide(text: str, *, upload_path: str | None = None, sdss_id: str | None = None,
            has_spectrum: bool = False, has_z: bool = False) -> Decision:
     """Apply the rule table (module docstring). Pure: no model, no I/O."""
@@ -147,6 +157,9 @@ def decide(text: str, *, upload_path: str | None = None, sdss_id: str | None = N
         return Decision("lookup", "an SDSS identifier was given")
     if sdss_identifier_in(t):
         return Decision("lookup", "the message contains an SDSS identifier")
+    if has_z and not PREDICT_WORDS.search(t) and not COSMO_WORDS.search(t) and _asks_about_object(t):
+        return Decision("chat", "question about the object's properties (answered from the measurements)",
+                        grounded=True)
     if LOOKUP_WORDS.search(t):
         return Decision("lookup", "the message asks for an SDSS lookup")
     if NEW_OBJECT.search(t):

@@ -39,6 +39,8 @@ class AgentState(TypedDict, total=False):
     check: dict | None  # RedshiftCheck.to_dict()
     search: dict | None  # RedshiftAnswer.to_dict(): the stated (spectral type, z) of the spectrum path
     cosmology: dict | None  # CosmologySummary.to_dict()
+    measure: dict | None  # Measurements.to_dict() at the trusted z (class, lines, photometry)
+    surveys: dict | None  # survey_reach() output for the current object
     lookup: dict | None  # LookupResult.to_dict()
     z: float | None  # the redshift we currently trust
     z_source: str | None  # "template fit (galaxy|qso|star)" | "line fit" | "model" | "SDSS catalog" | "user"
@@ -59,6 +61,8 @@ class AgentState(TypedDict, total=False):
     produced: Annotated[list, turn_list]
     llm_calls: Annotated[list, turn_list]
     notes: Annotated[list, turn_list]  # sentences appended to the reply (e.g. a check that could not run)
+    grounding: dict | None  # the claim check of this turn's reply: {"checked", "dropped": [...]}
+    answered: list  # the question intents the composed reply answered
 
 
 def turn_input(text: str, upload_path: str | None, sdss_id: str | None) -> dict:
@@ -70,7 +74,7 @@ def turn_input(text: str, upload_path: str | None, sdss_id: str | None) -> dict:
         "messages": [{"role": "user", "content": content}],
         "text": text or "", "upload_path": upload_path, "sdss_id": sdss_id,
         "route": "", "attempted_route": "", "route_reason": "", "z_text": None, "grounded": False, "error": None, "reply": "", "adapter_on": False,
-        "tool_trace": None, "produced": None, "llm_calls": None, "notes": None,
+        "tool_trace": None, "produced": None, "llm_calls": None, "notes": None, "grounding": None, "answered": [],
     }
 
 
@@ -109,6 +113,11 @@ class TurnResult:
     check: dict | None = None
     cosmology: dict | None = None
     search: dict | None = None
+    measure: dict | None = None
+    surveys: dict | None = None
+    grounding: dict | None = None
+    answered: list[str] = field(default_factory=list)
+    planner: str = "rules"  # who chose this turn's tool calls: "rules" (agent/router.py) or "model"
     spectrum_summary: dict | None = None
     tool_trace: list[dict] = field(default_factory=list)
     error: str | None = None

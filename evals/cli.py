@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import importlib
 
-EVAL_MODULES = ("speclm.evals.retention", "speclm.evals.ablation", "speclm.evals.scenarios")
+EVAL_MODULES = ("speclm.evals.retention", "speclm.evals.ablation", "speclm.evals.scenarios", "speclm.evals.classes")
 
 
 def register(subparsers) -> None:

@@ -146,6 +146,10 @@ def parse_fixture(spec: str, where: str = "spectrum") -> tuple[str, Any]:
         if not arg:
             raise _err(where, "file: needs a path")
         return kind, arg
+    if kind == "real":
+        if not arg or "/" in arg:
+            raise _err(where, f"real: needs a file name of the real SDSS dev set, got {spec!r}")
+        return kind, arg
     raise _err(where, f"unknown spectrum kind {kind!r} in {spec!r}; use ppxf:, synthetic:, simulated:, file: or bad:")
 
 
@@ -272,6 +276,8 @@ class TurnContext:
     catalog: float | None  # catalog z of the thread's current object (file / SDSS)
     upload_name: str | None
     n_messages: int
+    measured_class: str | None = None  # the measurement tool's class of the thread's object
+    invented: list = field(default_factory=list)  # ungrounded claims of the reply (grounding.check_reply)
 
 
 @dataclass(frozen=True)
@@ -532,6 +538,14 @@ CHECKS: dict[str, Check] = {
     "check_confident": Check(_is_bool, lambda v, c: _ok(bool((c.result.check or {}).get("confident")) == v,
                                                         f"check: {_short((c.result.check or {}).get('reason', 'none'), 70)}"),
                              "whether the line check was confident this turn"),
+    "class_in": Check(_strs, lambda v, c: _ok(bool(c.measured_class) and c.measured_class in _strs(v, "")
+                                             and c.measured_class.lower() in c.result.reply.lower(),
+                                             f"measured class {c.measured_class!r}"),
+                      "the measurement tool's class is one of these and the reply names it"),
+    "no_invented_claims": Check(_is_bool, lambda v, c: _ok((not c.invented) == v,
+                                                           f"ungrounded: {[x['text'] for x in c.invented][:6]}"),
+                                "true: every number, class, object type and survey/catalog name of the reply "
+                                "is in the turn's tool outputs (agent.grounding.check_reply)"),
     "messages": Check(_num("messages"), lambda v, c: _ok(c.n_messages == v, f"{c.n_messages} messages in the thread"),
                       "number of messages in the thread after the turn (user + assistant)"),
 }
@@ -568,6 +582,12 @@ class Fixtures:
             out = (synthetic_spectrum(self.root / f"spec-synthetic-z{z:g}-s{seed}.fits", z=z, seed=seed), z)
         elif kind == "simulated":
             out = self._simulated(arg)
+        elif kind == "real":
+            root = Path(os.environ.get("SPECLM_REAL_DEV", "../shared/data/sdss_real_dev")) / "fits"
+            path = root / arg
+            if not path.is_file():
+                raise FixtureUnavailable(f"real SDSS spectrum {path} is not here (set SPECLM_REAL_DEV)")
+            out = (path, self._catalog_z(path))
         elif kind == "file":
             path = Path(arg).expanduser()
             if not path.is_absolute() and base_dir is not None:
@@ -742,9 +762,14 @@ def run_scenario(sc: Scenario, cfg: AgentEvalConfig, runtime, fixtures: Fixtures
                     elif r.lookup:
                         obj = next((o for o in objects if o.name == r.lookup.get("name")), None)
                         truth, catalog = (obj.z if obj else None), r.lookup.get("z")
+                from speclm.agent.grounding import check_reply
+
+                values = a.graph.get_state({"configurable": {"thread_id": tid}}).values
                 ctx = TurnContext(result=r, adapter_mode=mode, prev_z=prev_z, z_after=st["z"], truth=truth,
                                   catalog=catalog, upload_name=Path(path).name if path else None,
-                                  n_messages=st["n_messages"])
+                                  n_messages=st["n_messages"],
+                                  measured_class=(values.get("measure") or {}).get("summary_class"),
+                                  invented=check_reply(r.reply, a.nodes.facts(values).add([r.error] if r.error else [])))
                 rows = []
                 for key, value in turn.expect.items():
                     try:

@@ -19,6 +19,7 @@ CLI_MODULES = (
     "speclm.finetune.data_cli",  # data {simulate,sdss,folder,info}, encode
     "speclm.finetune.model_cli", # predict, train
     "speclm.agent.cli",          # demo
+    "speclm.agent.ask_cli",      # ask
     "speclm.ui.cli",             # chat
     "speclm.evals.cli",          # eval {redshift,retention,agent,ablation}, report
 )

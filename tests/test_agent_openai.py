@@ -107,7 +107,9 @@ def test_openai_backend_two_step_dialogue(fake, adapter_dir, tmp_path, ngc3522_f
                     "Which surveys could observe it?")
     assert f.route == "chat" and not f.adapter_on
     assert fake.models("/v1/chat/completions") == ["base-llm"]  # toggle: text goes to the base
-    assert "elliptical" in f.reply and "Euclid" in f.reply
+    assert f.measure["summary_class"] in f.reply  # the composed answer: the measured class ...
+    assert "Euclid" in f.reply and "(The language model's own words" in f.reply  # ... the model's grounded words, marked
+    assert "elliptical" not in f.reply  # an object type no tool measured is dropped
     assert "3.8 billion" not in f.reply  # the model's arithmetic is dropped ...
     assert replies.fmt_gyr(f.cosmology["lookback_gyr"]) in f.reply  # ... the tool's is quoted
     assert f.cosmology["z"] == pytest.approx(r.z)

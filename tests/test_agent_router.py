@@ -70,7 +70,8 @@ def test_z_and_lines_in_text():
 
 def test_tool_schemas_validate():
     tools = build_tools()
-    assert set(tools) == {"read_spectrum", "sdss_lookup", "cosmology", "redshift_check", "find_redshift"}
+    assert set(tools) == {"read_spectrum", "sdss_lookup", "cosmology", "redshift_check", "find_redshift",
+                          "measure_spectrum", "survey_reach"}
     assert "predict_redshift" in build_tools(predict=lambda s: {})
     schema = tools["cosmology"].args_schema.model_json_schema()
     assert schema["properties"]["z"]["maximum"] == 20 and "z" in schema["required"]

@@ -12,7 +12,8 @@ from speclm.evals import scenarios as S
 
 REQUIRED = {"spectrum_upload_z", "followup_cosmology", "sdss_lookup", "bad_file", "off_topic", "ambiguous"}
 MODEL_INDEPENDENT = {"followup_cosmology", "sdss_lookup", "bad_file", "off_topic", "ambiguous",
-                     "cosmology_current_z", "redshift_check", "adapter_toggle", "adapter_always_text"}
+                     "cosmology_current_z", "redshift_check", "adapter_toggle", "adapter_always_text",
+                     "grounded_passive", "grounded_star_forming", "grounded_agn"}
 SLOW = ("simulated_z",)  # bagpipes: about a minute to build its spectrum on a CPU
 
 

@@ -110,3 +110,7 @@ class DatasetError(SpeclmError):
 
 class BackendError(SpeclmError):
     """A language-model backend (local runtime or OpenAI-compatible endpoint) failed to answer."""
+
+
+class ScriptError(ConfigError):
+    """A conversation script for `speclm ask --script` is malformed (names the line)."""

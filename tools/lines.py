@@ -90,6 +90,22 @@ class BreakDefinition:
 DN4000 = BreakDefinition(name="Dn4000", blue_A=(3850.0, 3950.0), red_A=(4000.0, 4100.0))
 
 
+@dataclass(frozen=True)
+class IndexDefinition:
+    """A Lick-style absorption index: EW over ``index_A`` against the straight line through the
+    mean fluxes of the two side bands. Bands as published, in **air** Å (convert before use)."""
+
+    name: str
+    blue_A: tuple[float, float]
+    index_A: tuple[float, float]
+    red_A: tuple[float, float]
+
+
+#: Hδ_A (Worthey & Ottaviani 1997): strong in galaxies that formed stars 0.1-1 Gyr ago
+HDELTA_A = IndexDefinition(name="HdeltaA", blue_A=(4041.600, 4079.750), index_A=(4083.500, 4122.250),
+                           red_A=(4128.500, 4161.000))
+
+
 # Vacuum wavelengths: SDSS spZline table for nebular lines; absorption features from the SDSS
 # absorption-line list (Ca II H&K, G band, Mg b and Na D blends, vacuum centres).
 LINES: tuple[Line, ...] = (

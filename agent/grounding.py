@@ -1,0 +1,178 @@
+"""The claim check every reply passes before it leaves the agent: numbers and names must be grounded.
+
+Why: a 135M model asked about a galaxy invents ("a Sgr A-type SGA (Type Ia Supergiantary)",
+"our cosmic microwave background (CMB) telescope"); an invented claim is worse than silence. So a
+reply is split into sentences and each is checked against the **facts** of the turn — every tool
+output in the thread (as JSON: numbers and strings), the line list, the survey table, the
+constants the reply templates quote (:data:`speclm.agent.replies.METHOD`) and the user's own words:
+
+* **numbers**: each number in the sentence must equal a fact number at the printed precision
+  (|x − f| ≤ half a unit of the last printed digit), or appear verbatim in a fact string;
+* **classes and object types** (:data:`CLASS_TERMS`: Seyfert, LINER, elliptical, supergiant, …) and
+  **survey, catalog and instrument names** (:data:`NAME_TERMS` + the survey table): each must
+  appear in the facts' text;
+* **other proper names**: a capitalised word that is not the first of its sentence must appear in
+  the facts (or be an ordinary word of :data:`COMMON_CAPITALISED`).
+
+:func:`check_reply` returns the violations; :func:`keep_grounded` drops the sentences that have any.
+"""
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+
+#: object types and classes a reply might assert; one not in the facts is an invented claim
+CLASS_TERMS = (
+    "broad-line AGN", "AGN", "active galactic nucleus", "Seyfert", "LINER", "composite", "star-forming",
+    "star forming", "starburst", "post-starburst", "passive", "quiescent", "retired", "quasar", "QSO", "blazar",
+    "radio galaxy", "elliptical", "spiral", "lenticular", "irregular", "dwarf", "barred", "supergiant", "giant",
+    "white dwarf", "neutron star", "pulsar", "supernova", "Type Ia", "Type II", "globular cluster",
+    "galaxy cluster", "black hole", "nebula", "brown dwarf", "red giant", "main sequence",
+)
+#: surveys, catalogs, telescopes, missions and places that a reply might name
+NAME_TERMS = (
+    "SDSS", "Sloan", "BOSS", "eBOSS", "DESI", "GAMA", "2dFGRS", "6dFGS", "4MOST", "PFS", "Euclid", "Rubin", "LSST",
+    "DES", "Dark Energy Survey", "HSC", "Subaru", "Hubble", "HST", "JWST", "James Webb", "Spitzer", "Chandra",
+    "XMM", "GALEX", "WISE", "2MASS", "Gaia", "Kepler", "TESS", "Planck", "WMAP", "CMB", "cosmic microwave",
+    "ALMA", "VLT", "Keck", "Gemini", "LAMOST", "UKIDSS", "VISTA", "Pan-STARRS", "ZTF", "NED", "SIMBAD",
+    "Local Group", "Local Supercluster", "Milky Way", "Andromeda", "Virgo", "Coma", "Sgr A", "Big Bang",
+    "MaNGA", "CALIFA", "SAMI", "MUSE", "Herschel", "Fermi", "eROSITA", "Arecibo", "FAST", "SKA", "LOFAR",
+)
+#: capitalised words that are ordinary English (or units) wherever they stand
+COMMON_CAPITALISED = {
+    "I", "I'm", "I've", "I'd", "The", "This", "That", "It", "Its", "Yes", "No", "Not", "Using", "At", "For",
+    "Redshift", "Spectrum", "Model", "Note", "Ask", "Here", "If", "With", "From", "In", "On", "Of", "And", "Or",
+    "Å", "Gyr", "Mpc", "kpc", "km", "AB", "Dn4000", "Hα", "Hβ", "Hγ", "Hδ", "HδA", "Hδ_A", "Fe", "Ca", "Mg", "Na",
+    "N", "O", "S", "H", "K", "G", "II", "III", "IV", "V", "Lyα", "M", "Msun", "M☉", "BPT", "WHAN", "EW", "FWHM",
+    "S/N", "SFR", "LoRA", "Dec", "RA", "Galactic", "Universe", "Balmer", "Lyman", "Doppler", "Hubble-flow",
+    "Legendre", "NNLS", "GALAXY", "STAR", "Kroupa", "Chabrier", "Kennicutt", "Evans", "Calzetti", "Kauffmann",
+    "Kewley", "Schawinski", "Cid", "Fernandes", "Bell", "Balogh", "Worthey", "Ottaviani", "Cappellari",
+    "MILES", "BC03", "bagpipes", "ppxf", "speclite", "Morton", "Ciddor", "Storey", "Zeippen", "Vanden", "Berk",
+    "Sun", "Vega", "Planck18", "Planck15", "WMAP9", "FlatLambdaCDM", "Ωm", "H0", "OK", "Alternatives",
+    "Uncertain", "Only", "Out", "Nothing", "Which", "None", "Attach", "Give", "Something", "Answer", "D_C", "H0·D_C",
+}
+_NUM = re.compile(r"(?<![\w.])[−\-+]?\d[\d,]*(?:\.\d+)?(?:[eE][−\-+]?\d+)?(?![\w])|(?<![\w.])[−\-+]?\.\d+")
+_SENT = re.compile(r"(?<=[.!?])\s+(?=[A-Z(\"'])|\n+")
+_CAP = re.compile(r"(?<![\w\-\[])([A-Z][\w\-]*(?:\s+[A-Z][\w\-]*)*)")
+
+
+@dataclass
+class Facts:
+    """What a reply may say: numbers and text collected from tool outputs and declared constants."""
+
+    numbers: list[float] = field(default_factory=list)
+    text: str = ""
+
+    def add(self, obj) -> "Facts":
+        """Collect every number and string in a JSON-like object (dicts, lists, scalars)."""
+        if isinstance(obj, dict):
+            for k, v in obj.items():
+                self.text += f" {k} "
+                self.add(v)
+        elif isinstance(obj, (list, tuple, set)):
+            for v in obj:
+                self.add(v)
+        elif isinstance(obj, bool) or obj is None:
+            pass
+        elif isinstance(obj, (int, float)):
+            if math.isfinite(float(obj)):
+                self.numbers.append(float(obj))
+        elif isinstance(obj, str):
+            self.text += " " + obj + " "
+            for m in _NUM.finditer(obj):
+                v = _parse(m.group(0))
+                if v is not None:
+                    self.numbers.append(v)
+        return self
+
+
+def _parse(s: str) -> float | None:
+    try:
+        return float(s.replace("−", "-").replace(",", "").replace("+", ""))
+    except ValueError:
+        return None
+
+
+def _decimals(s: str) -> int:
+    s = s.split("e")[0].split("E")[0]
+    return len(s.split(".")[1]) if "." in s else 0
+
+
+def number_grounded(token: str, facts: Facts) -> bool:
+    v = _parse(token)
+    if v is None:
+        return True
+    if token.lstrip("−-+") in facts.text:
+        return True
+    d = _decimals(token)
+    tol = 0.5 * 10 ** (-d) + 1e-9 * max(1.0, abs(v))
+    if "e" in token.lower():
+        tol = abs(v) * 0.05
+    av = abs(v)
+    return any(abs(av - abs(f)) <= tol for f in facts.numbers)
+
+
+def _term_in(term: str, text: str) -> bool:
+    return re.search(rf"(?<![\w]){re.escape(term.lower())}(?![\w])", text) is not None
+
+
+def sentences(text: str) -> list[str]:
+    return [s for s in _SENT.split(text or "") if s and s.strip()]
+
+
+def check_sentence(sentence: str, facts: Facts) -> list[dict]:
+    """The ungrounded claims of one sentence: [{"kind": number|class|name, "text": ...}]."""
+    out = []
+    low_facts = facts.text.lower()
+    for m in _NUM.finditer(sentence):
+        if not number_grounded(m.group(0), facts):
+            out.append({"kind": "number", "text": m.group(0)})
+    low = sentence.lower()
+    masked = low
+    for term in sorted(CLASS_TERMS, key=len, reverse=True):
+        if _term_in(term, masked):
+            if not _term_in(term, low_facts):
+                out.append({"kind": "class", "text": term})
+            masked = re.sub(rf"(?<![\w]){re.escape(term.lower())}(?![\w])", " ", masked)
+    named = set()
+    for term in sorted(NAME_TERMS, key=len, reverse=True):
+        if _term_in(term, masked):
+            named.add(term.lower())
+            if not _term_in(term, low_facts):
+                out.append({"kind": "name", "text": term})
+            masked = re.sub(rf"(?<![\w]){re.escape(term.lower())}(?![\w])", " ", masked)
+    first = True
+    for m in _CAP.finditer(sentence):
+        words = m.group(1).split()
+        if first and m.start() <= len(sentence) - len(sentence.lstrip()) + 1:
+            words = words[1:]
+        first = False
+        for w in words:
+            w = w.strip("-")
+            if (not w or w in COMMON_CAPITALISED or w.lower() in named or any(w.lower() in t.lower() for t in named)
+                    or w.lower() in low_facts or len(w) == 1):
+                continue
+            out.append({"kind": "name", "text": w})
+    return out
+
+
+def check_reply(text: str, facts: Facts) -> list[dict]:
+    """Every ungrounded claim of a reply, with the sentence it is in."""
+    out = []
+    for s in sentences(text):
+        for v in check_sentence(s, facts):
+            out.append({**v, "sentence": s.strip()})
+    return out
+
+
+def keep_grounded(text: str, facts: Facts) -> tuple[str, list[dict]]:
+    """The reply without the sentences that make an ungrounded claim, and what was dropped."""
+    kept, dropped = [], []
+    for s in sentences(text):
+        bad = check_sentence(s, facts)
+        if bad:
+            dropped.append({"sentence": s.strip(), "violations": bad})
+        else:
+            kept.append(s.strip())
+    return " ".join(kept), dropped

@@ -1,0 +1,97 @@
+"""The claim check and the measurement-backed answers: invented claims are caught, measured ones pass.
+
+The invented replies below are what the embedded SmolLM2-135M actually wrote before the composer
+(issue: grounded answers); each must turn the check red, and the composed answers on real SDSS
+spectra must pass it and name the SDSS-consistent class."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from speclm.agent import compose, grounding, replies
+from speclm.agent.ask_cli import read_script
+from speclm.tools.errors import ScriptError
+
+REAL = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "sdss_real_dev" / "fits"
+OLD_REPLIES = [  # the paper's follow-up, "is it forming stars?", "which surveys?" before this change
+    "This type of galaxy is known as a Sgr A-type SGA (Type Ia Supergiantary). It is a remnant from the Big Bang.",
+    "The galaxy shows redshift-induced star formation, typical of a starburst galaxy in the Local Group.",
+    "It could be observed by our cosmic microwave background (CMB) telescope and by the Hubble Space Telescope.",
+    "Its light left it 3.8 billion years ago, so it is an elliptical galaxy.",
+]
+
+
+def _facts(measure: dict | None = None) -> grounding.Facts:
+    f = grounding.Facts().add(replies.METHOD)
+    if measure:
+        f.add(measure)
+    return f
+
+
+@pytest.mark.parametrize("text", OLD_REPLIES)
+def test_invented_claims_are_caught(text):
+    facts = _facts({"summary_class": "star-forming", "z": 0.0320, "evidence": ["BPT: below the Kauffmann line"]})
+    bad = grounding.check_reply(text, facts)
+    assert bad, text
+    kept, dropped = grounding.keep_grounded(text, facts)
+    assert kept == "" and dropped
+
+
+def test_grounded_sentences_pass_and_numbers_need_their_precision():
+    f = grounding.Facts().add({"cosmology": {"lookback_gyr": 0.45123, "z": 0.03197}, "name": "DESI Bright Galaxy Survey"})
+    assert not grounding.check_reply("The light left it 0.451 Gyr ago at z = 0.03197.", f)
+    assert grounding.check_reply("The light left it 0.46 Gyr ago.", f)  # a wrong number at its own precision
+    assert not grounding.check_reply("DESI Bright Galaxy Survey could observe it.", f)
+    assert grounding.check_reply("Euclid could observe it.", f)  # a survey no tool named
+
+
+def test_intents_cover_the_papers_questions():
+    assert compose.intents("What type of galaxy is expected at the redshift you just predicted? "
+                           "Which surveys could observe it?") == ["type", "surveys"]
+    assert compose.intents("Is it forming stars?") == ["star_formation"]
+    assert compose.intents("Is there an AGN?") == ["agn"]
+    assert "lines" in compose.intents("What are its emission line ratios?")
+    assert compose.intents("What is the meaning of life?") == []
+
+
+@pytest.mark.parametrize("fname,allowed", [
+    ("spec-0266-51630-0461.fits", {"passive"}),                    # SDSS SUBCLASS blank, Dn4000 ≈ 2
+    ("spec-1045-52725-0628.fits", {"star-forming", "composite"}),  # SDSS STARFORMING
+    ("spec-0651-52141-0072.fits", {"broad-line AGN"}),             # SDSS QSO AGN BROADLINE
+])
+def test_measured_class_on_real_spectra_and_composed_answer_is_grounded(fname, allowed):
+    from speclm.tools.measure import measure_spectrum
+    from speclm.tools.redshift_search import find_redshift
+    from speclm.tools.spectrum import read_spectrum
+    from speclm.tools.survey_reach import survey_reach
+
+    path = REAL / fname
+    if not path.is_file():
+        pytest.skip("the real SDSS dev set (../shared/data/sdss_real_dev) is not here")
+    spec = read_spectrum(path)
+    ans = find_redshift(spec, None)
+    m = measure_spectrum(spec, ans.z, ans.spectype).to_dict()
+    assert m["summary_class"] in allowed, m["evidence"]
+    phot = m["photometry"]
+    assert phot and 14 < phot["r"] < 21  # SDSS spectroscopic targets are this bright
+    reach = survey_reach(z=ans.z, spectype=ans.spectype, magnitudes={b: phot[b] for b in "gri"},
+                         ra=m["position"]["ra"], dec=m["position"]["dec"])
+    text, done = compose.compose("What type of galaxy is it? Which surveys could observe it?", measure=m,
+                                 reach=reach, cosmo=None, z=ans.z, z_source=ans.z_source)
+    assert done == ["type", "surveys"] and m["summary_class"] in text
+    facts = _facts(m).add(reach).add(ans.to_dict()).add("What type of galaxy is it? Which surveys could observe it?")
+    assert grounding.check_reply(text, facts) == []
+
+
+def test_ask_script_errors_are_one_line(tmp_path):
+    bad = tmp_path / "s.jsonl"
+    bad.write_text('{"text": "hi"}\nnot json\n')
+    with pytest.raises(ScriptError, match="line 2: not JSON"):
+        read_script(str(bad))
+    bad.write_text('{"text": "hi", "spectrum": "/nope.fits"}\n')
+    with pytest.raises(ScriptError, match="does not exist"):
+        read_script(str(bad))
+    bad.write_text('{"txt": "hi"}\n')
+    with pytest.raises(ScriptError, match="unknown key"):
+        read_script(str(bad))
