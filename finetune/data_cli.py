@@ -57,6 +57,14 @@ def register(subparsers) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_folder)
 
+    p = dsub.add_parser("merge", help="concatenate datasets (each spectrum keeps its split)",
+                        description="Concatenate speclm datasets into one; splits, ids and provenance are kept.")
+    p.add_argument("inputs", nargs="+", help="dataset directories (two or more)")
+    p.add_argument("--out", required=True, help="output dataset directory")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing dataset at --out")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=_merge)
+
     p = dsub.add_parser("info", help="summarise a dataset (counts, z histogram, tokens per spectrum)",
                         description="Counts per split, source, redshift histogram, and tokens per "
                                     "spectrum of the encoded prompt under a preset's codec.")
@@ -164,6 +172,17 @@ def _folder(args) -> int:
     print(f"wrote {len(ds)} spectra to {out} ({ds.counts()}); skipped {len(skipped)} file(s)", file=sys.stderr)
     for s in skipped:
         print(f"  skipped {s['file']}: {s['reason']}", file=sys.stderr)
+    return 0
+
+
+def _merge(args) -> int:
+    import sys
+
+    from speclm.finetune.datasets import merge_datasets, open_dataset
+
+    out = merge_datasets(args.inputs, args.out, overwrite=args.overwrite, progress=not args.no_progress)
+    ds = open_dataset(out)
+    print(f"wrote {len(ds)} spectra to {out} ({ds.counts()})", file=sys.stderr)
     return 0
 
 

@@ -189,6 +189,10 @@ class SpectrumDataset:
     def __len__(self) -> int:
         return int(self._ids.size)
 
+    def split_of(self) -> list[str]:
+        """Every spectrum's split label, in file order ("" = unassigned)."""
+        return [str(x) for x in self._split]
+
     def __repr__(self) -> str:
         return f"SpectrumDataset({str(self.path)!r}, n={len(self)}, splits={self.counts()})"
 
@@ -440,6 +444,39 @@ def assign_splits(z: Sequence[float], *, val_frac: float = 0.0, test_frac: float
         labels[val] = "val"
         labels[test] = "test"
     return labels.tolist()
+
+
+# ----------------------------------------------------------------------------- merging
+
+def merge_datasets(paths: Sequence[str | os.PathLike], out: str | os.PathLike, *, overwrite: bool = False,
+                   progress: bool = True) -> Path:
+    """Concatenate datasets, keeping every spectrum's split (train stays train, val stays val).
+
+    Ids must be unique across the inputs (simulations with different seeds are); the meta records
+    each input's meta and fingerprint, and ``simulated`` is true only if every input is simulated."""
+    dss = [open_dataset(p) for p in paths]
+    if len(dss) < 2:
+        raise DatasetError("merge needs at least two datasets")
+    ids = [i for d in dss for i in d.ids()]
+    if len(set(ids)) != len(ids):
+        dup = next(i for i in ids if ids.count(i) > 1)
+        raise DatasetError(f"the datasets share spectrum ids (e.g. {dup!r}); merge datasets made with different seeds")
+    split_of = [x for d in dss for x in d.split_of()]
+
+    def stream():
+        for d in dss:
+            it = d.iter_spectra()
+            if progress:
+                from tqdm import tqdm
+
+                it = tqdm(it, total=len(d), desc=f"merging {d.path.name}", unit="spec", dynamic_ncols=True)
+            yield from it
+
+    meta = {"source": "merge", "selection": [str(d.path) for d in dss],
+            "inputs": [{"path": str(d.path), "fingerprint": d.fingerprint(), "meta": d.meta} for d in dss],
+            "simulated": all(bool(d.meta.get("simulated")) for d in dss),
+            "notes": "concatenation of " + ", ".join(d.path.name for d in dss)}
+    return write_dataset(out, stream(), split_of=split_of, meta=meta, overwrite=overwrite)
 
 
 # ----------------------------------------------------------------------------- folder source

@@ -95,3 +95,31 @@ def test_ask_script_errors_are_one_line(tmp_path):
     bad.write_text('{"txt": "hi"}\n')
     with pytest.raises(ScriptError, match="unknown key"):
         read_script(str(bad))
+
+
+def test_speclm_ask_script_json_end_to_end(tmp_path, ngc3522_fits, capsys):
+    """`speclm ask --script --json` on the tiny random base + an untrained adapter: one record per
+    turn with the fields the issue asks for; the follow-up is composed (no model) and grounded."""
+    import json
+
+    from speclm.cli import main
+    from speclm.finetune.presets import get_preset
+    from speclm.finetune.train import init_adapter
+
+    adapter = init_adapter(get_preset("tiny"), tmp_path / "tiny-redshift")
+    script = tmp_path / "turns.jsonl"
+    script.write_text(json.dumps({"text": "What is its redshift?", "spectrum": str(ngc3522_fits)}) + "\n"
+                      + json.dumps({"text": "Is it forming stars? Which surveys could observe it?"}) + "\n")
+    rc = main(["ask", "--script", str(script), "--json", "--base", "tiny", "--adapter", str(adapter)])
+    recs = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    assert rc == 0 and len(recs) == 2 and recs[0]["thread"] == recs[1]["thread"]
+    for key in ("reply", "route", "tool_calls", "planner", "z", "z_source", "spectype"):
+        assert key in recs[0] and key in recs[1]
+    assert [c["name"] for c in recs[0]["tool_calls"]][:3] == ["read_spectrum", "predict_redshift", "find_redshift"]
+    assert recs[0]["planner"] == "rules" and recs[0]["spectype"] == "GALAXY" and recs[0]["class"]
+    assert recs[1]["answered"] == ["star_formation", "surveys"] and recs[1]["class"] in recs[1]["reply"]
+    assert "survey_reach" in [c["name"] for c in recs[1]["tool_calls"]] and recs[1]["dropped_sentences"] == 0
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text("{oops\n")
+    assert main(["ask", "--script", str(bad), "--json"]) == 2
+    assert "line 1: not JSON" in capsys.readouterr().err
