@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 
@@ -23,12 +22,16 @@ def register(subparsers) -> None:
     p.add_argument("--sdss-id", default=None, help="an SDSS identifier (plate-mjd-fiber, specObjID, RA/Dec)")
     p.add_argument("--script", default=None, help="JSONL file: one {\"text\", \"spectrum\"} turn per line")
     p.add_argument("--json", action="store_true", help="print one JSON object per turn")
-    p.add_argument("--base", default="embedded", help="base model: embedded, tiny, HF id or path")
-    p.add_argument("--adapter", default="bundled", help="LoRA adapter directory or 'bundled'")
-    p.add_argument("--thread", default=None, help="continue this conversation thread (with --db)")
-    p.add_argument("--db", default=":memory:", help="SQLite file for conversation threads")
-    p.add_argument("--max-new-tokens", type=int, default=120)
-    p.set_defaults(func=run_ask)
+    p.add_argument("--thread", default=None, help="continue this conversation thread (with --checkpoint-db)")
+    from speclm.agent.config import AgentConfig
+
+    AgentConfig.add_arguments(p, ASSISTANT_OPTIONS)  # the options' help comes from the config's fields
+    p.set_defaults(func=run_ask, checkpoint_db=":memory:", max_new_tokens=120)
+
+
+#: the AgentConfig fields `speclm ask` and `speclm demo` expose as options
+ASSISTANT_OPTIONS = ("base", "adapter", "adapter_mode", "backend", "openai_base_url", "openai_model",
+                     "openai_adapter_model", "max_new_tokens", "cosmology", "narrator", "checkpoint_db")
 
 
 def read_script(path: str) -> list[dict]:
@@ -86,7 +89,7 @@ def run_ask(args) -> int:
         if args.spectrum and not Path(args.spectrum).is_file():
             raise ScriptError(f"spectrum {args.spectrum} does not exist")
         turns = [{"text": args.text or "", "spectrum": args.spectrum, "sdss_id": args.sdss_id}]
-    cfg = AgentConfig(base=args.base, adapter=args.adapter, checkpoint_db=args.db, max_new_tokens=args.max_new_tokens)
+    cfg = AgentConfig.from_args(args)
     rc = 0
     with Assistant(cfg) as a:
         thread = args.thread or a.new_thread_id()

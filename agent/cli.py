@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import importlib.util
 import sys
 import tempfile
 from pathlib import Path
@@ -24,50 +23,24 @@ def register(subparsers) -> None:
     p = subparsers.add_parser(
         "demo", help="play the paper's two-step dialogue (spectrum -> redshift, then a follow-up)",
         description=__doc__.splitlines()[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--base", default="embedded", help="base model: embedded, tiny, HF id or path")
-    p.add_argument("--adapter", default="bundled", help="LoRA adapter directory or 'bundled'")
     p.add_argument("--spectrum", default=None, help="spectrum file for step 1 (default: ppxf's NGC3522, "
                    "else a synthetic spectrum)")
-    p.add_argument("--adapter-mode", choices=("toggle", "always"), default="toggle",
-                   help="toggle: adapter on only for the redshift step; always: the paper's setup")
     p.add_argument("--question", default=STEP2, help="the step-2 follow-up question")
-    p.add_argument("--backend", choices=("local", "openai"), default="local")
-    p.add_argument("--openai-base-url", default=None, help="e.g. http://localhost:8000/v1 (vLLM)")
-    p.add_argument("--openai-model", default=None, help="base model name on the server")
-    p.add_argument("--openai-adapter-model", default=None, help="LoRA name on the server")
-    p.add_argument("--max-new-tokens", type=int, default=120)
-    p.add_argument("--cosmology", default="Planck18")
+    from speclm.agent.ask_cli import ASSISTANT_OPTIONS
+    from speclm.agent.config import AgentConfig
+
+    AgentConfig.add_arguments(p, [o for o in ASSISTANT_OPTIONS if o != "checkpoint_db"])
     p.add_argument("--json", action="store_true",
                    help="print the transcript as JSON ({messages: [{role, content, ...}]}) on stdout, for "
                         "`speclm report --conversation`; the live dialogue goes to stderr")
-    p.set_defaults(func=run_demo)
+    p.set_defaults(func=run_demo, max_new_tokens=120)
 
 
 def default_spectrum(tmpdir: str) -> Path:
-    """ppxf's NGC3522 (real SDSS DR18) if installed, else a synthetic spec-FITS at z = 0.1."""
-    spec = importlib.util.find_spec("ppxf")
-    if spec is not None and spec.submodule_search_locations:
-        p = Path(list(spec.submodule_search_locations)[0]) / "spectra" / "NGC3522_SDSS_DR18.fits"
-        if p.is_file():
-            return p
-    return synthetic_spectrum(Path(tmpdir) / "spec-0266-51630-0001.fits", z=0.1)
+    """ppxf's NGC3522 (real SDSS DR18) if installed, else the synthetic spec-FITS at z = 0.1."""
+    from speclm.tools.synthetic import ppxf_spectrum, write_synthetic_fits
 
-
-def synthetic_spectrum(path: Path, z: float = 0.1, seed: int = 0) -> Path:
-    """An SDSS-like spectrum (SDSS log-lambda grid, noise) with common lines at redshift z."""
-    import numpy as np
-
-    from speclm.tools.spectrum import write_sdss_spec_fits
-
-    rng = np.random.default_rng(seed)
-    loglam = np.arange(3.5800, 3.9640, 1e-4)
-    wave = 10 ** loglam
-    flux = 5.0 + 2.0 * wave / 6000.0
-    for rest, amp in [(3728.48, 2.0), (4862.68, 1.5), (5008.24, 3.0), (6564.61, 4.0), (6585.27, 1.2),
-                      (3934.78, -0.5), (3969.59, -0.4), (5176.7, -0.3)]:
-        flux = flux + amp * 3.0 * np.exp(-0.5 * ((wave - rest * (1 + z)) / 3.0) ** 2)
-    flux = flux + rng.normal(0, 0.3, wave.size)
-    return write_sdss_spec_fits(path, loglam, flux, np.full(wave.size, 1 / 0.09), z)
+    return ppxf_spectrum("NGC3522") or write_synthetic_fits(Path(tmpdir) / "spec-0266-51630-0001.fits", z=0.1)
 
 
 def _play(assistant, thread: str, text: str, spectrum=None, out=sys.stdout):
@@ -120,10 +93,7 @@ def run_demo(args) -> int:
     from speclm.agent.assistant import AgentConfig, Assistant
     from speclm.finetune.runtime import ModelLoadError
 
-    cfg = AgentConfig(base=args.base, adapter=args.adapter, adapter_mode=args.adapter_mode,
-                      checkpoint_db=":memory:", backend=args.backend, openai_base_url=args.openai_base_url,
-                      openai_model=args.openai_model, openai_adapter_model=args.openai_adapter_model,
-                      max_new_tokens=args.max_new_tokens, cosmology=args.cosmology)
+    cfg = AgentConfig.from_args(args, checkpoint_db=":memory:")
     with tempfile.TemporaryDirectory() as tmp, Assistant(cfg) as a:
         if not a.backend.has_adapter:  # loads the model; the demo is pointless without the adapter
             raise ModelLoadError(a.backend.adapter_error or "no redshift adapter loaded")

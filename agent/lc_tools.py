@@ -186,34 +186,29 @@ def build_tools(*, predict: Callable | None = None, sdss_cfg=None,
     def measure(spectrum_path: str, z: float, spectype: str = "GALAXY") -> dict:
         return _measure(spectrum_path, z, spectype, cosmology)
 
-    tools = {
-        "measure_spectrum": StructuredTool.from_function(
-            measure, name="measure_spectrum", args_schema=MeasureInput,
-            description="Measure the spectrum at its redshift: emission-line fluxes, EWs and S/N, Dn4000, HδA, "
+    table = (  # name, function, argument schema, description (what a tool-calling model reads)
+        ("measure_spectrum", measure, MeasureInput,
+         "Measure the spectrum at its redshift: emission-line fluxes, EWs and S/N, Dn4000, HδA, "
                         "BPT/WHAN class (passive, star-forming, composite, Seyfert, LINER, broad-line AGN) with "
                         "its evidence, synthetic g/r/i magnitudes, absolute magnitudes, Hα SFR, velocity dispersion."),
-        "survey_reach": StructuredTool.from_function(
-            _survey_reach, name="survey_reach", args_schema=SurveyReachInput,
-            description="Which spectroscopic and imaging surveys could observe an object (magnitude limits, "
+        ("survey_reach", _survey_reach, SurveyReachInput,
+         "Which spectroscopic and imaging surveys could observe an object (magnitude limits, "
                         "redshift ranges, sky coverage), and why or why not."),
-        "read_spectrum": StructuredTool.from_function(
-            _read_spectrum, name="read_spectrum", args_schema=ReadSpectrumInput,
-            description="Read a spectrum file; returns what was read (pixels, wavelength range, S/N, catalog z)."),
-        "sdss_lookup": StructuredTool.from_function(
-            sdss_lookup, name="sdss_lookup", args_schema=SDSSLookupInput,
-            description="Look an object up in SDSS (catalog z, class, magnitudes) and fetch its spectrum."),
-        "cosmology": StructuredTool.from_function(
-            cosmo, name="cosmology", args_schema=CosmologyInput,
-            description="Lookback time, ages, distances, velocities and observed line positions at z."),
-        "redshift_check": StructuredTool.from_function(
-            _redshift_check, name="redshift_check", args_schema=RedshiftCheckInput,
-            description="Test a redshift against the spectrum's own lines; refine it when confident."),
-        "find_redshift": StructuredTool.from_function(
-            _find_redshift, name="find_redshift", args_schema=FindRedshiftInput,
-            description="The assistant's redshift: galaxy, quasar and star template fits over the whole range "
+        ("read_spectrum", _read_spectrum, ReadSpectrumInput,
+         "Read a spectrum file; returns what was read (pixels, wavelength range, S/N, catalog z)."),
+        ("sdss_lookup", sdss_lookup, SDSSLookupInput,
+         "Look an object up in SDSS (catalog z, class, magnitudes) and fetch its spectrum."),
+        ("cosmology", cosmo, CosmologyInput,
+         "Lookback time, ages, distances, velocities and observed line positions at z."),
+        ("redshift_check", _redshift_check, RedshiftCheckInput,
+         "Test a redshift against the spectrum's own lines; refine it when confident."),
+        ("find_redshift", _find_redshift, FindRedshiftInput,
+         "The assistant's redshift: galaxy, quasar and star template fits over the whole range "
                         "(candidates from the model's p(z) and a blind scan); spectral type, z, confidence, "
                         "alternatives."),
-    }
+    )
+    tools = {name: StructuredTool.from_function(fn, name=name, args_schema=schema, description=desc)
+             for name, fn, schema, desc in table}
     if predict is not None:
         def predict_redshift(spectrum_path: str) -> dict:
             from speclm.tools.spectrum import read_spectrum

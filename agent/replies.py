@@ -63,7 +63,9 @@ def fmt_z(z: float, source: str | None = None) -> str:
 
 def kms(z_err: float, z: float) -> float:
     """A redshift error as a velocity, km/s."""
-    return 299_792.458 * z_err / (1.0 + z)
+    from speclm.tools.cosmology import C_KM_S
+
+    return C_KM_S * z_err / (1.0 + z)
 
 
 def feature_name(name: str) -> str:

@@ -14,12 +14,12 @@ Two kinds of keys:
 """
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass, field
-from typing import Annotated, Any, TypedDict
+from typing import Annotated, TypedDict
 
-import numpy as np
 from langgraph.graph.message import add_messages
+
+from speclm.tools.json_safe import jsonable  # noqa: F401  (re-exported: the agent's one sanitiser)
 
 ROUTES = ("spectrum", "lookup", "cosmology", "check", "chat", "clarify", "error")
 
@@ -76,26 +76,6 @@ def turn_input(text: str, upload_path: str | None, sdss_id: str | None) -> dict:
         "route": "", "attempted_route": "", "route_reason": "", "z_text": None, "grounded": False, "error": None, "reply": "", "adapter_on": False,
         "tool_trace": None, "produced": None, "llm_calls": None, "notes": None, "grounding": None, "answered": [],
     }
-
-
-def jsonable(x: Any) -> Any:
-    """Deep-convert numpy scalars/arrays, tuples and paths into JSON types (NaN -> None)."""
-    if isinstance(x, dict):
-        return {str(k): jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [jsonable(v) for v in x]
-    if isinstance(x, np.ndarray):
-        return [jsonable(v) for v in x.tolist()]
-    if isinstance(x, (np.bool_, bool)):
-        return bool(x)
-    if isinstance(x, (np.integer,)):
-        return int(x)
-    if isinstance(x, (float, np.floating)):
-        f = float(x)
-        return f if math.isfinite(f) else None
-    if x is None or isinstance(x, (str, int)):
-        return x
-    return str(x)
 
 
 @dataclass

@@ -25,6 +25,7 @@ from typing import Sequence
 
 import numpy as np
 
+from speclm.tools.config import Config
 from speclm.evals.metrics import json_default as _json_default
 
 from speclm.tools.errors import ConfigError, SpeclmError
@@ -191,7 +192,7 @@ class GridData:
 # ------------------------------------------------------------------------------------ running
 
 @dataclass
-class AblationConfig:
+class AblationConfig(Config):
     preset: str = field(default="smollm2", metadata={"help": "Fiducial preset name or YAML path."})
     dataset: str = field(default="", metadata={"help": "speclm dataset directory (needs train and val splits)."})
     out: str = field(default="", metadata={"help": "Output directory (cells/, ablation.md/json/png)."})

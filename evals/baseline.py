@@ -18,27 +18,24 @@ numpy only; distances in chunks so memory stays ~chunk × n_train floats.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
+from speclm.tools.config import Config, setting
 from speclm.tools.errors import ConfigError
 
 
-def _f(default, help: str):
-    return field(default=default, metadata={"help": help})
-
-
 @dataclass(frozen=True)
-class KNNConfig:
+class KNNConfig(Config):
     """How the kNN baseline is fitted."""
 
-    k_grid: tuple = _f((1, 3, 5, 10, 20, 40), "Candidate k values; the CV picks one (a single value = fixed k).")
-    metrics: tuple = _f(("standardize", "l2"), "Candidate vector scalings: 'standardize' (per-bin z-score) and/or 'l2'.")
-    folds: int = _f(3, "Cross-validation folds on the training set (used only when there is a choice).")
-    cv_max: int = _f(6000, "At most this many training spectra take part in the CV (speed).")
-    chunk: int = _f(512, "Query rows per distance block (memory: chunk × n_train floats).")
-    seed: int = _f(0, "Seed of the CV fold assignment.")
+    k_grid: tuple = setting((1, 3, 5, 10, 20, 40), "Candidate k values; the CV picks one (a single value = fixed k).")
+    metrics: tuple = setting(("standardize", "l2"), "Candidate vector scalings: 'standardize' (per-bin z-score) and/or 'l2'.")
+    folds: int = setting(3, "Cross-validation folds on the training set (used only when there is a choice).")
+    cv_max: int = setting(6000, "At most this many training spectra take part in the CV (speed).")
+    chunk: int = setting(512, "Query rows per distance block (memory: chunk × n_train floats).")
+    seed: int = setting(0, "Seed of the CV fold assignment.")
 
     def __post_init__(self):
         if not self.k_grid or any(int(k) < 1 for k in self.k_grid):

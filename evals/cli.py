@@ -1,8 +1,7 @@
 """`speclm eval {redshift,retention,ablation,agent}` and `speclm report`.
 
-Other eval modules (retention, ablation, agent scenarios) register their own `eval` subcommands
-through ``register_eval(eval_subparsers)``; a module that is not written yet is simply absent
-from the menu. Heavy imports (torch, matplotlib) stay inside the handlers.
+Other eval modules (retention, ablation, agent scenarios, classes) register their own `eval`
+subcommands through ``register_eval(eval_subparsers)``. Heavy imports (torch, matplotlib) stay inside the handlers.
 """
 from __future__ import annotations
 
@@ -66,16 +65,8 @@ def register(subparsers) -> None:
     c.add_argument("--no-progress", action="store_true")
     c.set_defaults(func=_calibrate)
 
-    for name in EVAL_MODULES:
-        try:
-            mod = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name == name:
-                continue
-            raise
-        hook = getattr(mod, "register_eval", None)
-        if hook is not None:  # a module still being written may not expose it yet
-            hook(esub)
+    for name in EVAL_MODULES:  # each eval module registers its own subcommand
+        importlib.import_module(name).register_eval(esub)
 
     r = subparsers.add_parser(
         "report", help="one self-contained HTML report of the evals",

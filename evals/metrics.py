@@ -14,6 +14,8 @@ from typing import Sequence
 
 import numpy as np
 
+from speclm.tools.json_safe import json_default  # noqa: F401  (re-exported for the eval writers)
+
 NMAD_SCALE = 1.4826  # makes the median absolute deviation a consistent σ estimator for a Gaussian
 OUTLIER_CUTS = (0.15, 0.05)
 
@@ -122,10 +124,3 @@ def metrics_table(columns: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
-def json_default(o):
-    """json.dumps(default=...) for numpy scalars/arrays in reports (anything else as str)."""
-    if isinstance(o, np.generic):
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    return str(o)

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from speclm.tools.config import Config, setting
 from speclm.evals.metrics import json_default as _json_default
 
 from speclm.evals.metrics import metrics_table, redshift_metrics
@@ -34,34 +35,30 @@ class EvalOverlapError(SpeclmError):
     """The evaluation set overlaps the adapter's (or the baseline's) training spectra."""
 
 
-def _f(default, help: str):
-    return field(default=default, metadata={"help": help})
-
-
 @dataclass
-class RedshiftEvalConfig:
+class RedshiftEvalConfig(Config):
     """One evaluation run (mirrors the CLI flags of `speclm eval redshift`)."""
 
-    adapter: str = _f("bundled", "Adapter directory, or 'bundled'.")
-    out: str = _f("", "Output directory for report.json and pred_vs_true.png.")
-    base: str | None = _f(None, "Base model; default: the adapter card's base_model, else 'embedded'.")
-    dataset: str | None = _f(None, "Dataset directory to evaluate on (one of dataset/folder).")
-    split: str = _f("val", "Split of --dataset: val, test, or '' (unassigned); 'train' is refused for the adapter's own dataset.")
-    folder: str | None = _f(None, "Folder of spectrum files (FITS etc.) with catalog z, instead of a dataset.")
-    limit: int | None = _f(None, "Evaluate a random subset of this many spectra (seeded, z-unbiased).")
-    seed: int = _f(0, "Seed of the --limit subset.")
-    train_dataset: str | None = _f(None, "Dataset whose train split fits the kNN baseline; default: the adapter card's dataset path.")
-    knn: bool = _f(True, "Fit and evaluate the kNN baseline.")
-    refine: bool = _f(True, "Also run the assistant's redshift procedure (find_redshift: template fit + "
+    adapter: str = setting("bundled", "Adapter directory, or 'bundled'.")
+    out: str = setting("", "Output directory for report.json and pred_vs_true.png.")
+    base: str | None = setting(None, "Base model; default: the adapter card's base_model, else 'embedded'.")
+    dataset: str | None = setting(None, "Dataset directory to evaluate on (one of dataset/folder).")
+    split: str = setting("val", "Split of --dataset: val, test, or '' (unassigned); 'train' is refused for the adapter's own dataset.")
+    folder: str | None = setting(None, "Folder of spectrum files (FITS etc.) with catalog z, instead of a dataset.")
+    limit: int | None = setting(None, "Evaluate a random subset of this many spectra (seeded, z-unbiased).")
+    seed: int = setting(0, "Seed of the --limit subset.")
+    train_dataset: str | None = setting(None, "Dataset whose train split fits the kNN baseline; default: the adapter card's dataset path.")
+    knn: bool = setting(True, "Fit and evaluate the kNN baseline.")
+    refine: bool = setting(True, "Also run the assistant's redshift procedure (find_redshift: template fit + "
                             "spectral type) on each file of a --folder; reported as 'refined' beside the model.")
-    catalog_class: str | None = _f(None, "Keep only files whose catalog CLASS is this (GALAXY, QSO, STAR); --folder only.")
-    z_min: float | None = _f(None, "Keep only files with catalog z >= this; --folder only.")
-    z_max: float | None = _f(None, "Keep only files with catalog z < this; --folder only.")
-    unconstrained: bool = _f(False, "Also run plain (unconstrained) greedy generation and count its parse failures.")
-    batch_size: int = _f(16, "Spectra per forward batch.")
-    device: str = _f("auto", "auto, cpu, cuda, cuda:N.")
-    cache_features: bool = _f(True, "Cache preprocessed vectors inside the dataset directory (off for read-only data).")
-    progress: bool = _f(True, "Show progress bars.")
+    catalog_class: str | None = setting(None, "Keep only files whose catalog CLASS is this (GALAXY, QSO, STAR); --folder only.")
+    z_min: float | None = setting(None, "Keep only files with catalog z >= this; --folder only.")
+    z_max: float | None = setting(None, "Keep only files with catalog z < this; --folder only.")
+    unconstrained: bool = setting(False, "Also run plain (unconstrained) greedy generation and count its parse failures.")
+    batch_size: int = setting(16, "Spectra per forward batch.")
+    device: str = setting("auto", "auto, cpu, cuda, cuda:N.")
+    cache_features: bool = setting(True, "Cache preprocessed vectors inside the dataset directory (off for read-only data).")
+    progress: bool = setting(True, "Show progress bars.")
 
     def __post_init__(self):
         if bool(self.dataset) == bool(self.folder):
@@ -84,9 +81,9 @@ class RedshiftEvalConfig:
 
 def ids_sha(ids) -> str:
     """The trainer's fingerprint of an id list (train.py writes ``train_ids_sha`` with it)."""
-    from speclm.finetune.train import _sha
+    from speclm.finetune.datasets import ids_sha as _fingerprint
 
-    return _sha(list(ids))
+    return _fingerprint(list(ids))
 
 
 def _card_dataset(card: dict) -> tuple[str | None, str | None]:
@@ -462,8 +459,6 @@ def _speclm_version() -> str:
     from speclm import __version__
 
     return __version__
-
-
 
 
 def refine_summary(z_true, answers, classes) -> dict:

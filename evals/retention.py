@@ -26,9 +26,11 @@ import logging
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from speclm.tools.json_safe import json_default
+from speclm.tools.config import Config, setting
 from speclm.tools.errors import ConfigError, SpeclmError
 
 TASK_DIR = Path(__file__).resolve().parent / "tasks"
@@ -66,32 +68,26 @@ class RetentionError(SpeclmError):
     """The retention evaluation cannot run (MMLU data missing, lm-eval missing, bad options)."""
 
 
-def _f(default, help: str):
-    if isinstance(default, (list, tuple)):
-        return field(default_factory=lambda d=default: tuple(d), metadata={"help": help})
-    return field(default=default, metadata={"help": help})
-
-
 @dataclass
-class RetentionConfig:
+class RetentionConfig(Config):
     """What to measure and how; saved into the output JSON."""
 
-    mmlu_dir: str | None = _f(None, "Folder of the original MMLU CSVs (…/mmlu or …/mmlu/data); "
+    mmlu_dir: str | None = setting(None, "Folder of the original MMLU CSVs (…/mmlu or …/mmlu/data); "
                                     "default $SPECLM_MMLU_DIR or ../shared/data/mmlu next to the repo.")
-    base: str | None = _f(None, "Base model: 'embedded', 'tiny', a HF id or a local path "
+    base: str | None = setting(None, "Base model: 'embedded', 'tiny', a HF id or a local path "
                                 "(default: the adapter card's base_model, else 'embedded').")
-    adapter: str | None = _f("bundled", "PEFT adapter directory, or 'bundled'; needed for always/toggle.")
-    conditions: tuple = _f(CONDITIONS, "Subset of base, always, toggle.")
-    limit: int | None = _f(None, "Questions per subject (first N); None = all (astro 152, general 3028).")
-    num_fewshot: int = _f(0, "Few-shot examples from MMLU dev (0-5); the paper-style default is 0.")
-    batch_size: int = _f(8, "lm-eval batch size.")
-    device: str = _f("auto", "cpu, cuda, cuda:0, … or auto.")
-    dtype: str = _f("auto", "float32, bfloat16 or auto (bf16 on GPU/AMX CPUs).")
-    hub_tasks: bool = _f(False, "Use lm-eval's own mmlu_<subject> tasks (needs network: cais/mmlu on the hub).")
-    apply_chat_template: bool = _f(False, "Wrap questions in the model's chat template.")
-    format: str = _f("letter", "'letter' (MMLU A-D prompt, acc) or 'cloze' (answer texts scored, acc_norm; "
+    adapter: str | None = setting("bundled", "PEFT adapter directory, or 'bundled'; needed for always/toggle.")
+    conditions: tuple = setting(CONDITIONS, "Subset of base, always, toggle.")
+    limit: int | None = setting(None, "Questions per subject (first N); None = all (astro 152, general 3028).")
+    num_fewshot: int = setting(0, "Few-shot examples from MMLU dev (0-5); the paper-style default is 0.")
+    batch_size: int = setting(8, "lm-eval batch size.")
+    device: str = setting("auto", "cpu, cuda, cuda:0, … or auto.")
+    dtype: str = setting("auto", "float32, bfloat16 or auto (bf16 on GPU/AMX CPUs).")
+    hub_tasks: bool = setting(False, "Use lm-eval's own mmlu_<subject> tasks (needs network: cais/mmlu on the hub).")
+    apply_chat_template: bool = setting(False, "Wrap questions in the model's chat template.")
+    format: str = setting("letter", "'letter' (MMLU A-D prompt, acc) or 'cloze' (answer texts scored, acc_norm; "
                                "for small models at chance on letters).")
-    loader: str = _f("runtime", "'runtime' = speclm's ModelRuntime (any base incl. tiny); 'lm-eval' = "
+    loader: str = setting("runtime", "'runtime' = speclm's ModelRuntime (any base incl. tiny); 'lm-eval' = "
                                 "lm-eval's HFLM(pretrained=PATH, peft=ADAPTER) loader (path/HF-id bases).")
 
     def __post_init__(self):
@@ -493,17 +489,8 @@ def _cmd_retention(args) -> int:
     if args.out:
         out = Path(args.out)
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(report, indent=2, default=_json_default))
+        out.write_text(json.dumps(report, indent=2, default=json_default))
         print(f"wrote {out}")
     return 0
 
 
-def _json_default(o):
-    try:
-        import numpy as np
-
-        if isinstance(o, np.generic):
-            return o.item()
-    except ImportError:  # pragma: no cover
-        pass
-    return str(o)

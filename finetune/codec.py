@@ -15,11 +15,12 @@ prefixed with ``minus_sign`` (the space after the paper's comma is what reads as
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass
 from typing import Iterable, Sequence
 
 import numpy as np
 
+from speclm.tools.config import Config, setting
 from speclm.tools.errors import ConfigError, SpeclmError
 
 DIGITS = "0123456789abcdefghijklmnopqrstuvwxyz"
@@ -29,28 +30,24 @@ class DecodeError(SpeclmError):
     """Text that does not parse back into values under the given codec."""
 
 
-def _f(default, help: str):
-    return field(default=default, metadata={"help": help})
-
-
 @dataclass(frozen=True)
-class CodecConfig:
+class CodecConfig(Config):
     """How a vector of numbers becomes the text a language model reads, and how z is answered."""
 
-    base: int = _f(10, "Number base of the digits (2..36).")
-    precision: int = _f(0, "Digits kept after the radix point; values are stored as round(x*base**precision).")
-    width: int = _f(2, "Fixed number of digits per value (zero-padded); 0 = variable length without leading zeros (paper).")
-    signed: bool = _f(False, "Allow negative values (written with minus_sign); if False negatives are an error.")
-    minus_sign: str = _f("-", "Prefix of negative values when signed.")
-    digit_sep: str = _f("", "Text between the digits of one value (paper: '|').")
-    value_sep: str = _f(" ", "Text after every value (paper: ', ').")
-    prompt_prefix: str = _f(
+    base: int = setting(10, "Number base of the digits (2..36).")
+    precision: int = setting(0, "Digits kept after the radix point; values are stored as round(x*base**precision).")
+    width: int = setting(2, "Fixed number of digits per value (zero-padded); 0 = variable length without leading zeros (paper).")
+    signed: bool = setting(False, "Allow negative values (written with minus_sign); if False negatives are an error.")
+    minus_sign: str = setting("-", "Prefix of negative values when signed.")
+    digit_sep: str = setting("", "Text between the digits of one value (paper: '|').")
+    value_sep: str = setting(" ", "Text after every value (paper: ', ').")
+    prompt_prefix: str = setting(
         "Galaxy spectrum is rescaled and encoded to an input series:",
         "Text before the series (paper's wording).",
     )
-    answer_prefix: str = _f("Redshift: ", "Text that starts the answer; the model continues with the number.")
-    z_decimals: int = _f(3, "Decimals of the redshift in the answer (0.001 resolution by default).")
-    z_int_digits: int = _f(1, "Digits before the point in the answer (1 -> z < 10).")
+    answer_prefix: str = setting("Redshift: ", "Text that starts the answer; the model continues with the number.")
+    z_decimals: int = setting(3, "Decimals of the redshift in the answer (0.001 resolution by default).")
+    z_int_digits: int = setting(1, "Digits before the point in the answer (1 -> z < 10).")
 
     def __post_init__(self):
         if not 2 <= self.base <= 36:
@@ -77,16 +74,7 @@ class CodecConfig:
         """The paper's serializer: base 10, precision 2, '|' between digits, ', ' between values."""
         return cls(base=10, precision=2, width=0, signed=True, minus_sign="-", digit_sep="|", value_sep=", ")
 
-    def to_dict(self) -> dict:
-        return asdict(self)
 
-    @classmethod
-    def from_dict(cls, d: dict) -> "CodecConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise ConfigError(f"unknown CodecConfig fields: {sorted(unknown)}")
-        return cls(**d)
 
     @property
     def max_value(self) -> float:

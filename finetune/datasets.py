@@ -21,10 +21,11 @@ import os
 import shutil
 import uuid
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
+from speclm.tools.json_safe import json_default
 from speclm.tools.errors import DatasetError, SpectrumError
 from speclm.tools.spectrum import Spectrum
 
@@ -47,14 +48,9 @@ def _schema():
     ])
 
 
-def _json_default(o: Any):
-    if isinstance(o, np.generic):
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    if isinstance(o, Path):
-        return str(o)
-    return str(o)
+def ids_sha(ids) -> str:
+    """Fingerprint of an id list (training cards' ``train_ids_sha``; evals check overlap with it)."""
+    return hashlib.sha256("\n".join(map(str, ids)).encode()).hexdigest()[:16]
 
 
 def _spectrum_id(s: Spectrum, i: int) -> str:
@@ -135,7 +131,7 @@ def write_dataset(path: str | os.PathLike, spectra: Iterable[Spectrum], *,
             rows["flux"].append(np.asarray(s.flux, np.float32))
             rows["ivar"].append(np.asarray(s.ivar, np.float32))
             rows["mask"].append(np.asarray(s.mask, np.int32))
-            rows["meta_json"].append(json.dumps(meta_s, default=_json_default, sort_keys=True))
+            rows["meta_json"].append(json.dumps(meta_s, default=json_default, sort_keys=True))
             counts[split or "unassigned"] = counts.get(split or "unassigned", 0) + 1
             n += 1
             if len(rows["id"]) >= _ROW_GROUP:
@@ -149,7 +145,7 @@ def write_dataset(path: str | os.PathLike, spectra: Iterable[Spectrum], *,
         info.update(meta or {})
         info.update(n=n, counts=counts, created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
                     speclm_version=_version())
-        (tmp / META_FILE).write_text(json.dumps(info, indent=2, default=_json_default, sort_keys=True))
+        (tmp / META_FILE).write_text(json.dumps(info, indent=2, default=json_default, sort_keys=True))
         if path.exists():
             old = path.parent / f".{path.name}.old-{uuid.uuid4().hex[:8]}"
             path.rename(old)

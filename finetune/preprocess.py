@@ -9,59 +9,56 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass
 
 import numpy as np
 
+from speclm.tools.config import Config, setting
 from speclm.tools.errors import ConfigError, TooFewPixelsError
 from speclm.tools.spectrum import Spectrum
 
 
-def _f(default, help: str, **kw):
-    return field(default=default, metadata={"help": help}, **kw)
-
-
 @dataclass(frozen=True)
-class PreprocessConfig:
+class PreprocessConfig(Config):
     """Every choice between a spectrum file and the vector of numbers the codec encodes."""
 
-    wave_min: float = _f(3800.0, "Blue edge of the fixed observed-frame grid, vacuum Angstrom.")
-    wave_max: float = _f(9200.0, "Red edge of the fixed observed-frame grid, vacuum Angstrom.")
-    n_bins: int = _f(64, "Number of output values (bins) per spectrum; tokens scale with it.")
-    grid: str = _f(
+    wave_min: float = setting(3800.0, "Blue edge of the fixed observed-frame grid, vacuum Angstrom.")
+    wave_max: float = setting(9200.0, "Red edge of the fixed observed-frame grid, vacuum Angstrom.")
+    n_bins: int = setting(64, "Number of output values (bins) per spectrum; tokens scale with it.")
+    grid: str = setting(
         "log",
         "'linear' (the paper: log->linear resampling, equal-width Angstrom bins) or 'log' "
         "(equal-width bins in log wavelength: a redshift is then a pure shift of the pattern).",
     )
-    normalize: str = _f(
+    normalize: str = setting(
         "median",
         "How flux is scaled before binning: 'median' (divide by the median of good binned flux), "
         "'max' (divide by the 99th percentile), 'none'.",
     )
-    scale: float = _f(
+    scale: float = setting(
         25.0,
         "After normalisation values are multiplied by this (median-normalised flux 1.0 -> 25), "
         "so that integer codecs keep useful dynamic range.",
     )
-    gain: float = _f(
+    gain: float = setting(
         1.0,
         "Contrast around the normalised level: value = scale * (1 + gain * (x - 1)). With continuum "
         "division the signal is a few per cent around 1; a gain of ~5 moves it into the leading "
         "digit, where a language model can read it (gain 1 = plain scaling).",
     )
-    clip_min: float = _f(0.0, "Lower clip of the scaled values (negative noise floors to this).")
-    clip_max: float = _f(99.0, "Upper clip of the scaled values (keeps fixed-width codecs fixed).")
-    continuum: str = _f(
+    clip_min: float = setting(0.0, "Lower clip of the scaled values (negative noise floors to this).")
+    clip_max: float = setting(99.0, "Upper clip of the scaled values (keeps fixed-width codecs fixed).")
+    continuum: str = setting(
         "none",
         "'none' keeps the continuum shape; 'divide' divides the binned flux by its running median "
         "(window continuum_window bins), keeping lines and breaks but removing flux-calibration "
         "tilts and dust slopes, which differ most between simulations and real SDSS spectra.",
     )
-    continuum_window: int = _f(9, "Running-median window (bins, odd) for continuum='divide'.")
-    min_coverage: float = _f(
+    continuum_window: int = setting(9, "Running-median window (bins, odd) for continuum='divide'.")
+    min_coverage: float = setting(
         0.3, "A bin whose good-pixel coverage is below this fraction is filled by interpolation."
     )
-    min_good_bins: float = _f(
+    min_good_bins: float = setting(
         0.5, "Refuse a spectrum when fewer than this fraction of bins have good pixels."
     )
 
@@ -90,16 +87,7 @@ class PreprocessConfig:
                 raise ConfigError(f"{name} must be in [0, 1], got {v}")
 
     # -- persistence -------------------------------------------------------------------------
-    def to_dict(self) -> dict:
-        return asdict(self)
 
-    @classmethod
-    def from_dict(cls, d: dict) -> "PreprocessConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise ConfigError(f"unknown PreprocessConfig fields: {sorted(unknown)}")
-        return cls(**d)
 
     def fingerprint(self) -> str:
         return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:12]

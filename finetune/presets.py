@@ -7,11 +7,12 @@ YAML (``inherit`` + overrides) keeps the grid auditable and lets users add their
 from __future__ import annotations
 
 import copy
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import yaml
 
+from speclm.tools.config import Config, setting
 from speclm.finetune.codec import CodecConfig
 from speclm.finetune.preprocess import PreprocessConfig
 from speclm.tools.errors import ConfigError
@@ -19,21 +20,15 @@ from speclm.tools.errors import ConfigError
 PRESET_DIR = Path(__file__).parent / "presets"
 
 
-def _f(default, help: str, **kw):
-    if isinstance(default, list):
-        return field(default_factory=lambda d=default: list(d), metadata={"help": help})
-    return field(default=default, metadata={"help": help}, **kw)
-
-
 @dataclass
-class LoraConfig:
+class LoraConfig(Config):
     """LoRA shape; the paper's fiducial is r=8 on q_proj+v_proj."""
 
-    r: int = _f(8, "LoRA rank.")
-    alpha: int = _f(16, "LoRA scaling alpha (effective scale alpha/r).")
-    dropout: float = _f(0.05, "Dropout on the LoRA branch.")
-    target_modules: list = _f(["q_proj", "v_proj"], "Linear layers that get adapters.")
-    layers: list = _f([], "Decoder layer indices that get adapters ([] = all). On a CPU, adapting only the upper "
+    r: int = setting(8, "LoRA rank.")
+    alpha: int = setting(16, "LoRA scaling alpha (effective scale alpha/r).")
+    dropout: float = setting(0.05, "Dropout on the LoRA branch.")
+    target_modules: list = setting(["q_proj", "v_proj"], "Linear layers that get adapters.")
+    layers: list = setting([], "Decoder layer indices that get adapters ([] = all). On a CPU, adapting only the upper "
                           "layers also stops back-propagation there, which saves compute.")
 
     def __post_init__(self):
@@ -46,25 +41,25 @@ class LoraConfig:
 
 
 @dataclass
-class TrainConfig:
+class TrainConfig(Config):
     """Optimisation settings."""
 
-    lr: float = _f(1e-4, "Peak learning rate (AdamW).")
-    epochs: float = _f(2, "Passes over the training set (fractional allowed).")
-    n_train: int = _f(3000, "Training spectra drawn from the dataset's train split (0 = all).")
-    batch_size: int = _f(4, "Sequences per micro-batch.")
-    grad_accum: int = _f(4, "Micro-batches per optimiser step.")
-    warmup_frac: float = _f(0.03, "Fraction of steps with linear warm-up.")
-    scheduler: str = _f("cosine", "'cosine', 'linear' or 'constant' after warm-up.")
-    weight_decay: float = _f(0.0, "AdamW weight decay on LoRA weights.")
-    save_every: int = _f(50, "Write a resumable checkpoint every N optimiser steps.")
-    eval_every: int = _f(0, "Evaluate MAE on a validation subset every N steps (0 = only at the end).")
-    n_eval: int = _f(200, "Validation spectra used for the in-training/final MAE.")
-    seed: int = _f(0, "Seed for data order, LoRA init and augmentation.")
-    bf16: str = _f("auto", "'auto': bf16 weights + autocast where the hardware does bf16 natively (CUDA, CPUs with "
+    lr: float = setting(1e-4, "Peak learning rate (AdamW).")
+    epochs: float = setting(2, "Passes over the training set (fractional allowed).")
+    n_train: int = setting(3000, "Training spectra drawn from the dataset's train split (0 = all).")
+    batch_size: int = setting(4, "Sequences per micro-batch.")
+    grad_accum: int = setting(4, "Micro-batches per optimiser step.")
+    warmup_frac: float = setting(0.03, "Fraction of steps with linear warm-up.")
+    scheduler: str = setting("cosine", "'cosine', 'linear' or 'constant' after warm-up.")
+    weight_decay: float = setting(0.0, "AdamW weight decay on LoRA weights.")
+    save_every: int = setting(50, "Write a resumable checkpoint every N optimiser steps.")
+    eval_every: int = setting(0, "Evaluate MAE on a validation subset every N steps (0 = only at the end).")
+    n_eval: int = setting(200, "Validation spectra used for the in-training/final MAE.")
+    seed: int = setting(0, "Seed for data order, LoRA init and augmentation.")
+    bf16: str = setting("auto", "'auto': bf16 weights + autocast where the hardware does bf16 natively (CUDA, CPUs with "
                    "AMX/AVX512-BF16), fp32 elsewhere (bf16 is emulated and ~6x slower on AVX2-only CPUs); 'yes'; 'no'.")
-    max_grad_norm: float = _f(1.0, "Gradient clipping.")
-    init_adapter: str = _f("", "Warm start: a LoRA adapter directory (or 'bundled') whose weights initialise this run "
+    max_grad_norm: float = setting(1.0, "Gradient clipping.")
+    init_adapter: str = setting("", "Warm start: a LoRA adapter directory (or 'bundled') whose weights initialise this run "
                            "instead of peft's fresh init; it must share this preset's LoRA shape, preprocessing and "
                            "codec. Its training ids count as this run's (overlap checks, train_ids.txt). '' = fresh.")
 

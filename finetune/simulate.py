@@ -24,15 +24,17 @@ import math
 import multiprocessing as mp
 import os
 import warnings
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, fields
 from typing import Any, Iterator
 
 import numpy as np
 
+from speclm.tools.config import Config, setting
 from speclm.tools.errors import ConfigError
-from speclm.tools.spectrum import Spectrum
+from speclm.tools.cosmology import C_KM_S
+from speclm.tools.spectrum import Spectrum, air_to_vacuum
 
-C_KMS = 299792.458
+
 
 # SDSS and_mask bits we use (sdss.org "SPPIXMASK"): simulated defects carry the bit a real
 # spectrum would, so readers that honour masks treat them alike.
@@ -55,68 +57,54 @@ _SKY_LINES_AIR = np.array([
 _TELLURIC_BANDS = ((6866.0, 6886.0, 0.3), (7594.0, 7690.0, 0.8))
 
 
-def air_to_vacuum(air: np.ndarray) -> np.ndarray:
-    """Morton (1991) air->vacuum conversion, the one SDSS uses."""
-    air = np.asarray(air, dtype=float)
-    s2 = (1e4 / air) ** 2
-    return air * (1.0 + 6.4328e-5 + 2.94981e-2 / (146.0 - s2) + 2.5540e-4 / (41.0 - s2))
-
-
 SKY_LINES_VAC = air_to_vacuum(_SKY_LINES_AIR[:, 0])
 SKY_LINE_FLUX = _SKY_LINES_AIR[:, 1]
 
 
-def _f(default: Any, help: str, **kw) -> Any:
-    """A dataclass field that carries its help text (shown by the CLI and docs)."""
-    if isinstance(default, (list, dict)):
-        return field(default_factory=lambda: default, metadata={"help": help}, **kw)
-    return field(default=default, metadata={"help": help}, **kw)
-
-
 @dataclass
-class SimConfig:
+class SimConfig(Config):
     """Everything that decides what the simulator produces; saved in every simulated dataset."""
 
-    n: int = _f(1000, "number of spectra")
-    seed: int = _f(0, "master seed; spectrum i uses SeedSequence(seed, spawn_key=(i, k))")
-    z_min: float = _f(0.0, "lowest redshift")
-    z_max: float = _f(0.5, "highest redshift")
-    z_distribution: str = _f("uniform", "'uniform' in z, or 'sdss' (i<18-like n(z) peaked near 0.1, LRG tail)")
-    loglam_min: float = _f(3.5794, "log10 of the first observed wavelength (SDSS: 3.5794 = 3800 A, vacuum)")
-    loglam_max: float = _f(3.9645, "log10 of the last observed wavelength (SDSS: 3.9645 = 9215 A)")
-    dloglam: float = _f(1e-4, "log10 wavelength step (SDSS: 1e-4 = 69 km/s per pixel)")
-    inst_sigma_kms: float = _f(69.0, "instrumental Gaussian sigma in km/s (SDSS R~2000)")
-    veldisp_min: float = _f(50.0, "lowest stellar velocity dispersion, km/s")
-    veldisp_max: float = _f(350.0, "highest stellar velocity dispersion, km/s")
-    passive_frac_low_z: float = _f(0.35, "fraction of passive galaxies at z=0")
-    passive_frac_high_z: float = _f(0.85, "fraction of passive galaxies at z >= passive_z_full (LRG regime)")
-    passive_z_full: float = _f(0.25, "redshift where the passive fraction reaches passive_frac_high_z")
-    av_max: float = _f(2.0, "largest V-band dust attenuation (mag) for star-forming galaxies")
-    logu_min: float = _f(-4.0, "lowest nebular ionization parameter log10 U")
-    logu_max: float = _f(-2.0, "highest nebular ionization parameter log10 U")
-    fiber_mag_mean: float = _f(19.4, "mean i-band fiber AB magnitude (i<18 galaxies through a 3\" fiber)")
-    fiber_mag_sigma: float = _f(0.5, "scatter of the fiber magnitude")
-    snr_median: float = _f(9.0, "median per-pixel S/N in the r band (5600-6800 A)")
-    snr_min: float = _f(2.0, "lowest per-pixel r-band S/N")
-    snr_max: float = _f(40.0, "highest per-pixel r-band S/N")
-    snr_scatter_dex: float = _f(0.18, "scatter of log10 S/N at fixed fiber magnitude")
-    noise: bool = _f(True, "draw Gaussian noise from the sky+object variance (ivar is always set)")
-    sky_residuals: bool = _f(True, "add sky-line subtraction residuals (spikes at fixed observed wavelengths)")
-    sky_residual_strength: float = _f(1.0, "scale of sky residuals (1 = ~4% of each line's flux)")
-    telluric: bool = _f(True, "add telluric A/B band correction residuals")
-    telluric_strength: float = _f(0.08, "largest fractional telluric residual depth")
-    fluxcal_tilt: bool = _f(True, "multiply by a smooth random flux-calibration error")
-    fluxcal_amplitude: float = _f(0.15, "largest fractional tilt across the range")
-    masking: bool = _f(True, "zero-ivar stretches: bad columns, dichroic region, missing ends")
-    mask_strength: float = _f(1.0, "scale of masking probabilities")
-    flux_offset: bool = _f(True, "occasional small additive offsets (sky-level errors)")
-    flux_offset_prob: float = _f(0.2, "probability of an offset")
-    flux_offset_amplitude: float = _f(0.05, "offset sigma as a fraction of the median flux")
-    model_resolution: float = _f(4000.0, "bagpipes R_spec used for the rest-frame model (sampling)")
-    agn_lines_prob: float = _f(0.0, "probability of adding LINER/Seyfert-like narrow lines ([N II] >~ Halpha, "
+    n: int = setting(1000, "number of spectra")
+    seed: int = setting(0, "master seed; spectrum i uses SeedSequence(seed, spawn_key=(i, k))")
+    z_min: float = setting(0.0, "lowest redshift")
+    z_max: float = setting(0.5, "highest redshift")
+    z_distribution: str = setting("uniform", "'uniform' in z, or 'sdss' (i<18-like n(z) peaked near 0.1, LRG tail)")
+    loglam_min: float = setting(3.5794, "log10 of the first observed wavelength (SDSS: 3.5794 = 3800 A, vacuum)")
+    loglam_max: float = setting(3.9645, "log10 of the last observed wavelength (SDSS: 3.9645 = 9215 A)")
+    dloglam: float = setting(1e-4, "log10 wavelength step (SDSS: 1e-4 = 69 km/s per pixel)")
+    inst_sigma_kms: float = setting(69.0, "instrumental Gaussian sigma in km/s (SDSS R~2000)")
+    veldisp_min: float = setting(50.0, "lowest stellar velocity dispersion, km/s")
+    veldisp_max: float = setting(350.0, "highest stellar velocity dispersion, km/s")
+    passive_frac_low_z: float = setting(0.35, "fraction of passive galaxies at z=0")
+    passive_frac_high_z: float = setting(0.85, "fraction of passive galaxies at z >= passive_z_full (LRG regime)")
+    passive_z_full: float = setting(0.25, "redshift where the passive fraction reaches passive_frac_high_z")
+    av_max: float = setting(2.0, "largest V-band dust attenuation (mag) for star-forming galaxies")
+    logu_min: float = setting(-4.0, "lowest nebular ionization parameter log10 U")
+    logu_max: float = setting(-2.0, "highest nebular ionization parameter log10 U")
+    fiber_mag_mean: float = setting(19.4, "mean i-band fiber AB magnitude (i<18 galaxies through a 3\" fiber)")
+    fiber_mag_sigma: float = setting(0.5, "scatter of the fiber magnitude")
+    snr_median: float = setting(9.0, "median per-pixel S/N in the r band (5600-6800 A)")
+    snr_min: float = setting(2.0, "lowest per-pixel r-band S/N")
+    snr_max: float = setting(40.0, "highest per-pixel r-band S/N")
+    snr_scatter_dex: float = setting(0.18, "scatter of log10 S/N at fixed fiber magnitude")
+    noise: bool = setting(True, "draw Gaussian noise from the sky+object variance (ivar is always set)")
+    sky_residuals: bool = setting(True, "add sky-line subtraction residuals (spikes at fixed observed wavelengths)")
+    sky_residual_strength: float = setting(1.0, "scale of sky residuals (1 = ~4% of each line's flux)")
+    telluric: bool = setting(True, "add telluric A/B band correction residuals")
+    telluric_strength: float = setting(0.08, "largest fractional telluric residual depth")
+    fluxcal_tilt: bool = setting(True, "multiply by a smooth random flux-calibration error")
+    fluxcal_amplitude: float = setting(0.15, "largest fractional tilt across the range")
+    masking: bool = setting(True, "zero-ivar stretches: bad columns, dichroic region, missing ends")
+    mask_strength: float = setting(1.0, "scale of masking probabilities")
+    flux_offset: bool = setting(True, "occasional small additive offsets (sky-level errors)")
+    flux_offset_prob: float = setting(0.2, "probability of an offset")
+    flux_offset_amplitude: float = setting(0.05, "offset sigma as a fraction of the median flux")
+    model_resolution: float = setting(4000.0, "bagpipes R_spec used for the rest-frame model (sampling)")
+    agn_lines_prob: float = setting(0.0, "probability of adding LINER/Seyfert-like narrow lines ([N II] >~ Halpha, "
                                "strong [O III], [O I], [S II]) that bagpipes' HII-region nebular model lacks; "
                                "common in real SDSS galaxies, passive ones included")
-    agn_ew_max: float = _f(30.0, "largest rest-frame Halpha equivalent width (A) of the AGN-like lines; "
+    agn_ew_max: float = setting(30.0, "largest rest-frame Halpha equivalent width (A) of the AGN-like lines; "
                            "drawn log-uniform from 0.3 A")
 
     def __post_init__(self) -> None:
@@ -152,8 +140,6 @@ class SimConfig:
         npix = int(round((self.loglam_max - self.loglam_min) / self.dloglam)) + 1
         return 10 ** (self.loglam_min + self.dloglam * np.arange(npix))
 
-    def to_dict(self) -> dict:
-        return asdict(self)
 
     @classmethod
     def help(cls) -> dict[str, str]:
@@ -283,7 +269,7 @@ def _get_model(cfg: SimConfig):
             "Cardelli": dust_attenuation(w, {"type": "Cardelli", "Av": 0.0})}
     wave = cfg.wavelength
     in_range = (SKY_LINES_VAC > wave[0] - 20) & (SKY_LINES_VAC < wave[-1] + 20)
-    sky_sig = SKY_LINES_VAC[in_range] * cfg.inst_sigma_kms / C_KMS
+    sky_sig = SKY_LINES_VAC[in_range] * cfg.inst_sigma_kms / C_KM_S
     sky_prof = _gauss_profile(wave, SKY_LINES_VAC[in_range], sky_sig)
     _MODEL.clear()
     _MODEL.update(key=key, model=model, sel=slice(sel[0], sel[-1] + 1), dust=dust,
@@ -322,7 +308,8 @@ def rest_frame_model(p: dict, cfg: SimConfig) -> tuple[np.ndarray, np.ndarray]:
         model.sfh.update(comps)
         model._calculate_full_spectrum(comps)
     s = M["sel"]
-    return model.wavelengths[s], model.spectrum_full[s]
+    # BC03 and bagpipes' nebular lines are tabulated in air above 2000 Å; Spectrum is vacuum
+    return air_to_vacuum(model.wavelengths[s], uv_is_vacuum=True), model.spectrum_full[s]
 
 
 # ----------------------------------------------------------------------------- observation
@@ -345,7 +332,7 @@ def observe(wave_rest: np.ndarray, flux_rest: np.ndarray, dlnw: float, p: dict, 
 
     wave = cfg.wavelength
     npix = wave.size
-    sig = math.hypot(p["veldisp"], cfg.inst_sigma_kms) / C_KMS / dlnw
+    sig = math.hypot(p["veldisp"], cfg.inst_sigma_kms) / C_KM_S / dlnw
     f = gaussian_filter1d(flux_rest, sig, mode="nearest", truncate=5.0)
     z = p["z"]
     model = np.interp(np.log(wave), np.log(wave_rest * (1 + z)), f)
@@ -454,7 +441,7 @@ def _add_agn_lines(wave: np.ndarray, model: np.ndarray, z: float, cfg: SimConfig
         c = L.get(name).rest_A * (1 + z)
         if c < wave[0] - 50 or c > wave[-1] + 50:
             continue
-        sa = c * sig_kms / C_KMS
+        sa = c * sig_kms / C_KM_S
         add += r * f_ha * np.exp(-0.5 * ((wave - c) / sa) ** 2) / (math.sqrt(2 * math.pi) * sa)
     return model + add, {"kind": kind, "ew_halpha": ew, "sigma_kms": sig_kms}
 

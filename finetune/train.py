@@ -13,12 +13,13 @@ import os
 import random
 import shutil
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
+from speclm.finetune.datasets import ids_sha
 from speclm.finetune.codec import build_prompt, format_redshift
 from speclm.finetune.predict import RedshiftPredictor, encode_example
 from speclm.finetune.presets import Preset
@@ -197,32 +198,47 @@ def _save_checkpoint(out: Path, step: int, model, opt, sched, state: dict, keep:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def train_arrays(preset: Preset, out_dir: str | os.PathLike, X_train: np.ndarray, z_train: np.ndarray,
-                 X_val: np.ndarray, z_val: np.ndarray, *, train_ids: Sequence[str], val_ids: Sequence[str],
-                 dataset_info: dict | None = None, resume: bool = True, max_steps: int | None = None,
-                 device: str = "auto", progress: bool = True, runtime=None, stop_after: int | None = None) -> dict:
-    """Train a LoRA adapter on preprocessed vectors; returns the training card (also written to out_dir).
+@dataclass
+class _Run:
+    """What the steps of one training run share (model, optimiser, devices, counters)."""
 
-    ``stop_after`` checkpoints and ends the run after that many optimiser steps *without* finishing
-    (a graceful stop; the resume tests use it, and a real SIGKILL is tested too).
-    """
+    preset: Preset
+    out: Path
+    model: Any
+    tok: Any
+    dev: str
+    acc: Any
+    rank: int
+    world: int
+    use_bf16: bool
+    warm: dict | None
+    train_ids: list
+    examples: list = field(default_factory=list)
+    per_epoch: int = 1
+    total_steps: int = 1
+    params: list = field(default_factory=list)
+    opt: Any = None
+    sched: Any = None
+    inner: Any = None
+    state: dict = field(default_factory=dict)
+    n_trainable: int = 0
+
+    @property
+    def main_proc(self) -> bool:
+        return self.rank == 0
+
+
+def _setup(preset: Preset, out: Path, train_ids, val_ids, device: str, runtime) -> _Run:
+    """Step 1: devices, the base model with a fresh (or warm-started) LoRA on it."""
     import torch
-    from tqdm.auto import tqdm
 
-    from speclm.finetune.runtime import ModelRuntime, load_base_model, pick_device
+    from speclm.finetune.runtime import load_base_model, pick_device
 
-    assert_disjoint(train_ids, val_ids)
-    out = Path(out_dir)
-    if out.exists() and (out / "adapter_config.json").exists() and not resume:
-        raise TrainingError(f"{out} already holds a finished adapter; choose another --out or pass --resume")
-    out.mkdir(parents=True, exist_ok=True)
     cfg = preset.train
     random.seed(cfg.seed), np.random.seed(cfg.seed), torch.manual_seed(cfg.seed)
-
     acc = _accelerator()  # None unless launched by accelerate/torchrun with WORLD_SIZE > 1
     dev = str(acc.device) if acc else pick_device(device)
     rank, world = (acc.process_index, acc.num_processes) if acc else (0, 1)
-    main_proc = rank == 0
     use_bf16 = use_bf16_for(cfg.bf16, dev)
     if acc is not None:
         device = dev
@@ -232,90 +248,109 @@ def train_arrays(preset: Preset, out_dir: str | os.PathLike, X_train: np.ndarray
         model, tok = runtime.model, runtime.tokenizer
     model = make_peft_model(model, preset, cfg.seed)
     warm = warm_start(model, preset, cfg.init_adapter) if cfg.init_adapter else None
+    train_ids = list(train_ids)
     if warm:
         assert_disjoint(warm["train_ids"], val_ids)
         seen = set(warm["train_ids"])
         train_ids = list(warm["train_ids"]) + [i for i in map(str, train_ids) if i not in seen]
     model.to(dev)
-    n_trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return _Run(preset=preset, out=out, model=model, tok=tok, dev=dev, acc=acc, rank=rank, world=world,
+                use_bf16=use_bf16, warm=warm, train_ids=train_ids,
+                n_trainable=sum(p.numel() for p in model.parameters() if p.requires_grad))
 
-    examples = build_examples(tok, X_train, z_train, preset)
-    lengths = [len(e[0]) for e in examples]
-    per_epoch = math.ceil(len(examples) / cfg.batch_size)
-    total_micro = int(round(cfg.epochs * per_epoch))
-    total_steps = max(1, total_micro // cfg.grad_accum)
+
+def _plan(run: _Run, X_train: np.ndarray, z_train: np.ndarray, max_steps: int | None) -> None:
+    """Step 2: examples (prompt + answer tokens), the step budget, optimiser and schedule."""
+    import torch
+
+    cfg = run.preset.train
+    run.examples = build_examples(run.tok, X_train, z_train, run.preset)
+    run.per_epoch = math.ceil(len(run.examples) / cfg.batch_size)
+    run.total_steps = max(1, int(round(cfg.epochs * run.per_epoch)) // cfg.grad_accum)
     if max_steps:
-        total_steps = min(total_steps, max_steps)
+        run.total_steps = min(run.total_steps, max_steps)
+    run.params = [p for p in run.model.parameters() if p.requires_grad]
+    run.opt = torch.optim.AdamW(run.params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    run.sched = torch.optim.lr_scheduler.LambdaLR(run.opt, _lr_lambda(cfg, run.total_steps))
+    run.inner = run.model  # the PeftModel (DDP wraps it for the forward/backward only)
+    run.state = {"step": 0, "micro": 0, "losses": [], "tokens": 0, "train_seconds": 0.0,
+                 "preset": run.preset.to_dict(), "total_steps": run.total_steps}
 
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(cfg, total_steps))
-    inner = model  # the PeftModel (DDP wraps it for the forward/backward only)
-    state = {"step": 0, "micro": 0, "losses": [], "tokens": 0, "train_seconds": 0.0,
-             "preset": preset.to_dict(), "total_steps": total_steps}
 
-    ck = _latest_checkpoint(out) if resume else None
-    if ck is not None:
-        from peft import set_peft_model_state_dict
+def _resume(run: _Run, progress: bool) -> None:
+    """Step 3: continue from the newest checkpoint of ``out`` (same preset only)."""
+    import torch
+    from peft import set_peft_model_state_dict
 
-        saved = json.loads((ck / "state.json").read_text())
-        if _training_fields(saved["preset"]) != _training_fields(preset.to_dict()):
-            raise TrainingError(f"checkpoint {ck} was made with a different preset; use a new --out")
-        blob = torch.load(ck / "state.pt", map_location=dev, weights_only=False)
-        set_peft_model_state_dict(inner, blob["adapter"])
-        opt.load_state_dict(blob["opt"])
-        sched.load_state_dict(blob["sched"])
-        torch.set_rng_state(blob["torch_rng"])
-        state = saved
-        if progress:
-            print(f"resuming from {ck} (step {state['step']}/{total_steps})", flush=True)
+    ck = _latest_checkpoint(run.out)
+    if ck is None:
+        return
+    saved = json.loads((ck / "state.json").read_text())
+    if _training_fields(saved["preset"]) != _training_fields(run.preset.to_dict()):
+        raise TrainingError(f"checkpoint {ck} was made with a different preset; use a new --out")
+    blob = torch.load(ck / "state.pt", map_location=run.dev, weights_only=False)
+    set_peft_model_state_dict(run.inner, blob["adapter"])
+    run.opt.load_state_dict(blob["opt"])
+    run.sched.load_state_dict(blob["sched"])
+    torch.set_rng_state(blob["torch_rng"])
+    run.state = saved
+    if progress:
+        print(f"resuming from {ck} (step {run.state['step']}/{run.total_steps})", flush=True)
 
-    if acc is not None:
-        model, opt = acc.prepare(model, opt)
+
+def _loop(run: _Run, progress: bool, stop_after: int | None) -> None:
+    """Step 4: the optimiser steps (loss on the answer only), checkpointing every save_every."""
+    import torch
+    from tqdm.auto import tqdm
+
+    cfg, state = run.preset.train, run.state
+    model, opt = run.model, run.opt
+    if run.acc is not None:
+        model, opt = run.acc.prepare(model, opt)
     model.train()
-    use_amp = use_bf16
-    amp_dev = "cuda" if dev.startswith("cuda") else "cpu"
-    pad = tok.pad_token_id
-    bar = tqdm(total=total_steps, initial=state["step"], desc="train", unit="step",
-               disable=not (progress and main_proc))
+    amp_dev = "cuda" if run.dev.startswith("cuda") else "cpu"
+    pad = run.tok.pad_token_id
+    lengths = [len(e[0]) for e in run.examples]
+    bar = tqdm(total=run.total_steps, initial=state["step"], desc="train", unit="step",
+               disable=not (progress and run.main_proc))
     t0 = time.time()
     micro_done = state["micro"]
-    epoch = micro_done // per_epoch
+    epoch = micro_done // run.per_epoch
     steps_this_run = 0
-    while state["step"] < total_steps:
-        batches = _batches(len(examples), cfg.batch_size, epoch, cfg.seed, lengths)
-        start = micro_done - epoch * per_epoch
+    while state["step"] < run.total_steps:
+        batches = _batches(len(run.examples), cfg.batch_size, epoch, cfg.seed, lengths)
+        start = micro_done - epoch * run.per_epoch
         for bi in range(start, len(batches)):
-            shard = batches[bi][rank::world] or batches[bi][:1]  # each rank takes its share of the batch
-            ids, labels, mask = _collate(examples, shard, pad)
-            ids, labels, mask = ids.to(dev), labels.to(dev), mask.to(dev)
-            with torch.autocast(amp_dev, dtype=torch.bfloat16, enabled=use_amp):
+            shard = batches[bi][run.rank::run.world] or batches[bi][:1]  # each rank takes its share of the batch
+            ids, labels, mask = _collate(run.examples, shard, pad)
+            ids, labels, mask = ids.to(run.dev), labels.to(run.dev), mask.to(run.dev)
+            with torch.autocast(amp_dev, dtype=torch.bfloat16, enabled=run.use_bf16):
                 loss = answer_loss(model, ids, mask, labels)
-            if acc is not None:
-                acc.backward(loss / cfg.grad_accum)  # DDP all-reduces (averages) LoRA gradients
+            if run.acc is not None:
+                run.acc.backward(loss / cfg.grad_accum)  # DDP all-reduces (averages) LoRA gradients
             else:
                 (loss / cfg.grad_accum).backward()
-            state["tokens"] += int(mask.sum()) * world
+            state["tokens"] += int(mask.sum()) * run.world
             micro_done += 1
             state["micro"] = micro_done
             if micro_done % cfg.grad_accum:
                 continue
-            torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
-            opt.step(), sched.step(), opt.zero_grad(set_to_none=True)
+            torch.nn.utils.clip_grad_norm_(run.params, cfg.max_grad_norm)
+            opt.step(), run.sched.step(), opt.zero_grad(set_to_none=True)
             state["step"] += 1
             steps_this_run += 1
             state["losses"].append(round(float(loss.detach()), 5))
             bar.update(1)
-            bar.set_postfix(loss=f"{float(loss):.3f}", lr=f"{sched.get_last_lr()[0]:.1e}")
-            done = state["step"] >= total_steps
+            bar.set_postfix(loss=f"{float(loss):.3f}", lr=f"{run.sched.get_last_lr()[0]:.1e}")
+            done = state["step"] >= run.total_steps
             stopping = bool(stop_after and steps_this_run >= stop_after)
             if state["step"] % cfg.save_every == 0 or done or stopping:
                 state["train_seconds"] += time.time() - t0
                 t0 = time.time()
-                if main_proc:
-                    _save_checkpoint(out, state["step"], inner, opt, sched, state)
-                if acc is not None:
-                    acc.wait_for_everyone()
+                if run.main_proc:
+                    _save_checkpoint(run.out, state["step"], run.inner, opt, run.sched, state)
+                if run.acc is not None:
+                    run.acc.wait_for_everyone()
             if done or stopping:
                 break
         else:
@@ -323,60 +358,95 @@ def train_arrays(preset: Preset, out_dir: str | os.PathLike, X_train: np.ndarray
             continue
         break
     bar.close()
-    if stop_after and state["step"] < total_steps:
-        return {"stopped_at": state["step"]}
 
-    # final adapter (unmerged PEFT: adapter_config.json + adapter_model.safetensors, no modules_to_save)
-    model = inner
-    model.eval()
-    if not main_proc:
-        return {"rank": rank}
-    model.save_pretrained(str(out))
+
+def _card(run: _Run, n_train: int, n_val: int, val_ids, dataset_info: dict | None) -> dict:
+    """Step 5: the training card (what was trained on what, how fast, with which settings)."""
+    cfg, state = run.preset.train, run.state
     secs = state["train_seconds"] or 1e-9
     card = {
         "speclm_version": _version(),
-        "base_model": preset.base,
-        "preset": preset.to_dict(),
-        "preprocess": preset.preprocess.to_dict(),
-        "codec": preset.codec.to_dict(),
-        "lora": asdict(preset.lora),
+        "base_model": run.preset.base,
+        "preset": run.preset.to_dict(),
+        "preprocess": run.preset.preprocess.to_dict(),
+        "codec": run.preset.codec.to_dict(),
+        "lora": asdict(run.preset.lora),
         "train": asdict(cfg),
         "seed": cfg.seed,
         "dataset": dataset_info or {},
-        "n_train": int(len(X_train)),
-        "n_val": int(len(X_val)),
-        "train_ids_sha": _sha(train_ids),
-        "val_ids_sha": _sha(val_ids),
-        "trainable_parameters": int(n_trainable),
+        "n_train": int(n_train),
+        "n_val": int(n_val),
+        "train_ids_sha": ids_sha(run.train_ids),
+        "val_ids_sha": ids_sha(val_ids),
+        "trainable_parameters": int(run.n_trainable),
         "steps": state["step"],
-        "planned_steps": int(math.ceil(cfg.epochs * per_epoch) // cfg.grad_accum),
+        "planned_steps": int(math.ceil(cfg.epochs * run.per_epoch) // cfg.grad_accum),
         "examples_seen": int(state["micro"]) * cfg.batch_size,
         "tokens_seen": state["tokens"],
         "train_seconds": round(secs, 1),
         "tokens_per_second": round(state["tokens"] / secs, 1),
-        "device": dev,
-        "world_size": world,
-        "bf16": use_bf16,
+        "device": run.dev,
+        "world_size": run.world,
+        "bf16": run.use_bf16,
         "final_loss": float(np.mean(state["losses"][-20:])) if state["losses"] else None,
     }
-    if warm:
-        card["init_adapter"] = {k: v for k, v in warm.items() if k != "train_ids"} | {"n_train_ids": len(warm["train_ids"])}
-        card["n_train_including_init"] = len(train_ids)
-    (out / CARD).write_text(json.dumps(card, indent=2))
-    (out / "train_ids.txt").write_text("\n".join(map(str, train_ids)) + "\n")
-    if len(X_val) and cfg.n_eval:
-        from speclm.finetune.runtime import ModelRuntime
+    if run.warm:
+        card["init_adapter"] = ({k: v for k, v in run.warm.items() if k != "train_ids"}
+                                | {"n_train_ids": len(run.warm["train_ids"])})
+        card["n_train_including_init"] = len(run.train_ids)
+    return card
 
-        rt = ModelRuntime(model, tok, preset.base, dev)
-        rt.adapters["default"] = type("A", (), {"card": card})()  # the in-memory adapter
-        rt.active = "default"
-        pred = RedshiftPredictor(rt, preset.preprocess, preset.codec)
-        n = min(cfg.n_eval, len(X_val))
-        res = pred.predict_values(X_val[:n], batch_size=16, progress=progress)
-        zp = np.array([r.z for r in res])
-        dz = zp - z_val[:n]
-        card["metrics_val"] = {"n": n, "mae": float(np.mean(np.abs(dz))), "median_abs": float(np.median(np.abs(dz))),
-                               "mae_constant_median": float(np.mean(np.abs(np.median(z_train) - z_val[:n])))}
+
+def _validate(run: _Run, card: dict, X_val: np.ndarray, z_val: np.ndarray, z_train: np.ndarray,
+              progress: bool) -> None:
+    """Step 6: score the first n_eval validation spectra with the new adapter (into the card)."""
+    from speclm.finetune.runtime import ModelRuntime
+
+    rt = ModelRuntime(run.inner, run.tok, run.preset.base, run.dev)
+    rt.adapters["default"] = type("A", (), {"card": card})()  # the in-memory adapter
+    rt.active = "default"
+    pred = RedshiftPredictor(rt, run.preset.preprocess, run.preset.codec)
+    n = min(run.preset.train.n_eval, len(X_val))
+    res = pred.predict_values(X_val[:n], batch_size=16, progress=progress)
+    dz = np.array([r.z for r in res]) - z_val[:n]
+    card["metrics_val"] = {"n": n, "mae": float(np.mean(np.abs(dz))), "median_abs": float(np.median(np.abs(dz))),
+                           "mae_constant_median": float(np.mean(np.abs(np.median(z_train) - z_val[:n])))}
+
+
+def train_arrays(preset: Preset, out_dir: str | os.PathLike, X_train: np.ndarray, z_train: np.ndarray,
+                 X_val: np.ndarray, z_val: np.ndarray, *, train_ids: Sequence[str], val_ids: Sequence[str],
+                 dataset_info: dict | None = None, resume: bool = True, max_steps: int | None = None,
+                 device: str = "auto", progress: bool = True, runtime=None, stop_after: int | None = None) -> dict:
+    """Train a LoRA adapter on preprocessed vectors; returns the training card (also written to out_dir).
+
+    The steps: set up the model (:func:`_setup`), plan examples and optimiser (:func:`_plan`),
+    resume from a checkpoint (:func:`_resume`), run the optimiser steps (:func:`_loop`), write the
+    adapter and its card (:func:`_card`), score validation spectra (:func:`_validate`).
+    ``stop_after`` checkpoints and ends the run after that many optimiser steps *without* finishing
+    (a graceful stop; the resume tests use it, and a real SIGKILL is tested too).
+    """
+    assert_disjoint(train_ids, val_ids)
+    out = Path(out_dir)
+    if out.exists() and (out / "adapter_config.json").exists() and not resume:
+        raise TrainingError(f"{out} already holds a finished adapter; choose another --out or pass --resume")
+    out.mkdir(parents=True, exist_ok=True)
+    run = _setup(preset, out, train_ids, val_ids, device, runtime)
+    _plan(run, X_train, z_train, max_steps)
+    if resume:
+        _resume(run, progress)
+    _loop(run, progress, stop_after)
+    if stop_after and run.state["step"] < run.total_steps:
+        return {"stopped_at": run.state["step"]}
+    # final adapter (unmerged PEFT: adapter_config.json + adapter_model.safetensors, no modules_to_save)
+    run.inner.eval()
+    if not run.main_proc:
+        return {"rank": run.rank}
+    run.inner.save_pretrained(str(out))
+    card = _card(run, len(X_train), len(X_val), val_ids, dataset_info)
+    (out / CARD).write_text(json.dumps(card, indent=2))
+    (out / "train_ids.txt").write_text("\n".join(map(str, run.train_ids)) + "\n")
+    if len(X_val) and preset.train.n_eval:
+        _validate(run, card, X_val, z_val, z_train, progress)
         (out / CARD).write_text(json.dumps(card, indent=2))
     if progress:
         print(json.dumps({k: card[k] for k in ("steps", "tokens_per_second", "final_loss")} |
@@ -415,14 +485,8 @@ def warm_start(model, preset: Preset, path: str) -> dict:
                             f"({len(missing)} LoRA tensors missing, {len(res.unexpected_keys)} unexpected)")
     ids_f = Path(src) / "train_ids.txt"
     ids = ids_f.read_text().split() if ids_f.is_file() else []
-    return {"path": str(Path(src).resolve()), "steps": card.get("steps"), "train_ids_sha": _sha(ids),
+    return {"path": str(Path(src).resolve()), "steps": card.get("steps"), "train_ids_sha": ids_sha(ids),
             "base_model": card.get("base_model"), "train_ids": ids}
-
-
-def _sha(ids) -> str:
-    import hashlib
-
-    return hashlib.sha256("\n".join(map(str, ids)).encode()).hexdigest()[:16]
 
 
 def _version() -> str:

@@ -29,14 +29,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="speclm", description="speclm: an assistant that speaks spectroscopy and English.")
     parser.add_argument("--version", action="store_true", help="print the version and exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in CLI_MODULES:
-        try:
-            mod = importlib.import_module(name)
-        except ModuleNotFoundError as exc:  # module not written yet
-            if exc.name == name:
-                continue
-            raise
-        mod.register(sub)
+    for name in CLI_MODULES:  # a missing module is a broken install: fail loudly, never drop a command
+        importlib.import_module(name).register(sub)
     return parser
 
 

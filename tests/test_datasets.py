@@ -154,11 +154,9 @@ def test_assign_splits():
 
 
 def _sdss_fixture() -> Path | None:
-    spec = importlib.util.find_spec("ppxf")
-    if spec is None:
-        return None
-    p = Path(spec.submodule_search_locations[0]) / "spectra" / "NGC3522_SDSS_DR18.fits"
-    return p if p.is_file() else None
+    from speclm.tools.synthetic import ppxf_spectrum
+
+    return ppxf_spectrum("NGC3522")
 
 
 def test_folder_source_skips_bad_files(tmp_path):
@@ -242,3 +240,20 @@ def test_cli_folder(tmp_path):
     assert r.returncode == 0, r.stderr
     assert "skipped 1" in r.stderr and "b.csv" in r.stderr
     assert len(open_dataset(tmp_path / "ds")) == 1
+
+
+def test_merge_keeps_splits_ids_and_provenance(tmp_path):
+    from speclm.finetune.datasets import merge_datasets
+
+    a = write_dataset(tmp_path / "a", _fake(4, seed=1), split_of=["train", "val", "train", "test"],
+                      meta={"source": "test", "simulated": True})
+    b_specs = _fake(3, seed=2)
+    for i, s in enumerate(b_specs):
+        s.meta["id"] = f"b{i}"
+    b = write_dataset(tmp_path / "b", b_specs, split_of=["train", "train", "val"], meta={"source": "test", "simulated": True})
+    m = open_dataset(merge_datasets([a, b], tmp_path / "m", progress=False))
+    assert len(m) == 7 and m.counts() == {"train": 4, "val": 2, "test": 1}
+    assert m.ids("val") == ["s1", "b2"] and m.meta["simulated"] is True
+    assert [x["path"] for x in m.meta["inputs"]] == [str(a), str(b)]
+    with pytest.raises(DatasetError, match="share spectrum ids"):
+        merge_datasets([a, a], tmp_path / "dup", progress=False)

@@ -103,9 +103,9 @@ def test_single_line_and_two_line_alias_never_confident():
 
 
 def test_demo_spectrum_alias_is_not_confident(tmp_path):
-    from speclm.agent.cli import synthetic_spectrum
+    from speclm.tools.synthetic import write_synthetic_fits
 
-    s = read_spectrum(synthetic_spectrum(tmp_path / "spec-0266-51630-0001.fits", z=0.29))
+    s = read_spectrum(write_synthetic_fits(tmp_path / "spec-0266-51630-0001.fits", z=0.29))
     assert not check_redshift(s, 0.009).confident  # the model's wrong answer cannot be "confirmed"
     a = find_redshift(s, {"z": 0.009, "z_lo": 0.0, "z_hi": 0.02, "modes": [0.009]})
     assert a.confident and abs(a.z - 0.29) < 1e-3 and any("disagrees" in w for w in a.warnings)

@@ -1,6 +1,6 @@
 """speclm.tools.sdss through the real astroquery client against a loopback SkyServer/SAS.
 
-Nothing here touches the real SDSS: every URL is 127.0.0.1 (tests/sdss_server.py).
+Nothing here touches the real SDSS: every URL is 127.0.0.1 (speclm.tools.sdss_sim, through tests/sdss_server.py).
 """
 from __future__ import annotations
 

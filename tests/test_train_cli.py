@@ -17,20 +17,14 @@ SPECLM = [sys.executable, "-m", "speclm.cli"]
 
 
 def _synthetic(n, seed=0):
-    """Galaxy-like toy spectra: a sloped continuum with Hα/[O III]/Hβ lines at a known z."""
+    """Galaxy-like toy spectra (the one synthetic builder): Hα/[O III]/Hβ/[O II] at a known z."""
+    from speclm.tools.synthetic import synthetic_spectrum
+
     rng = np.random.default_rng(seed)
     loglam = np.arange(3.5794, 3.9645, 1e-4)
-    wave = 10**loglam
-    out = []
-    for i in range(n):
-        z = rng.uniform(0.01, 0.45)
-        flux = 5 + 2 * (wave / 6000)
-        for rest, amp in ((6564.61, 20), (5008.24, 12), (4862.68, 6), (3728.48, 8)):
-            flux += amp * np.exp(-0.5 * ((wave - rest * (1 + z)) / 3.0) ** 2)
-        flux += rng.normal(0, 0.5, wave.size)
-        out.append(Spectrum(wave, flux, np.full(wave.size, 4.0), np.zeros(wave.size, int),
-                            {"z": z, "id": f"toy-{seed}-{i}", "source": "synthetic-test"}))
-    return out
+    return [synthetic_spectrum(float(rng.uniform(0.01, 0.45)), lines={"Halpha": 20, "OIII5008": 12, "Hbeta": 6, "OII": 8},
+                               noise=0.5, seed=seed * 1000 + i, loglam=loglam,
+                               meta={"id": f"toy-{seed}-{i}", "source": "synthetic-test"}) for i in range(n)]
 
 
 @pytest.fixture(scope="module")

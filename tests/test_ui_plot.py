@@ -5,16 +5,16 @@ import numpy as np
 import pytest
 
 from speclm.tools import lines as line_list
-from speclm.tools.spectrum import Spectrum
 from speclm.ui.plot import figure_from_result, marker_positions, spectrum_figure, visible_lines
 
 
 def _spec(z=0.1):
-    wave = np.geomspace(3800.0, 9200.0, 3000)
-    flux = 1.0 + 3.0 * np.exp(-0.5 * ((wave - line_list.observed("Halpha", z)) / 3.0) ** 2)
-    ivar = np.full_like(wave, 100.0)
-    ivar[100:140] = 0.0  # a masked stretch
-    return Spectrum(wave, flux, ivar, np.zeros(wave.size, int), {"id": "toy", "format": "npz"})
+    from speclm.tools.synthetic import synthetic_spectrum
+
+    s = synthetic_spectrum(z, lines={"Halpha": 3.0}, continuum=(1.0, 0.0), noise=0.0, ivar=100.0,
+                           loglam=np.log10(np.geomspace(3800.0, 9200.0, 3000)), meta={"id": "toy", "format": "npz"})
+    s.ivar[100:140] = 0.0  # a masked stretch
+    return s
 
 
 def test_markers_are_line_list_positions():

@@ -12,6 +12,7 @@ import math
 import warnings
 from dataclasses import asdict, dataclass, field, fields
 
+from speclm.tools.config import Config
 from speclm.tools import lines as line_list
 from speclm.tools.errors import ConfigError, RedshiftRangeError, UnknownCosmologyError
 
@@ -24,7 +25,7 @@ FLAT_NAMES = ("flat", "flatlcdm", "flatlambdacdm")
 
 
 @dataclass
-class CosmologyConfig:
+class CosmologyConfig(Config):
     """Which cosmology to use. ``name`` picks an astropy realisation, or "flat" for flat ΛCDM."""
 
     name: str = field(default="Planck18", metadata={

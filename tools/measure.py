@@ -44,6 +44,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from speclm.tools.config import Config, setting
 from speclm.tools import lines as line_list
 from speclm.tools.cosmology import C_KM_S
 from speclm.tools.errors import ConfigError, TooFewPixelsError
@@ -70,27 +71,23 @@ GROUPS: tuple[tuple[str, tuple[tuple[str, str | None, float], ...]], ...] = (
 REPORTED = ("Halpha", "NII6585", "SII6718", "SII6733", "OI6302", "Hbeta", "OIII5008", "OII")
 
 
-def _f(default, help: str):
-    return field(default=default, metadata={"help": help})
-
-
 @dataclass
-class MeasureConfig:
+class MeasureConfig(Config):
     """Thresholds of the measurements and the class logic (defaults follow the cited papers)."""
 
-    min_snr: float = _f(3.0, "a line counts as detected at this flux S/N (BPT: all four lines)")
-    broad_min_fwhm_kms: float = _f(1200.0, "a broad Balmer component needs at least this FWHM (type-1 AGN)")
-    broad_min_snr: float = _f(5.0, "… and at least this flux S/N")
-    broad_min_dchi2: float = _f(25.0, "… and must improve χ²/ν by this much over the narrow-only fit")
-    broad_min_ew_A: float = _f(5.0, "… and have a rest-frame EW of at least this (continuum wiggles are weaker)")
-    passive_dn4000: float = _f(1.5, "Dn4000 above which the light is dominated by old stars (Kauffmann 2003)")
-    whan_nii_split: float = _f(-0.4, "WHAN: log([N II]/Hα) dividing star formation from AGN")
-    line_window_kms: float = _f(1500.0, "half-width beyond a group's outer lines of its fitting window")
-    mask_kms: float = _f(600.0, "half-width of the emission-line masks of the continuum fit")
-    poly_degree: int = _f(6, "degree of the additive Legendre polynomial of the continuum fit")
-    instrument_sigma_kms: float = _f(69.0, "SDSS instrumental dispersion (σ) removed from the ppxf σ")
-    velocity_dispersion: bool = _f(True, "fit the stellar velocity dispersion with ppxf when S/N allows")
-    vdisp_min_snr: float = _f(10.0, "median S/N per pixel needed for a velocity dispersion")
+    min_snr: float = setting(3.0, "a line counts as detected at this flux S/N (BPT: all four lines)")
+    broad_min_fwhm_kms: float = setting(1200.0, "a broad Balmer component needs at least this FWHM (type-1 AGN)")
+    broad_min_snr: float = setting(5.0, "… and at least this flux S/N")
+    broad_min_dchi2: float = setting(25.0, "… and must improve χ²/ν by this much over the narrow-only fit")
+    broad_min_ew_A: float = setting(5.0, "… and have a rest-frame EW of at least this (continuum wiggles are weaker)")
+    passive_dn4000: float = setting(1.5, "Dn4000 above which the light is dominated by old stars (Kauffmann 2003)")
+    whan_nii_split: float = setting(-0.4, "WHAN: log([N II]/Hα) dividing star formation from AGN")
+    line_window_kms: float = setting(1500.0, "half-width beyond a group's outer lines of its fitting window")
+    mask_kms: float = setting(600.0, "half-width of the emission-line masks of the continuum fit")
+    poly_degree: int = setting(6, "degree of the additive Legendre polynomial of the continuum fit")
+    instrument_sigma_kms: float = setting(69.0, "SDSS instrumental dispersion (σ) removed from the ppxf σ")
+    velocity_dispersion: bool = setting(True, "fit the stellar velocity dispersion with ppxf when S/N allows")
+    vdisp_min_snr: float = setting(10.0, "median S/N per pixel needed for a velocity dispersion")
 
     def __post_init__(self) -> None:
         for name in ("min_snr", "broad_min_fwhm_kms", "broad_min_snr", "line_window_kms", "mask_kms"):
@@ -98,9 +95,6 @@ class MeasureConfig:
                 raise ConfigError(f"{name} must be positive")
         if not 0 <= self.poly_degree <= 12:
             raise ConfigError("poly_degree must be in 0..12")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 @dataclass

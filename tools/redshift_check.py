@@ -37,11 +37,12 @@ from dataclasses import asdict, dataclass, field, fields
 
 import numpy as np
 
+from speclm.tools.config import Config
 from speclm.tools import lines as line_list
+from speclm.tools.cosmology import C_KM_S
 from speclm.tools.errors import ConfigError, RedshiftRangeError, TooFewPixelsError
 from speclm.tools.spectrum import Spectrum
 
-C_KM_S = 299_792.458
 #: most negative z0 accepted: about -3000 km/s, bluer than any galaxy's peculiar motion (M31 is
 #: -300 km/s); anything below is an error in the estimate, not a physical blueshift
 Z0_MIN = -0.01
@@ -49,7 +50,7 @@ Z0_MAX = 20.0
 
 
 @dataclass
-class RedshiftCheckConfig:
+class RedshiftCheckConfig(Config):
     """Knobs of the line-template z scan; defaults suit SDSS-like R~2000 optical spectra."""
 
     search_halfwidth: float = field(default=0.02, metadata={

@@ -33,17 +33,18 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from speclm.tools.config import Config
 from speclm.tools import templates as tpl
+from speclm.tools.cosmology import C_KM_S
 from speclm.tools.errors import ConfigError, SpeclmError, TooFewPixelsError
 from speclm.tools.spectrum import Spectrum
 
-C_KM_S = tpl.C_KM_S
 LN10 = math.log(10.0)
 SPECTYPES = ("GALAXY", "QSO", "STAR")
 
 
 @dataclass
-class SearchConfig:
+class SearchConfig(Config):
     """Knobs of the redshift search; defaults suit SDSS/BOSS-like optical spectra."""
 
     galaxy_z_min: float = field(default=-0.005, metadata={"help": "lowest galaxy z scanned"})
@@ -80,9 +81,6 @@ class SearchConfig:
                 raise ConfigError(f"{name} must be positive")
         if self.min_features < 1 or self.n_candidates < 1:
             raise ConfigError("min_features and n_candidates must be >= 1")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 @dataclass

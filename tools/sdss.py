@@ -39,6 +39,7 @@ from typing import Any, Callable, Iterable, Iterator, Mapping
 import numpy as np
 
 from .errors import ConfigError, SDSSError, SDSSNotFound
+from speclm.tools.config import Config, setting
 
 SKYSERVER_ENV = "SPECLM_SKYSERVER_URL"
 SAS_ENV = "SPECLM_SAS_URL"
@@ -58,22 +59,18 @@ CATALOG_SELECT = (
 _LEGACY_RUN2D = ("26", "103", "104")
 
 
-def _f(default, help: str, **kw):
-    return field(default=default, metadata={"help": help}, **kw)
-
-
 @dataclass
-class SDSSConfig:
+class SDSSConfig(Config):
     """Where and how to talk to SDSS. Empty strings are resolved from the environment."""
 
-    data_release: int = _f(DEFAULT_DATA_RELEASE, "SDSS data release (the paper used DR16).")
-    skyserver_url: str = _f("", f"SkyServer base URL; default ${SKYSERVER_ENV} or astroquery's.")
-    sas_url: str = _f("", f"Science Archive Server base URL; default ${SAS_ENV} or astroquery's.")
-    cache_dir: str = _f("", f"Local spectrum cache; default ${CACHE_ENV} or {DEFAULT_CACHE}.")
-    timeout: float = _f(60.0, "Seconds before one HTTP request counts as timed out.")
-    retries: int = _f(4, "Extra attempts after a retryable failure (HTTP 5xx/429, timeout).")
-    backoff: float = _f(1.0, "First retry delay in seconds; doubles each attempt (with jitter).")
-    concurrency: int = _f(4, "Parallel downloads in fetch_many (be polite to the SAS).")
+    data_release: int = setting(DEFAULT_DATA_RELEASE, "SDSS data release (the paper used DR16).")
+    skyserver_url: str = setting("", f"SkyServer base URL; default ${SKYSERVER_ENV} or astroquery's.")
+    sas_url: str = setting("", f"Science Archive Server base URL; default ${SAS_ENV} or astroquery's.")
+    cache_dir: str = setting("", f"Local spectrum cache; default ${CACHE_ENV} or {DEFAULT_CACHE}.")
+    timeout: float = setting(60.0, "Seconds before one HTTP request counts as timed out.")
+    retries: int = setting(4, "Extra attempts after a retryable failure (HTTP 5xx/429, timeout).")
+    backoff: float = setting(1.0, "First retry delay in seconds; doubles each attempt (with jitter).")
+    concurrency: int = setting(4, "Parallel downloads in fetch_many (be polite to the SAS).")
 
     def __post_init__(self):
         from astroquery.sdss import conf

