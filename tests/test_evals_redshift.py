@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -104,20 +103,16 @@ def test_knn_fixed_k_nan_rows_and_errors():
 
 # ------------------------------------------------------------------------------------- full run
 
-LINES = {3728.5: 3.0, 4862.7: 1.5, 5008.2: 2.5, 6564.6: 4.0, 6585.3: 1.0, 3934.8: -0.4, 3969.6: -0.3}
+LINES = {"OII": 3.0, "Hbeta": 1.5, "OIII5008": 2.5, "Halpha": 4.0, "NII6585": 1.0, "CaK": -0.4, "CaH": -0.3}
 
 
 def synth_spectrum(z, i, rng):
-    """An emission-line galaxy-ish spectrum at redshift z on the SDSS log-lambda grid."""
-    from speclm.tools.spectrum import Spectrum
+    """An emission-line galaxy-ish spectrum at redshift z (the one synthetic builder), 4000 Å break."""
+    from speclm.tools.synthetic import synthetic_spectrum
 
-    wave = 10 ** np.arange(3.5794, 3.9645, 0.0004)
-    flux = 1.0 + 0.3 * (wave / (4000 * (1 + z)) > 1)  # 4000 Å break
-    for rest, amp in LINES.items():
-        flux = flux + amp * np.exp(-0.5 * ((wave - rest * (1 + z)) / 4.0) ** 2)
-    flux = flux + rng.normal(0, 0.05, wave.size)
-    return Spectrum(wave, flux.astype(np.float32), np.full(wave.size, 400.0, np.float32),
-                    np.zeros(wave.size, np.int32), {"z": float(z), "id": f"syn-{i:03d}", "source": "simulated"})
+    return synthetic_spectrum(z, lines=LINES, sigma_A=4.0, continuum=(1.0, 0.0), break_4000=0.3, noise=0.05,
+                              ivar=400.0, seed=int(rng.integers(1 << 30)), loglam=np.arange(3.5794, 3.9645, 0.0004),
+                              meta={"id": f"syn-{i:03d}", "source": "simulated"})
 
 
 @pytest.fixture(scope="module")

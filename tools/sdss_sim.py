@@ -38,8 +38,6 @@ import numpy as np
 from speclm.tools.spectrum import write_sdss_spec_fits
 
 # rest-frame vacuum wavelengths (Angstrom), amplitude relative to continuum (negative = absorption)
-_LINES = [(3728.48, 2.0), (4862.68, 1.5), (4960.30, 1.0), (5008.24, 3.0), (6564.61, 4.0),
-          (6585.27, 1.2), (3934.78, -0.5), (3969.59, -0.4), (5176.7, -0.3)]
 
 
 @dataclass
@@ -100,17 +98,11 @@ def make_objects(n: int, seed: int = 0, z_max: float = 0.5, n_decoys: int = 0) -
 
 def spec_fits_bytes(obj: SimObject, seed: int = 0) -> bytes:
     """A spec-PPPP-MMMMM-FFFF.fits in SDSS's layout with Gaussian lines at obj.z."""
-    rng = np.random.default_rng(seed + obj.fiberid + 1000 * obj.plate)
-    loglam = np.arange(3.5800, 3.9640, 1e-4, dtype=np.float64)  # 3802..9204 A, SDSS sampling
-    wave = 10 ** loglam
-    cont = 5.0 + 2.0 * (wave / 6000.0)
-    model = cont.copy()
-    for rest, amp in _LINES:
-        mu = rest * (1 + obj.z)
-        model += amp * 3.0 * np.exp(-0.5 * ((wave - mu) / 3.0) ** 2)
-    sigma = 0.3
-    flux = model + rng.normal(0, sigma, wave.size)
-    ivar = np.full(wave.size, 1 / sigma**2)
+    from speclm.tools.synthetic import GALAXY_LINES, synthetic_spectrum
+
+    # the one synthetic builder: the demo's galaxy (+ [O III] 4960) at obj.z on SDSS's grid
+    s = synthetic_spectrum(obj.z, lines={**GALAXY_LINES, "OIII4960": 3.0}, seed=seed + obj.fiberid + 1000 * obj.plate)
+    loglam, wave, flux, ivar = np.log10(s.wavelength), s.wavelength, s.flux, s.ivar.copy()
     and_mask = np.zeros(wave.size, np.int32)
     and_mask[:5] = 1 << 23  # BRIGHTSKY-like flag on a few edge pixels
     ivar[:5] = 0.0

@@ -24,9 +24,10 @@ GALAXY_LINES = {"OII": 6.0, "Hbeta": 4.5, "OIII5008": 9.0, "Halpha": 12.0, "NII6
 
 def synthetic_spectrum(z: float = 0.1, *, lines: dict[str, float] | None = None, sigma_A: float = 3.0,
                        continuum: tuple[float, float] = (5.0, 2.0), noise: float = 0.3, seed: int = 0,
-                       loglam: np.ndarray | None = None, ivar: float | None = None,
+                       loglam: np.ndarray | None = None, ivar: float | None = None, break_4000: float = 0.0,
                        meta: dict | None = None) -> Spectrum:
-    """flux = a + b·λ/6000 Å + Σ amp·Gaussian(line at λ_rest(1+z), σ = sigma_A) + N(0, noise).
+    """flux = a + b·λ/6000 Å [+ break_4000 redward of the 4000 Å break] + Σ amp·Gaussian(line at
+    λ_rest(1+z), σ = sigma_A) + N(0, noise).
 
     lines: {line-list name: amplitude} (default :data:`GALAXY_LINES`); ivar defaults to 1/noise²."""
     rng = np.random.default_rng(seed)
@@ -34,6 +35,8 @@ def synthetic_spectrum(z: float = 0.1, *, lines: dict[str, float] | None = None,
     wave = 10**ll
     a, b = continuum
     flux = a + b * wave / 6000.0
+    if break_4000:
+        flux = flux + break_4000 * (wave / (1 + z) > line_list.get("D4000").rest_A)
     for name, amp in (GALAXY_LINES if lines is None else lines).items():
         flux = flux + amp * np.exp(-0.5 * ((wave - line_list.observed(name, z)) / sigma_A) ** 2)
     if noise > 0:
