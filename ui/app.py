@@ -23,7 +23,7 @@ from collections import OrderedDict
 import time
 import traceback
 import uuid
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -76,7 +76,7 @@ class ChatConfig(Config):
 
     @classmethod
     def help(cls) -> dict[str, str]:
-        return {f.name: f.metadata.get("help", "") for f in fields(cls)}
+        return cls.field_help()
 
 
 def default_checkpoint_db() -> str:

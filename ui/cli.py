@@ -25,21 +25,12 @@ def _yes_no(value: str) -> bool:
 def register(subparsers) -> None:
     from speclm.ui.app import ChatConfig
 
-    h = ChatConfig.help()
+    h = ChatConfig.field_help()
     d = ChatConfig()
     p = subparsers.add_parser("chat", help="serve the chat UI (Gradio) on a local port",
                               description=__doc__.splitlines()[0])
-    p.add_argument("--port", type=int, default=d.port, help=h["port"] + f" (default {d.port})")
-    p.add_argument("--host", default=d.host, help=h["host"] + f" (default {d.host})")
-    p.add_argument("--base", default=d.base, help=h["base"] + f" (default {d.base})")
-    p.add_argument("--adapter", default=d.adapter, help=h["adapter"] + " ('none' = no adapter)")
-    p.add_argument("--adapter-mode", default=d.adapter_mode, choices=("toggle", "always"),
-                   help=h["adapter_mode"])
-    p.add_argument("--backend", default=d.backend, help=h["backend"] + f" (default {d.backend})")
-    p.add_argument("--checkpoint-db", default=None, help=h["checkpoint_db"])
-    p.add_argument("--max-upload-mb", type=float, default=d.max_upload_mb,
-                   help=h["max_upload_mb"] + f" (default {d.max_upload_mb:g})")
-    p.add_argument("--concurrency", type=int, default=d.concurrency, help=h["concurrency"])
+    ChatConfig.add_arguments(p, ("port", "host", "base", "adapter", "adapter_mode", "backend", "checkpoint_db",
+                                 "max_upload_mb", "concurrency"))  # help and defaults from the fields
     p.add_argument("--examples", type=int, default=d.n_simulated_examples, dest="n_simulated_examples",
                    metavar="N", help=h["n_simulated_examples"] + f" (default {d.n_simulated_examples})")
     p.add_argument("--share", type=_yes_no, default=False, metavar="{yes,no}", help=h["share"])
@@ -52,11 +43,7 @@ def _chat(args) -> int:
     from speclm.ui.app import ChatConfig, launch, make_assistant
 
     try:
-        cfg = ChatConfig(host=args.host, port=args.port, base=args.base, adapter=args.adapter,
-                         adapter_mode=args.adapter_mode, backend=args.backend,
-                         checkpoint_db=args.checkpoint_db, max_upload_mb=args.max_upload_mb,
-                         concurrency=args.concurrency, n_simulated_examples=args.n_simulated_examples,
-                         share=args.share)
+        cfg = ChatConfig.from_args(args)
     except (TypeError, ValueError) as exc:
         if isinstance(exc, ConfigError):
             raise
