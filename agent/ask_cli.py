@@ -31,7 +31,8 @@ def register(subparsers) -> None:
 
 #: the AgentConfig fields `speclm ask` and `speclm demo` expose as options
 ASSISTANT_OPTIONS = ("base", "adapter", "adapter_mode", "backend", "openai_base_url", "openai_model",
-                     "openai_adapter_model", "max_new_tokens", "cosmology", "narrator", "checkpoint_db")
+                     "openai_adapter_model", "openai_api_key_env", "planner", "plan_max_steps", "max_new_tokens",
+                     "cosmology", "narrator", "checkpoint_db")
 
 
 def read_script(path: str) -> list[dict]:

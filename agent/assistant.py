@@ -43,6 +43,7 @@ class Assistant:
         from speclm.agent.graph import build_graph
         from speclm.agent.lc_tools import build_tools
         from speclm.agent.nodes import AgentNodes
+        from speclm.agent.planner import make_planner
 
         self.cfg = cfg = cfg or AgentConfig()
         self.backend = backend or self._make_backend(cfg, runtime)
@@ -54,7 +55,8 @@ class Assistant:
         self.tools = build_tools(predict=self.backend.predict, sdss_cfg=sdss, cosmology=cfg.cosmology)
         self.nodes = AgentNodes(self.backend, self.tools, adapter_mode=cfg.adapter_mode,
                                 max_new_tokens=cfg.max_new_tokens, cosmology=cfg.cosmology,
-                                narrate=cfg.narrator == "model" or (cfg.narrator == "auto" and cfg.backend == "openai"))
+                                narrate=cfg.narrator == "model" or (cfg.narrator == "auto" and cfg.backend == "openai"),
+                                planner=make_planner(cfg), plan_max_steps=cfg.plan_max_steps)
         self.checkpointer, self._conn = _open_checkpointer(cfg.checkpoint_db)
         self.graph = build_graph(self.nodes, self.checkpointer)
         self._lock = threading.Lock()  # one turn per Assistant at a time (the model is shared anyway)
@@ -148,7 +150,7 @@ class Assistant:
             measure=st.get("measure") if "measure" in produced or st.get("answered") else None,
             surveys=st.get("surveys") if "surveys" in produced else None,
             grounding=st.get("grounding"), answered=list(st.get("answered") or []),
-            planner="model" if any(c.get("purpose") == "route" for c in calls) else "rules",
+            planner="model" if route == "planned" or any(c.get("purpose") == "route" for c in calls) else "rules",
             cosmology=st.get("cosmology") if "cosmology" in produced else None,
             spectrum_summary=(st.get("spectrum") or {}).get("summary") if "spectrum" in produced else None,
             tool_trace=list(st.get("tool_trace") or []), error=st.get("error"),
@@ -165,6 +167,8 @@ class Assistant:
         st = self.graph.get_state(self._config(thread_id)).values
         out = []
         for m in st.get("messages") or []:
+            if m.type == "tool" or getattr(m, "name", None) == "planner":
+                continue  # the planner's tool traffic is in the thread, not in the conversation
             role = {"human": "user", "ai": "assistant", "system": "system"}.get(m.type, m.type)
             out.append({"role": role, "content": str(m.content)})
         return out

@@ -30,6 +30,9 @@ class AgentConfig(Config):
     sdss: Any = setting(None, "SDSSConfig (or a dict of its fields) for lookups; None = environment defaults")
     openai_adapter_model: str | None = setting(None, "name under which the server serves the LoRA adapter "
                                           "(vLLM --lora-modules NAME=DIR); default: the adapter directory's name")
+    planner: str = setting("rules", "who chooses a text turn's tool calls: 'rules' (agent/router.py) or 'model' "
+                           "(a tool-calling model on the OpenAI-compatible endpoint; see agent/planner.py)")
+    plan_max_steps: int = setting(4, "most planner steps (model answers) per turn before the reply is composed")
     narrator: str = setting("auto", "who words the answers about an object: 'templates' (composed from tool outputs "
                        "only), 'model' (templates, then the LLM rephrases the same facts; its sentences pass "
                        "the claim check and are marked as its own), 'auto' = model for the OpenAI backend, "
@@ -40,6 +43,13 @@ class AgentConfig(Config):
     def __post_init__(self):
         if self.adapter_mode not in ("toggle", "always"):
             raise ConfigError(f"adapter_mode must be 'toggle' or 'always', got {self.adapter_mode!r}")
+        if self.planner not in ("rules", "model"):
+            raise ConfigError(f"planner must be 'rules' or 'model', got {self.planner!r}")
+        if self.planner == "model" and self.backend != "openai":
+            raise ConfigError("planner 'model' needs a tool-calling endpoint (backend 'openai'); the embedded "
+                              "model has no planner adapter yet, so use planner 'rules'")
+        if not 1 <= int(self.plan_max_steps) <= 16:
+            raise ConfigError(f"plan_max_steps must be in 1..16, got {self.plan_max_steps}")
         if self.narrator not in ("auto", "templates", "model"):
             raise ConfigError(f"narrator must be 'auto', 'templates' or 'model', got {self.narrator!r}")
         if self.backend not in ("local", "openai"):

@@ -51,6 +51,9 @@ COMMON_CAPITALISED = {
     "MILES", "BC03", "bagpipes", "ppxf", "speclite", "Morton", "Ciddor", "Storey", "Zeippen", "Vanden", "Berk",
     "Sun", "Vega", "Planck18", "Planck15", "WMAP9", "FlatLambdaCDM", "Ωm", "H0", "OK", "Alternatives",
     "Uncertain", "Only", "Out", "Nothing", "Which", "None", "Attach", "Give", "Something", "Answer", "D_C", "H0·D_C",
+    # words that open the composer's and the reply templates' sentences
+    "Possibly", "Could", "Limits", "Evidence", "Emission", "Synthetic", "Rest-frame", "Stellar", "Partly",
+    "Lookback", "Spectral", "Alternatives", "Uncertain", "Yes,", "Hβ", "Hα", "Dn4000",
 }
 _NUM = re.compile(r"(?<![\w.])[−\-+]?\d[\d,]*(?:\.\d+)?(?:[eE][−\-+]?\d+)?(?![\w])|(?<![\w.])[−\-+]?\.\d+")
 _SENT = re.compile(r"(?<=[.!?])\s+(?=[A-Z(\"'])|\n+")

@@ -54,6 +54,18 @@ class ClaimFilter:
         return self._ok(s).strip()
 
 
+def _tool_output(m) -> tuple[object, str | None]:
+    """(output, error) of a ToolMessage: ToolNode stores dict results as JSON, failures as text."""
+    import json
+
+    if getattr(m, "status", "success") == "error":
+        return None, " ".join(str(m.content).split())[:300]
+    try:
+        return json.loads(m.content) if isinstance(m.content, str) else m.content, None
+    except (TypeError, ValueError):
+        return m.content, None
+
+
 def _emit(event: dict) -> None:
     try:
         get_stream_writer()(event)
@@ -90,8 +102,9 @@ class AgentNodes:
     """Node functions bound to one backend, one tool set and one config (see assistant.AgentConfig)."""
 
     def __init__(self, backend, tools: dict, *, adapter_mode: str = "toggle", max_new_tokens: int = 200,
-                 cosmology: str = "Planck18", narrate: bool = False):
+                 cosmology: str = "Planck18", narrate: bool = False, planner=None, plan_max_steps: int = 4):
         self.backend, self.tools, self.narrate = backend, tools, narrate
+        self.planner, self.plan_max_steps = planner, plan_max_steps
         self.adapter_mode, self.max_new_tokens, self.cosmology_name = adapter_mode, max_new_tokens, cosmology
 
     # -- helpers -----------------------------------------------------------------------------
@@ -122,6 +135,10 @@ class AgentNodes:
         d = decide(state.get("text", ""), upload_path=state.get("upload_path"), sdss_id=state.get("sdss_id"),
                    has_spectrum=bool(spec), has_z=state.get("z") is not None)
         route, reason, calls = d.route, d.reason, []
+        if self.planner is not None and d.route not in ("spectrum", "lookup"):
+            _emit({"type": "route", "route": "plan", "reason": "the model plans this turn's tool calls"})
+            return {"route": "plan", "route_reason": f"planner {self.planner.name} (rules would say: {d.reason})",
+                    "llm_calls": [], "z_text": d.z_text, "grounded": False}
         if d.labels:
             msgs = [{"role": "system", "content": ROUTER_SYSTEM.format(z=state.get("z"))},
                     {"role": "user", "content": state.get("text", "")}]
@@ -242,6 +259,51 @@ class AgentNodes:
                 upd["notes"] = [f"The survey check could not run: {exc}."]
         return upd
 
+    # -- the planner <-> tools loop (AgentConfig.planner = "model") --------------------------------
+    @safe("plan the tool calls")
+    def plan(self, state: AgentState) -> dict:
+        from speclm.agent.planner import this_turn
+
+        steps = sum(isinstance(m, AIMessage) for m in this_turn(state.get("messages") or []))
+        if steps >= self.plan_max_steps:
+            return {"notes": [f"The planner reached its limit of {self.plan_max_steps} steps, so I answer with "
+                              "what the tools returned so far."], "messages": [AIMessage(content="", name="planner")]}
+        msg = self.planner.plan(state, self.tools)
+        path = (state.get("spectrum") or {}).get("path")
+        for c in msg.tool_calls:  # the model need not repeat the thread's file path
+            schema = getattr(self.tools.get(c["name"]), "args_schema", None)
+            if path and schema is not None and "spectrum_path" in schema.model_fields and "spectrum_path" not in c["args"]:
+                c["args"]["spectrum_path"] = path
+        _emit({"type": "plan", "step": steps + 1, "tool_calls": [{"name": c["name"], "args": c["args"]}
+                                                                  for c in msg.tool_calls]})
+        return {"messages": [msg], "llm_calls": [{"purpose": "plan", "adapter_on": False}]}
+
+    def planned(self, state: AgentState) -> dict:
+        """After the loop: this turn's tool results into the thread's state and the tool trace."""
+        from langchain_core.messages import ToolMessage
+
+        from speclm.agent.planner import this_turn
+
+        calls, trace, upd, produced = {}, [], {}, []
+        key_of = {"cosmology": "cosmology", "measure_spectrum": "measure", "survey_reach": "surveys",
+                  "sdss_lookup": "lookup", "find_redshift": "search", "redshift_check": "check",
+                  "predict_redshift": "prediction"}
+        for m in this_turn(state.get("messages") or []):
+            if isinstance(m, AIMessage):
+                calls.update({c["id"]: c for c in m.tool_calls})
+            elif isinstance(m, ToolMessage):
+                c = calls.get(m.tool_call_id, {"name": m.name, "args": {}})
+                out, err = _tool_output(m)
+                entry = {"name": c["name"], "input": jsonable(c["args"]), "output": out, "seconds": None}
+                if err:
+                    entry["error"] = err
+                trace.append(entry)
+                _emit({"type": "tool", **entry, "seconds": 0.0})
+                if not err and c["name"] in key_of and isinstance(out, dict):
+                    upd[key_of[c["name"]]] = out
+                    produced.append(key_of[c["name"]])
+        return {**upd, "tool_trace": trace, "produced": produced, "route": "planned"}
+
     @safe("look the object up in SDSS")
     def lookup(self, state: AgentState) -> dict:
         ident = state.get("sdss_id") or state.get("text", "")
@@ -284,6 +346,8 @@ class AgentNodes:
                 text = replies.check_sentence(state["check"], state.get("prediction"))
                 if state.get("cosmology"):
                     text += " " + replies.cosmology_sentence(state["cosmology"])
+            elif route == "planned":
+                text = self._planned_text(state, calls)
             elif state.get("grounded") and state.get("cosmology"):  # follow-up about the current object
                 text, answered = self._compose(state)
                 if answered:
@@ -300,7 +364,8 @@ class AgentNodes:
             _emit({"type": "error", "message": str(exc)})
             route, err = "error", str(exc)
         # the claim check: every number and name of the reply must be in this turn's facts
-        text, dropped = self._grounded(text, state, extra=[err, *(state.get("notes") or [])])
+        errors = [e.get("error") for e in state.get("tool_trace") or [] if e.get("error")]
+        text, dropped = self._grounded(text, state, extra=[err, *(state.get("notes") or []), *errors])
         if route not in ("chat",) or state.get("grounded"):
             self._say(text)  # template replies stream once checked; free chat streamed its kept sentences
         return {"reply": text, "route": route, "attempted_route": state.get("route") or "chat",
@@ -348,8 +413,10 @@ class AgentNodes:
 
     def _history(self, state: AgentState) -> list[dict]:
         msgs = []
-        for m in (state.get("messages") or [])[-HISTORY_TURNS:]:
-            role = {"human": "user", "ai": "assistant", "system": "system"}.get(m.type, "user")
+        plain = [m for m in state.get("messages") or [] if m.type in ("human", "ai", "system")
+                 and getattr(m, "name", None) != "planner" and str(m.content).strip()]
+        for m in plain[-HISTORY_TURNS:]:
+            role = {"human": "user", "ai": "assistant", "system": "system"}[m.type]
             msgs.append({"role": role, "content": str(m.content)})
         return msgs
 
@@ -368,6 +435,50 @@ class AgentNodes:
                 out.append(tail)
                 _emit({"type": "token", "text": tail})
         return "".join(out).strip()
+
+    def _planned_text(self, state: AgentState, calls: list) -> str:
+        """The reply of a planned turn: each tool result in the house's words, then the planner's own
+        words (claim-checked, marked), then notes (errors, the step limit)."""
+        from speclm.agent.planner import this_turn
+
+        text = state.get("text", "")
+        parts = []
+        for e in state.get("tool_trace") or []:
+            name, out = e["name"], e.get("output")
+            if e.get("error"):
+                parts.append(f"The {name} call did not run: {e['error']}.")
+            elif name == "cosmology":
+                if state.get("z") is not None and abs(out["z"] - state["z"]) < 1e-9:
+                    src = state.get("z_source") or "model"
+                else:
+                    src = "your message" if f"{out['z']:g}" in text else "the planner's choice"
+                asked = list(e["input"].get("lines") or []) or lines_in_text(text)
+                parts.append(replies.cosmology_reply(text, out, z_source=src, line_names=asked))
+            elif name == "measure_spectrum":
+                parts.append(composer.class_answer(out, out["z"], state.get("z_source")))
+            elif name == "survey_reach":
+                parts.append(composer.surveys_answer(out))
+            elif name == "sdss_lookup":
+                parts.append(f"SDSS: {out['describe']}.")
+            elif name == "find_redshift":
+                parts.append(replies.search_sentence(out, state.get("prediction")))
+            elif name == "redshift_check":
+                parts.append(replies.check_sentence(out, state.get("prediction")))
+            elif name == "predict_redshift":
+                parts.append(replies.prediction_sentence(out))
+            elif name == "read_spectrum":
+                s = out["summary"]
+                parts.append(f"Spectrum {out['name']}: {s['n_good']} good pixels, {s['wave_min']:.0f}–{s['wave_max']:.0f} Å.")
+        last = next((m for m in reversed(this_turn(state.get("messages") or []))
+                     if isinstance(m, AIMessage) and not m.tool_calls), None)
+        own = (last.content or "").strip() if last is not None else ""
+        if own:
+            kept, _ = grounding.keep_grounded(own, self.facts(state))
+            if kept:
+                parts.append(OWN_WORDS + kept)
+        if not parts:
+            parts.append(composer.honest_reply(state.get("measure"), state.get("z"), state.get("z_source")))
+        return " ".join(parts + list(state.get("notes") or []))
 
     def _narration(self, state: AgentState, facts_text: str, calls: list) -> str:
         """With a capable model (narrate=True): the LLM answers from the same facts; only its

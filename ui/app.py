@@ -271,6 +271,10 @@ class ChatService:
                         history[-1] = {"role": "assistant",
                                        "content": f"… running {ev.get('name', 'a tool')}"}
                     yield Update(history, trace=trace)
+                elif kind == "plan":  # a planner step: the tool calls the model proposed
+                    trace.append({"name": f"planner step {ev.get('step')}",
+                                  "input": {"tool_calls": ev.get("tool_calls")}, "output": None})
+                    yield Update(history, trace=trace)
                 elif kind == "prediction":
                     pred = ev.get("prediction") or {k: v for k, v in ev.items() if k != "type"}
                     session["prediction"] = pred
