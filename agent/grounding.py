@@ -56,7 +56,7 @@ COMMON_CAPITALISED = {
     "Lookback", "Spectral", "Alternatives", "Uncertain", "Yes,", "Hβ", "Hα", "Dn4000",
 }
 _NUM = re.compile(r"(?<![\w.])[−\-+]?\d[\d,]*(?:\.\d+)?(?:[eE][−\-+]?\d+)?(?![\w])|(?<![\w.])[−\-+]?\.\d+")
-_SENT = re.compile(r"(?<=[.!?])\s+(?=[A-Z(\"'])|\n+")
+_SENT = re.compile(r"(?<=[.!?])\s+(?=[A-Z(\"'])|(?<=[.!?]\))\s+(?=[A-Z(\"'])|\n+")
 _CAP = re.compile(r"(?<![\w\-\[])([A-Z][\w\-]*(?:\s+[A-Z][\w\-]*)*)")
 
 
