@@ -4,11 +4,10 @@ real `openai` client."""
 from __future__ import annotations
 
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from loopback_openai import JSONHandler, LoopbackServer
 from speclm.agent import replies
 from speclm.agent.assistant import AgentConfig, Assistant
 
@@ -16,26 +15,26 @@ CHAT_TEXT = ("This is likely a massive elliptical galaxy. Its light left it 3.8 
              "Surveys such as SDSS, DESI and Euclid could observe it.")
 
 
-class FakeOpenAI:
+class FakeOpenAI(LoopbackServer):
     """Records every request; answers completions with ``z_text`` and chats with CHAT_TEXT."""
 
     def __init__(self, z_text: str = "0.105"):
         self.z_text, self.requests = z_text, []
         fake = self
 
-        class H(BaseHTTPRequestHandler):
+        class H(JSONHandler):
             def do_POST(self):  # noqa: N802
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                body = self.read_json()
                 fake.requests.append((self.path, body))
                 if self.path.endswith("/completions") and "chat" not in self.path:
-                    return self._json({"id": "c1", "object": "text_completion", "created": 0,
+                    return self.send_json({"id": "c1", "object": "text_completion", "created": 0,
                                        "model": body["model"], "choices": [{"index": 0, "text": " " + fake.z_text,
                                                                             "finish_reason": "stop", "logprobs": None}],
                                        "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}})
                 if self.path.endswith("/chat/completions"):
                     text = CHAT_TEXT if body.get("max_tokens", 99) > 8 else "chat"
                     if not body.get("stream"):
-                        return self._json({"id": "x", "object": "chat.completion", "created": 0, "model": body["model"],
+                        return self.send_json({"id": "x", "object": "chat.completion", "created": 0, "model": body["model"],
                                            "choices": [{"index": 0, "finish_reason": "stop",
                                                         "message": {"role": "assistant", "content": text}}],
                                            "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}})
@@ -50,23 +49,7 @@ class FakeOpenAI:
                     return
                 self.send_error(404)
 
-            def _json(self, obj):
-                data = json.dumps(obj).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, *a):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), H)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+        self.start(H)
 
     def models(self, kind: str) -> list[str]:
         return [b["model"] for p, b in self.requests if p.endswith(kind)]

@@ -5,11 +5,10 @@ the step limit, and the spectrum path that no planner may skip."""
 from __future__ import annotations
 
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from loopback_openai import JSONHandler, LoopbackServer
 from speclm.agent import replies
 from speclm.agent.assistant import AgentConfig, Assistant
 from speclm.tools.errors import ConfigError
@@ -19,7 +18,7 @@ def _call(name: str, args: dict, i: int) -> dict:
     return {"id": f"call_{i}", "type": "function", "function": {"name": name, "arguments": json.dumps(args)}}
 
 
-class ToolCallingServer:
+class ToolCallingServer(LoopbackServer):
     """/v1/chat/completions with ``tools``: answers from ``script`` (a list of steps, each a list of
     (tool, args) calls or a final text), recording every request; without ``tools``: plain text."""
 
@@ -27,9 +26,9 @@ class ToolCallingServer:
         self.script, self.requests = list(script), []
         srv = self
 
-        class H(BaseHTTPRequestHandler):
+        class H(JSONHandler):
             def do_POST(self):  # noqa: N802
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                body = self.read_json()
                 srv.requests.append(body)
                 if "tools" in body:
                     step = srv.script.pop(0) if len(srv.script) > 1 else srv.script[0]
@@ -40,27 +39,11 @@ class ToolCallingServer:
                                "tool_calls": [_call(n, a, i + 10 * len(srv.requests)) for i, (n, a) in enumerate(step)]}
                 else:
                     msg = {"role": "assistant", "content": "ok"}
-                data = json.dumps({"id": "x", "object": "chat.completion", "created": 0, "model": body["model"],
-                                   "choices": [{"index": 0, "finish_reason": "stop", "message": msg}],
-                                   "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}}).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                self.send_json({"id": "x", "object": "chat.completion", "created": 0, "model": body["model"],
+                                "choices": [{"index": 0, "finish_reason": "stop", "message": msg}],
+                                "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}})
 
-            def log_message(self, *a):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), H)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}/v1"
-
-    def close(self):
-        self.server.shutdown()
+        self.start(H)
 
 
 @pytest.fixture
