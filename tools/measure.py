@@ -205,7 +205,7 @@ SIGMA_GRID = np.geomspace(40.0, 600.0, 15)
 BROAD_GRID = np.geomspace(700.0, 5000.0, 10)
 
 
-def _fit_group(wave, resid, w, members, z, cont_at, local_cont: bool, broad_sigmas=None):
+def _fit_group(wave, resid, w, members, z, local_cont: bool, broad_sigmas=None):
     """Grid over (Δv, σ), linear amplitudes; returns the best fit as a dict (None if no pixels).
 
     members: ((name, tied_to, ratio), ...). With ``broad_sigmas`` every free Balmer member gets a
@@ -278,7 +278,7 @@ def measure_lines(spec: Spectrum, z: float, continuum: np.ndarray | None, cfg: M
         core = [_window(wave, [m[0]], z, 300.0) for m in members if m[1] is None]
         if win.sum() < 8 or any((c & good).sum() < 0.5 * max(1, c.sum()) or c.sum() == 0 for c in core):
             continue
-        fit = _fit_group(wave[win], resid[win], ivar[win], members, z, None, local)
+        fit = _fit_group(wave[win], resid[win], ivar[win], members, z, local)
         if fit is None:
             continue
         nu = max(1.0, fit["chi2"] / fit["dof"])
@@ -315,8 +315,8 @@ def measure_lines(spec: Spectrum, z: float, continuum: np.ndarray | None, cfg: M
             bwin = _window(wave, names, z, cfg.line_window_kms, extra_kms=10000.0) & good
             if bwin.sum() < 30:
                 continue
-            n_fit = _fit_group(wave[bwin], resid[bwin], ivar[bwin], members, z, None, local)
-            b_fit = _fit_group(wave[bwin], resid[bwin], ivar[bwin], members, z, None, local, broad_sigmas=BROAD_GRID)
+            n_fit = _fit_group(wave[bwin], resid[bwin], ivar[bwin], members, z, local)
+            b_fit = _fit_group(wave[bwin], resid[bwin], ivar[bwin], members, z, local, broad_sigmas=BROAD_GRID)
             if n_fit is None or b_fit is None or not b_fit["n_broad"]:
                 continue
             nu_b = max(1.0, b_fit["chi2"] / b_fit["dof"])
