@@ -31,7 +31,7 @@ def register(subparsers) -> None:
 
 #: the AgentConfig fields `speclm ask` and `speclm demo` expose as options
 ASSISTANT_OPTIONS = ("base", "adapter", "adapter_mode", "backend", "openai_base_url", "openai_model",
-                     "openai_adapter_model", "openai_api_key_env", "planner", "plan_max_steps", "max_new_tokens",
+                     "openai_adapter_model", "openai_api_key_env", "planner", "planner_adapter", "plan_max_steps", "max_new_tokens",
                      "cosmology", "narrator", "checkpoint_db")
 
 

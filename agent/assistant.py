@@ -56,7 +56,7 @@ class Assistant:
         self.nodes = AgentNodes(self.backend, self.tools, adapter_mode=cfg.adapter_mode,
                                 max_new_tokens=cfg.max_new_tokens, cosmology=cfg.cosmology,
                                 narrate=cfg.narrator == "model" or (cfg.narrator == "auto" and cfg.backend == "openai"),
-                                planner=make_planner(cfg), plan_max_steps=cfg.plan_max_steps)
+                                planner=make_planner(cfg, self.backend), plan_max_steps=cfg.plan_max_steps)
         self.checkpointer, self._conn = _open_checkpointer(cfg.checkpoint_db)
         self.graph = build_graph(self.nodes, self.checkpointer)
         self._lock = threading.Lock()  # one turn per Assistant at a time (the model is shared anyway)
@@ -150,7 +150,8 @@ class Assistant:
             measure=st.get("measure") if "measure" in produced or st.get("answered") else None,
             surveys=st.get("surveys") if "surveys" in produced else None,
             grounding=st.get("grounding"), answered=list(st.get("answered") or []),
-            planner="model" if route == "planned" or any(c.get("purpose") == "route" for c in calls) else "rules",
+            planner=("model" if (st.get("planner_used") or "rules") == "rules"
+                     and any(c.get("purpose") == "route" for c in calls) else st.get("planner_used") or "rules"),
             cosmology=st.get("cosmology") if "cosmology" in produced else None,
             spectrum_summary=(st.get("spectrum") or {}).get("summary") if "spectrum" in produced else None,
             tool_trace=list(st.get("tool_trace") or []), error=st.get("error"),

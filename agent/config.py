@@ -30,8 +30,13 @@ class AgentConfig(Config):
     sdss: Any = setting(None, "SDSSConfig (or a dict of its fields) for lookups; None = environment defaults")
     openai_adapter_model: str | None = setting(None, "name under which the server serves the LoRA adapter "
                                           "(vLLM --lora-modules NAME=DIR); default: the adapter directory's name")
-    planner: str = setting("rules", "who chooses a text turn's tool calls: 'rules' (agent/router.py) or 'model' "
-                           "(a tool-calling model on the OpenAI-compatible endpoint; see agent/planner.py)")
+    planner: str = setting("rules", "who chooses a text turn's tool calls: 'rules' (agent/router.py) or 'model': with the "
+                           "local backend the embedded model's planner LoRA (planner_adapter) or, with planner_adapter "
+                           "None, the base's own chat-template tool support; with the openai backend the endpoint's "
+                           "tool calling (see agent/planner.py)")
+    planner_adapter: str | None = setting("bundled-planner", "the local planner LoRA: 'bundled-planner' (shipped, "
+                                          "trained by `speclm train --preset planner`), a directory, or None to "
+                                          "plan through the base model's chat template instead")
     plan_max_steps: int = setting(4, "most planner steps (model answers) per turn before the reply is composed")
     narrator: str = setting("auto", "who words the answers about an object: 'templates' (composed from tool outputs "
                        "only), 'model' (templates, then the LLM rephrases the same facts; its sentences pass "
@@ -45,9 +50,8 @@ class AgentConfig(Config):
             raise ConfigError(f"adapter_mode must be 'toggle' or 'always', got {self.adapter_mode!r}")
         if self.planner not in ("rules", "model"):
             raise ConfigError(f"planner must be 'rules' or 'model', got {self.planner!r}")
-        if self.planner == "model" and self.backend != "openai":
-            raise ConfigError("planner 'model' needs a tool-calling endpoint (backend 'openai'); the embedded "
-                              "model has no planner adapter yet, so use planner 'rules'")
+        if self.planner_adapter in ("", "none", "None"):
+            self.planner_adapter = None
         if not 1 <= int(self.plan_max_steps) <= 16:
             raise ConfigError(f"plan_max_steps must be in 1..16, got {self.plan_max_steps}")
         if self.narrator not in ("auto", "templates", "model"):

@@ -10,6 +10,7 @@
                     +-> clarify:   respond
                     +-> plan (AgentConfig.planner = "model", text turns):
                                plan <-> tools (ToolNode) ... -> planned -> respond
+                               (embedded planner, proposal unparsable/invalid: plan -> the rules' route)
     any node that sets ``error`` jumps straight to respond (which replies with the problem).
 
 The compiled graph is checkpointed per ``thread_id`` (SqliteSaver), so ``messages``, the current
@@ -49,6 +50,8 @@ def _after_plan(state: AgentState) -> str:
     """The loop's edge: run the proposed tool calls, or leave the loop (answer / step limit / error)."""
     if state.get("error"):
         return "respond"
+    if state.get("plan_fallback"):  # the embedded planner's proposal was not run: the rules' route
+        return _from_route(state)
     msgs = state.get("messages") or []
     return "tools" if msgs and getattr(msgs[-1], "tool_calls", None) else "planned"
 
@@ -81,7 +84,8 @@ def build_graph(nodes: AgentNodes, checkpointer=None):
 
     g.add_edge(START, "route")
     g.add_conditional_edges("route", _from_route, ["ingest", "lookup", "check", "cosmology", "plan", "respond"])
-    g.add_conditional_edges("plan", _after_plan, ["tools", "planned", "respond"])
+    g.add_conditional_edges("plan", _after_plan, ["tools", "planned", "respond", "ingest", "lookup", "check",
+                                                  "cosmology"])
     g.add_edge("tools", "plan")
     g.add_edge("planned", "respond")
     g.add_conditional_edges("lookup", _after("ingest"), ["ingest", "respond"])

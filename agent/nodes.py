@@ -98,6 +98,43 @@ def safe(action: str) -> Callable:
     return wrap
 
 
+def _turn_file(state) -> str | None:
+    """The spectrum file this turn's planned calls produced (a lookup's download, a file read)."""
+    from langchain_core.messages import ToolMessage
+
+    from speclm.agent.planner import this_turn
+
+    path = None
+    for m in this_turn(state.get("messages") or []):
+        if isinstance(m, ToolMessage) and m.name in ("sdss_lookup", "read_spectrum"):
+            out, err = _tool_output(m)
+            if not err and isinstance(out, dict):
+                path = out.get("spectrum_path") or out.get("path") or path
+    return path
+
+
+def _object_from(upd: dict, state) -> dict:
+    """The thread's object after a planned turn: a new file from a lookup or a read, and the z it
+    is known at (the search's, else SDSS's, else the model's), so follow-ups use it."""
+    new: dict = {}
+    lk, rd = upd.get("lookup"), upd.get("spectrum_read")
+    if lk and lk.get("spectrum_path"):
+        new.update(spectrum={"path": lk["spectrum_path"], "name": lk.get("name"), "summary": {}},
+                   z=lk.get("z"), z_source="SDSS catalog", spectype=lk.get("obj_class"),
+                   prediction=None, check=None, search=None, measure=None)
+    elif rd:
+        new.update(spectrum=rd, z=None, z_source=None, spectype=None, prediction=None, check=None, search=None,
+                   measure=None)
+    if upd.get("prediction"):
+        new["prediction"] = upd["prediction"]
+        if (new["z"] if "z" in new else state.get("z")) is None:
+            new.update(z=upd["prediction"].get("z"), z_source="model")
+    if upd.get("search"):
+        new.update(search=upd["search"], z=upd["search"].get("z"), z_source="search",
+                   spectype=upd["search"].get("spectype"))
+    return new
+
+
 class AgentNodes:
     """Node functions bound to one backend, one tool set and one config (see assistant.AgentConfig)."""
 
@@ -135,10 +172,14 @@ class AgentNodes:
         d = decide(state.get("text", ""), upload_path=state.get("upload_path"), sdss_id=state.get("sdss_id"),
                    has_spectrum=bool(spec), has_z=state.get("z") is not None)
         route, reason, calls = d.route, d.reason, []
-        if self.planner is not None and d.route not in ("spectrum", "lookup"):
+        # uploads (and the UI's SDSS box) keep the fixed spectrum path; the embedded planner also
+        # plans text that names an SDSS object ("look up 0266-51630-0461 and predict its redshift")
+        planned_routes = ("spectrum", "lookup") if getattr(self.planner, "name", "") != "embedded" else ("spectrum",)
+        if self.planner is not None and d.route not in planned_routes and not state.get("sdss_id"):
             _emit({"type": "route", "route": "plan", "reason": "the model plans this turn's tool calls"})
             return {"route": "plan", "route_reason": f"planner {self.planner.name} (rules would say: {d.reason})",
-                    "llm_calls": [], "z_text": d.z_text, "grounded": False}
+                    "llm_calls": [], "z_text": d.z_text, "grounded": False, "rules_route": d.route,
+                    "planner_used": self.planner.name}
         if d.labels:
             msgs = [{"role": "system", "content": ROUTER_SYSTEM.format(z=state.get("z"))},
                     {"role": "user", "content": state.get("text", "")}]
@@ -269,14 +310,24 @@ class AgentNodes:
             return {"notes": [f"The planner reached its limit of {self.plan_max_steps} steps, so I answer with "
                               "what the tools returned so far."], "messages": [AIMessage(content="", name="planner")]}
         msg = self.planner.plan(state, self.tools)
-        path = (state.get("spectrum") or {}).get("path")
-        for c in msg.tool_calls:  # the model need not repeat the thread's file path
+        if msg.additional_kwargs.get("fallback") and steps == 0:
+            # the embedded planner's proposal did not parse or failed the schema: the rules take the turn
+            why = msg.additional_kwargs["fallback"]
+            route = state.get("rules_route") or "chat"
+            _emit({"type": "plan", "step": 1, "tool_calls": [], "fallback": why})
+            _emit({"type": "route", "route": route, "reason": f"rules (fallback: {why})"})
+            return {"route": route, "plan_fallback": why, "planner_used": "rules (fallback)",
+                    "route_reason": f"rules (the planner's proposal was not run: {why})",
+                    "grounded": route == "chat" and state.get("z") is not None,
+                    "llm_calls": [{"purpose": "plan", "adapter_on": True}]}
+        path = _turn_file(state) or (state.get("spectrum") or {}).get("path")
+        for c in msg.tool_calls:  # the model need not repeat the file path (this turn's lookup, or the thread's)
             schema = getattr(self.tools.get(c["name"]), "args_schema", None)
             if path and schema is not None and "spectrum_path" in schema.model_fields and "spectrum_path" not in c["args"]:
                 c["args"]["spectrum_path"] = path
         _emit({"type": "plan", "step": steps + 1, "tool_calls": [{"name": c["name"], "args": c["args"]}
                                                                   for c in msg.tool_calls]})
-        return {"messages": [msg], "llm_calls": [{"purpose": "plan", "adapter_on": False}]}
+        return {"messages": [msg], "llm_calls": [{"purpose": "plan", "adapter_on": self.planner.name == "embedded"}]}
 
     def planned(self, state: AgentState) -> dict:
         """After the loop: this turn's tool results into the thread's state and the tool trace."""
@@ -286,6 +337,7 @@ class AgentNodes:
 
         calls, trace, upd, produced = {}, [], {}, []
         key_of = {"cosmology": "cosmology", "measure_spectrum": "measure", "survey_reach": "surveys",
+                  "read_spectrum": "spectrum_read",
                   "sdss_lookup": "lookup", "find_redshift": "search", "redshift_check": "check",
                   "predict_redshift": "prediction"}
         for m in this_turn(state.get("messages") or []):
@@ -302,6 +354,8 @@ class AgentNodes:
                 if not err and c["name"] in key_of and isinstance(out, dict):
                     upd[key_of[c["name"]]] = out
                     produced.append(key_of[c["name"]])
+        upd.update(_object_from(upd, state))
+        upd.pop("spectrum_read", None)
         return {**upd, "tool_trace": trace, "produced": produced, "route": "planned"}
 
     @safe("look the object up in SDSS")

@@ -63,6 +63,9 @@ class AgentState(TypedDict, total=False):
     notes: Annotated[list, turn_list]  # sentences appended to the reply (e.g. a check that could not run)
     grounding: dict | None  # the claim check of this turn's reply: {"checked", "dropped": [...]}
     answered: list  # the question intents the composed reply answered
+    planner_used: str  # who chose this turn's calls: "rules", the planner's name, or "rules (fallback)"
+    rules_route: str  # what the rules would do with this turn (the embedded planner's fallback)
+    plan_fallback: str | None  # why the planner's proposal was not run (then the rules take the turn)
 
 
 def turn_input(text: str, upload_path: str | None, sdss_id: str | None) -> dict:
@@ -75,6 +78,7 @@ def turn_input(text: str, upload_path: str | None, sdss_id: str | None) -> dict:
         "text": text or "", "upload_path": upload_path, "sdss_id": sdss_id,
         "route": "", "attempted_route": "", "route_reason": "", "z_text": None, "grounded": False, "error": None, "reply": "", "adapter_on": False,
         "tool_trace": None, "produced": None, "llm_calls": None, "notes": None, "grounding": None, "answered": [],
+        "planner_used": "rules", "rules_route": "", "plan_fallback": None,
     }
 
 

@@ -195,10 +195,10 @@ class GridData:
 class AblationConfig(Config):
     preset: str = field(default="smollm2", metadata={"help": "Fiducial preset name or YAML path."})
     dataset: str = field(default="", metadata={"help": "speclm dataset directory (needs train and val splits)."})
-    out: str = field(default="", metadata={"help": "Output directory (cells/, ablation.md/json/png)."})
+    out: str = field(default="", metadata={"help": "Output directory, resumable (cells/<name>/ per cell, ablation.md/json/png)."})
     grid: str = field(default="cpu", metadata={"help": "cpu, paper or tiny."})
     cells: tuple = field(default=(), metadata={"help": "Run only these cell names (default: all)."})
-    retention: bool = field(default=True, metadata={"help": "Score MMLU retention per cell."})
+    retention: bool = field(default=True, metadata={"help": "Score MMLU retention per cell (--no-retention: MAE only)."})
     limit_retention: int | None = field(default=None, metadata={"help": "Override the grid's MMLU limit."})
     n_val: int | None = field(default=None, metadata={"help": "Override the grid's validation size."})
     mmlu_dir: str | None = field(default=None, metadata={"help": "MMLU CSV folder (see eval retention)."})
@@ -537,30 +537,18 @@ def register_eval(eval_subparsers) -> None:
     p = eval_subparsers.add_parser(
         "ablation", help="the Table 1 grid: lr / rank / epochs / training size vs MAE and retention",
         description=__doc__.split("\n\n")[0] + " Grids: " + "; ".join(f"{k}: {g.description}" for k, g in GRIDS.items()))
-    p.add_argument("--preset", default="smollm2", help="fiducial preset (name or YAML), default smollm2")
-    p.add_argument("--dataset", default="", help="speclm dataset directory with train and val splits")
-    p.add_argument("--out", default="", help="output directory (resumable; cells/<name>/ per cell)")
-    p.add_argument("--grid", default="cpu", choices=tuple(GRIDS), help="which grid (default cpu)")
+    AblationConfig.add_arguments(p, ("preset", "dataset", "out", "grid", "retention", "limit_retention", "n_val",
+                                     "retention_format", "device", "batch_size"))
     p.add_argument("--cells", default="", help="comma list of cell names to run (default all; see --dry-run)")
-    p.add_argument("--limit-retention", type=int, default=None, help="MMLU questions per subject (grid default)")
-    p.add_argument("--no-retention", action="store_true", help="skip the MMLU scoring (MAE only)")
-    p.add_argument("--n-val", type=int, default=None, help="validation spectra for the MAE (grid default)")
     p.add_argument("--mmlu", default=None, help="MMLU CSV folder (default as for eval retention)")
-    p.add_argument("--retention-format", default="letter", choices=("letter", "cloze"),
-                   help="MMLU prompt format for retention (see eval retention --format)")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--batch-size", type=int, default=8, help="lm-eval batch size")
     p.add_argument("--dry-run", action="store_true", help="print cells, time estimate and per-cell commands; run nothing")
     p.add_argument("--report-only", action="store_true", help="only rebuild ablation.md/json/png from finished cells")
     p.set_defaults(func=_cmd_ablation)
 
 
 def _cmd_ablation(args) -> int:
-    cfg = AblationConfig(preset=args.preset, dataset=args.dataset, out=args.out, grid=args.grid,
-                         cells=tuple(c.strip() for c in args.cells.split(",") if c.strip()),
-                         retention=not args.no_retention, limit_retention=args.limit_retention,
-                         n_val=args.n_val, mmlu_dir=args.mmlu, device=args.device, batch_size=args.batch_size,
-                         retention_format=args.retention_format)
+    cfg = AblationConfig.from_args(args, cells=tuple(c.strip() for c in args.cells.split(",") if c.strip()),
+                                   mmlu_dir=args.mmlu)
     run_ablation(cfg, dry_run=args.dry_run, report_only=args.report_only)
     if not args.dry_run:
         print((Path(cfg.out) / "ablation.md").read_text())

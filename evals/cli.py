@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import importlib
 
-EVAL_MODULES = ("speclm.evals.retention", "speclm.evals.ablation", "speclm.evals.scenarios", "speclm.evals.classes")
+EVAL_MODULES = ("speclm.evals.retention", "speclm.evals.ablation", "speclm.evals.scenarios", "speclm.evals.classes",
+                "speclm.evals.planner")
 
 
 def register(subparsers) -> None:
@@ -23,29 +24,15 @@ def register(subparsers) -> None:
                     "median and 68%% interval), compare with a kNN on the same preprocessed vectors and "
                     "with always answering the training median; writes report.json and pred_vs_true.png "
                     "into --out and prints a table. Refuses evaluation sets that overlap the training set.")
-    p.add_argument("--adapter", required=True, help="adapter directory, or 'bundled'")
-    p.add_argument("--base", default=None, help="base model (default: the adapter card's, else 'embedded')")
-    src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--dataset", help="dataset directory to evaluate on")
-    src.add_argument("--folder", help="folder of spectrum files (FITS/CSV/...); z_true from each file's catalog z")
+    from speclm.evals.redshift import RedshiftEvalConfig
+
+    RedshiftEvalConfig.add_arguments(p, ("adapter", "base", "dataset", "folder", "limit", "seed", "train_dataset",
+                                         "knn", "refine", "z_min", "z_max", "unconstrained", "out", "batch_size",
+                                         "device"))
     p.add_argument("--split", default="val", choices=("val", "test", "train", "unassigned"),
                    help="split of --dataset (default val; 'train' is refused for the adapter's own dataset)")
-    p.add_argument("--limit", type=int, default=None, help="evaluate a seeded random subset of N spectra")
-    p.add_argument("--seed", type=int, default=0, help="seed of the --limit subset (default 0)")
-    p.add_argument("--train-dataset", default=None,
-                   help="dataset whose train split fits the kNN/constant baselines (default: the adapter card's dataset)")
-    p.add_argument("--no-knn", action="store_true", help="skip the kNN baseline")
-    p.add_argument("--no-refine", action="store_true",
-                   help="skip the assistant's redshift procedure (template fit + spectral type) on --folder files")
     p.add_argument("--class", dest="catalog_class", default=None, choices=("GALAXY", "QSO", "STAR"),
                    help="--folder: keep files whose catalog CLASS is this")
-    p.add_argument("--z-min", type=float, default=None, help="--folder: keep files with catalog z >= this")
-    p.add_argument("--z-max", type=float, default=None, help="--folder: keep files with catalog z < this")
-    p.add_argument("--unconstrained", action="store_true",
-                   help="also run free greedy generation and count its parse failures")
-    p.add_argument("--out", required=True, help="output directory (report.json, pred_vs_true.png)")
-    p.add_argument("--batch-size", type=int, default=16, help="spectra per forward batch (default 16)")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N (default auto)")
     p.add_argument("--no-cache", action="store_true",
                    help="do not cache preprocessed vectors inside the dataset directories (read-only data)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -85,13 +72,8 @@ def register(subparsers) -> None:
 def _redshift(args) -> int:
     from speclm.evals.redshift import RedshiftEvalConfig, run_redshift_eval, summary_table
 
-    cfg = RedshiftEvalConfig(
-        adapter=args.adapter, out=args.out, base=args.base, dataset=args.dataset, folder=args.folder,
-        split="" if args.split == "unassigned" else args.split, limit=args.limit, seed=args.seed,
-        train_dataset=args.train_dataset, knn=not args.no_knn, unconstrained=args.unconstrained,
-        refine=not args.no_refine, catalog_class=args.catalog_class, z_min=args.z_min, z_max=args.z_max,
-        batch_size=args.batch_size, device=args.device, cache_features=not args.no_cache,
-        progress=not args.no_progress)
+    cfg = RedshiftEvalConfig.from_args(args, split="" if args.split == "unassigned" else args.split,
+                                       cache_features=not args.no_cache, progress=not args.no_progress)
     report = run_redshift_eval(cfg)
     print(summary_table(report))
     print(f"wrote {cfg.out}/report.json and {cfg.out}/pred_vs_true.png")

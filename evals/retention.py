@@ -83,10 +83,12 @@ class RetentionConfig(Config):
     batch_size: int = setting(8, "lm-eval batch size.")
     device: str = setting("auto", "cpu, cuda, cuda:0, … or auto.")
     dtype: str = setting("auto", "float32, bfloat16 or auto (bf16 on GPU/AMX CPUs).")
-    hub_tasks: bool = setting(False, "Use lm-eval's own mmlu_<subject> tasks (needs network: cais/mmlu on the hub).")
+    hub_tasks: bool = setting(False, "Use lm-eval's own mmlu_<subject> tasks (needs network: cais/mmlu on the hub); "
+                              "the lm_eval CLI equivalent: lm_eval --model hf --model_args pretrained=BASE,"
+                              "peft=ADAPTER --tasks mmlu_astronomy,mmlu_philosophy,…")
     apply_chat_template: bool = setting(False, "Wrap questions in the model's chat template.")
-    format: str = setting("letter", "'letter' (MMLU A-D prompt, acc) or 'cloze' (answer texts scored, acc_norm; "
-                               "for small models at chance on letters).")
+    format: str = setting("letter", "'letter' (MMLU A-D prompt, acc) or 'cloze' (answer texts scored, acc_norm: "
+                               "lm-eval's mmlu_*_continuation; for small models at chance on letters, e.g. 135M).")
     loader: str = setting("runtime", "'runtime' = speclm's ModelRuntime (any base incl. tiny); 'lm-eval' = "
                                 "lm-eval's HFLM(pretrained=PATH, peft=ADAPTER) loader (path/HF-id bases).")
 
@@ -456,34 +458,20 @@ def register_eval(eval_subparsers) -> None:
     p.add_argument("--mmlu", metavar="DIR", default=None,
                    help="original MMLU CSV folder (…/mmlu with data/{dev,test,val}); default $SPECLM_MMLU_DIR "
                         "or ../shared/data/mmlu beside the repo")
-    p.add_argument("--adapter", default="bundled", help="adapter directory or 'bundled' (default)")
-    p.add_argument("--base", default=None, help="base model: embedded, tiny, HF id or path (default: the adapter's)")
     p.add_argument("--conditions", default=",".join(CONDITIONS), help="comma list of base,always,toggle")
-    p.add_argument("--limit", type=int, default=None, help="first N questions per subject (default: all)")
-    p.add_argument("--num-fewshot", type=int, default=0, help="few-shot examples from MMLU dev (default 0)")
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--device", default="auto")
-    p.add_argument("--dtype", default="auto", choices=("auto", "float32", "bfloat16"))
-    p.add_argument("--format", default="letter", choices=tuple(FORMATS),
-                   help="letter: MMLU's A-D prompt, acc (default); cloze: score the answer texts, acc_norm "
-                        "(lm-eval's mmlu_*_continuation; use for models near chance on letters, e.g. 135M)")
-    p.add_argument("--loader", default="runtime", choices=("runtime", "lm-eval"),
-                   help="load through speclm's ModelRuntime (default) or lm-eval's HFLM(peft=) path")
+    RetentionConfig.add_arguments(p, ("adapter", "base", "limit", "num_fewshot", "batch_size", "device", "dtype",
+                                      "format", "loader"))
     p.add_argument("--chat-template", action="store_true", help="apply the model's chat template to prompts")
-    p.add_argument("--hub-tasks", action="store_true",
-                   help="use lm-eval's built-in mmlu_<subject> tasks instead (needs network for cais/mmlu); "
-                        "equivalent lm_eval CLI: lm_eval --model hf --model_args pretrained=BASE,peft=ADAPTER "
-                        "--tasks mmlu_astronomy,mmlu_philosophy,…")
+    RetentionConfig.add_arguments(p, ("hub_tasks",))
     p.add_argument("--out", metavar="FILE.json", default=None, help="write the full report here")
     p.set_defaults(func=_cmd_retention)
 
 
 def _cmd_retention(args) -> int:
-    cfg = RetentionConfig(
-        mmlu_dir=args.mmlu, base=args.base, adapter=None if args.adapter in ("", "none") else args.adapter,
-        conditions=tuple(c.strip() for c in args.conditions.split(",") if c.strip()), limit=args.limit,
-        num_fewshot=args.num_fewshot, batch_size=args.batch_size, device=args.device, dtype=args.dtype,
-        hub_tasks=args.hub_tasks, apply_chat_template=args.chat_template, loader=args.loader, format=args.format)
+    cfg = RetentionConfig.from_args(
+        args, mmlu_dir=args.mmlu, adapter=None if args.adapter in ("", "none") else args.adapter,
+        conditions=tuple(c.strip() for c in args.conditions.split(",") if c.strip()),
+        apply_chat_template=args.chat_template)
     report = run_retention(cfg)
     print(format_table(report))
     if args.out:

@@ -65,6 +65,17 @@ def register(subparsers) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_merge)
 
+    p = dsub.add_parser("planner", help="synthetic requests -> tool calls for the embedded planner's LoRA",
+                        description="Varied requests (cosmology, line positions, class, surveys, the model's z, "
+                        "template search, line checks, SDSS lookups, files, multi-step, nothing to call) with "
+                        "the tool calls that answer them; `speclm eval planner` checks that none of its held-out "
+                        "phrasings occurs in them.")
+    p.add_argument("--n", type=int, required=True, help="number of requests")
+    p.add_argument("--out", required=True, help="output directory")
+    p.add_argument("--seed", type=int, default=0, help="seed (default 0)")
+    p.add_argument("--val-frac", type=float, default=0.05, help="validation fraction (default 0.05)")
+    p.set_defaults(func=_planner)
+
     p = dsub.add_parser("info", help="summarise a dataset (counts, z histogram, tokens per spectrum)",
                         description="Counts per split, source, redshift histogram, and tokens per "
                                     "spectrum of the encoded prompt under a preset's codec.")
@@ -306,4 +317,14 @@ def _encode(args) -> int:
     sys.stdout.write(text)  # exactly the prompt: no newline added when piped (`> file` keeps the bytes)
     if sys.stdout.isatty() and not text.endswith("\n"):
         sys.stdout.write("\n")
+    return 0
+
+
+def _planner(args) -> int:
+    from speclm.finetune.planner_data import write_dataset
+
+    if args.n < 2:
+        raise SpeclmError("--n must be at least 2")
+    meta = write_dataset(args.out, args.n, seed=args.seed, val_frac=args.val_frac)
+    print(f"wrote {meta['counts']} requests ({meta['steps']} planning steps) to {args.out}")
     return 0

@@ -5,9 +5,14 @@ import json
 import sys
 from pathlib import Path
 
+from speclm.finetune.presets import TrainConfig
 from speclm.tools.errors import SpeclmError
 
 SPECTRUM_EXT = {".fits", ".fit", ".fts", ".gz", ".csv", ".txt", ".dat", ".npy", ".npz"}
+
+
+#: TrainConfig fields that ``speclm train`` exposes as options (overriding the preset's values)
+TRAIN_OPTIONS = ("n_train", "epochs", "lr", "batch_size", "grad_accum", "save_every", "n_eval", "seed", "init_adapter")
 
 
 def register(sub) -> None:
@@ -33,18 +38,9 @@ def register(sub) -> None:
     t.add_argument("--dataset", help="speclm dataset directory (train and val splits)")
     t.add_argument("--out", help="output adapter directory (also holds checkpoints)")
     t.add_argument("--base", default=None, help="override the preset's base model")
-    t.add_argument("--n-train", type=int, default=None, help="override train.n_train (0 = whole train split)")
-    t.add_argument("--epochs", type=float, default=None)
-    t.add_argument("--lr", type=float, default=None)
-    t.add_argument("--rank", type=int, default=None)
-    t.add_argument("--batch-size", type=int, default=None)
-    t.add_argument("--grad-accum", type=int, default=None)
-    t.add_argument("--save-every", type=int, default=None)
-    t.add_argument("--n-eval", type=int, default=None, help="validation spectra scored at the end")
+    t.add_argument("--rank", type=int, default=None, help="override lora.r (alpha = 2 x rank)")
     t.add_argument("--max-steps", type=int, default=None, help="stop after N optimiser steps (smoke tests)")
-    t.add_argument("--seed", type=int, default=None)
-    t.add_argument("--init-adapter", default=None, help="warm start from this adapter directory (or 'bundled'); "
-                   "same LoRA shape, preprocessing and codec required")
+    TrainConfig.add_arguments(t, TRAIN_OPTIONS, override=True)
     t.add_argument("--no-bf16", action="store_true", help="force fp32 (default: bf16 only where the hardware has native bf16)")
     t.add_argument("--no-resume", action="store_true", help="refuse to continue an existing run in --out")
     t.add_argument("--device", default="auto")
@@ -169,14 +165,9 @@ def cmd_train(args) -> int:
         return 0
     if not args.dataset or not args.out:
         raise SpeclmError("speclm train needs --dataset DIR and --out DIR (or --list-presets)")
-    over: dict = {"train": {}, "lora": {}}
-    for k, sec, key in (("n_train", "train", "n_train"), ("epochs", "train", "epochs"), ("lr", "train", "lr"),
-                        ("batch_size", "train", "batch_size"), ("grad_accum", "train", "grad_accum"),
-                        ("save_every", "train", "save_every"), ("n_eval", "train", "n_eval"),
-                        ("seed", "train", "seed"), ("rank", "lora", "r"), ("init_adapter", "train", "init_adapter")):
-        v = getattr(args, k)
-        if v is not None:
-            over[sec][key] = v
+    over: dict = {"train": {k: getattr(args, k) for k in TRAIN_OPTIONS if getattr(args, k) is not None}, "lora": {}}
+    if args.rank is not None:
+        over["lora"]["r"] = args.rank
     if args.rank is not None:
         over["lora"]["alpha"] = 2 * args.rank
     if args.no_bf16:
@@ -184,6 +175,10 @@ def cmd_train(args) -> int:
     if args.base:
         over["base"] = args.base
     preset = get_preset(args.preset, **{k: v for k, v in over.items() if v})
+    from speclm.finetune.planner_data import is_planner_dataset
+
+    if is_planner_dataset(args.dataset):
+        return _train_planner(args, preset)
     ds = open_dataset(args.dataset)
     if "train" not in ds.splits or "val" not in ds.splits:
         raise SpeclmError(f"{args.dataset} needs 'train' and 'val' splits (has {ds.splits})")
@@ -204,4 +199,26 @@ def cmd_train(args) -> int:
     print(f"training {preset.name} on {len(ztr)} spectra ({info['source']}), base {preset.base}", file=sys.stderr)
     train_arrays(preset, args.out, Xtr, ztr, Xv, zv, train_ids=list(idtr), val_ids=list(idv), dataset_info=info,
                  resume=not args.no_resume, max_steps=args.max_steps, device=args.device)
+    return 0
+
+
+def _train_planner(args, preset) -> int:
+    """``speclm train --preset planner --dataset DIR`` on a planner dataset (``speclm data planner``):
+    one (prompt, answer) pair per planning step of every training request."""
+    from speclm.finetune.planner_data import read_split, step_examples
+    from speclm.finetune.train import train_pairs
+
+    train, val = read_split(args.dataset, "train"), read_split(args.dataset, "val")
+    n = preset.train.n_train
+    if n and n < len(train):
+        train = train[:n]
+    pairs = [p for r in train for p in step_examples(r)]
+    meta = json.loads((Path(args.dataset) / "meta.json").read_text())
+    info = {"path": str(Path(args.dataset).resolve()), "task": "planner", "source": meta.get("source"),
+            "simulated": True, "seed": meta.get("seed"), "n": meta.get("n"), "n_requests": len(train), "n_steps": len(pairs)}
+    print(f"training {preset.name} on {len(pairs)} planning steps of {len(train)} synthetic requests, "
+          f"base {preset.base}", file=sys.stderr)
+    train_pairs(preset, args.out, pairs, train_ids=[r["id"] for r in train], val_ids=[r["id"] for r in val],
+                n_val=len(val), dataset_info=info, resume=not args.no_resume, max_steps=args.max_steps,
+                device=args.device)
     return 0

@@ -269,7 +269,36 @@ class ModelRuntime:
     def active_card(self) -> dict:
         return self.adapters[self.active].card if self.active else {}
 
+    @contextlib.contextmanager
+    def using(self, name: str):
+        """Run a block with adapter ``name`` active and on, then restore the previously active one."""
+        with self.lock:
+            prev = self.active
+            self.set_active(name)
+            try:
+                yield
+            finally:
+                if prev is not None:
+                    self.set_active(prev)
+
     # -- text generation -------------------------------------------------------------------
+    def complete(self, prompt: str, *, adapter: str | None = None, max_new_tokens: int = 64,
+                 stop: str = "\n") -> str:
+        """Greedy raw-text continuation of ``prompt`` (no chat template), with adapter ``adapter``
+        on (None = the bare base), cut at the first ``stop``."""
+        import torch
+
+        tok = self.tokenizer
+        ids = torch.tensor([tok(prompt, add_special_tokens=False)["input_ids"]], device=self.device)
+        kw = dict(max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tok.pad_token_id,
+                  attention_mask=torch.ones_like(ids))
+        with self.lock, torch.inference_mode():
+            ctx = self.using(adapter) if adapter else self.adapter_enabled(False)
+            with ctx:
+                out = self.model.generate(input_ids=ids, **kw)
+        text = tok.decode(out[0, ids.shape[1]:], skip_special_tokens=True)
+        return text.split(stop)[0] if stop else text
+
     def chat(self, messages: Sequence[dict], *, adapter_on: bool = False, max_new_tokens: int = 256,
              temperature: float = 0.0, stream: bool = False):
         """Answer a chat (list of {role, content}) with the tokenizer's chat template.
@@ -310,21 +339,25 @@ def _stream(streamer, thread) -> Iterator[str]:
 
 
 # -- adapters on disk ------------------------------------------------------------------------
-def bundled_adapter_dir() -> Path:
-    """The adapter shipped inside the package (trained by speclm on simulated spectra)."""
-    return Path(__file__).resolve().parent.parent / "speclm" / "adapters" / "smollm2-135m-redshift-sim"
+#: the adapters shipped inside the package, by the name that selects them
+BUNDLED = {"bundled": "smollm2-135m-redshift-sim", "default": "smollm2-135m-redshift-sim",
+           "bundled-planner": "smollm2-135m-planner"}
+
+
+def bundled_adapter_dir(which: str = "bundled") -> Path:
+    """An adapter shipped inside the package: 'bundled' (the redshift adapter, trained on simulated
+    spectra) or 'bundled-planner' (the embedded planner, trained on synthetic requests)."""
+    p = Path(__file__).resolve().parent.parent / "speclm" / "adapters" / BUNDLED[which]
+    if not (p / "adapter_config.json").is_file():
+        # installed (non-editable) layout: adapters live under the speclm package
+        import speclm
+
+        p = Path(speclm.__file__).parent / "adapters" / BUNDLED[which]
+    return p
 
 
 def resolve_adapter(path: str) -> str:
-    if path in ("bundled", "default"):
-        p = bundled_adapter_dir()
-        if not (p / "adapter_config.json").is_file():
-            # installed (non-editable) layout: adapters live under the speclm package
-            import speclm
-
-            p = Path(speclm.__file__).parent / "adapters" / "smollm2-135m-redshift-sim"
-    else:
-        p = Path(path).expanduser()
+    p = bundled_adapter_dir(path) if path in BUNDLED else Path(path).expanduser()
     if not (p / "adapter_config.json").is_file():
         raise ModelLoadError(f"{p} is not a PEFT adapter directory (no adapter_config.json)")
     return str(p)

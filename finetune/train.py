@@ -259,12 +259,12 @@ def _setup(preset: Preset, out: Path, train_ids, val_ids, device: str, runtime) 
                 n_trainable=sum(p.numel() for p in model.parameters() if p.requires_grad))
 
 
-def _plan(run: _Run, X_train: np.ndarray, z_train: np.ndarray, max_steps: int | None) -> None:
-    """Step 2: examples (prompt + answer tokens), the step budget, optimiser and schedule."""
+def _plan(run: _Run, examples: list, max_steps: int | None) -> None:
+    """Step 2: the examples (prompt + answer tokens), the step budget, optimiser and schedule."""
     import torch
 
     cfg = run.preset.train
-    run.examples = build_examples(run.tok, X_train, z_train, run.preset)
+    run.examples = examples
     run.per_epoch = math.ceil(len(run.examples) / cfg.batch_size)
     run.total_steps = max(1, int(round(cfg.epochs * run.per_epoch)) // cfg.grad_accum)
     if max_steps:
@@ -425,13 +425,39 @@ def train_arrays(preset: Preset, out_dir: str | os.PathLike, X_train: np.ndarray
     ``stop_after`` checkpoints and ends the run after that many optimiser steps *without* finishing
     (a graceful stop; the resume tests use it, and a real SIGKILL is tested too).
     """
+    def validate(run, card):
+        if len(X_val) and preset.train.n_eval:
+            _validate(run, card, X_val, z_val, z_train, progress)
+
+    return _train(preset, out_dir, lambda tok: build_examples(tok, X_train, z_train, preset), len(X_train),
+                  len(X_val), train_ids=train_ids, val_ids=val_ids, dataset_info=dataset_info, resume=resume,
+                  max_steps=max_steps, device=device, progress=progress, runtime=runtime, stop_after=stop_after,
+                  validate=validate)
+
+
+def train_pairs(preset: Preset, out_dir: str | os.PathLike, pairs: Sequence[tuple[str, str]], *,
+                train_ids: Sequence[str], val_ids: Sequence[str], n_val: int = 0, dataset_info: dict | None = None,
+                resume: bool = True, max_steps: int | None = None, device: str = "auto", progress: bool = True,
+                runtime=None, stop_after: int | None = None, validate=None) -> dict:
+    """Train a LoRA adapter on (prompt, answer) text pairs (loss on the answer only), with the same
+    steps, checkpoints, resume and card as :func:`train_arrays`; the embedded planner's adapter is
+    trained this way. ``train_ids`` name the requests the pairs come from (checked against ``val_ids``);
+    ``validate(run, card)`` may add metrics to the card."""
+    return _train(preset, out_dir, lambda tok: [encode_example(tok, p, a) for p, a in pairs], len(pairs), n_val,
+                  train_ids=train_ids, val_ids=val_ids, dataset_info=dataset_info, resume=resume,
+                  max_steps=max_steps, device=device, progress=progress, runtime=runtime, stop_after=stop_after,
+                  validate=validate)
+
+
+def _train(preset: Preset, out_dir, make_examples, n_train: int, n_val: int, *, train_ids, val_ids, dataset_info,
+           resume, max_steps, device, progress, runtime, stop_after, validate) -> dict:
     assert_disjoint(train_ids, val_ids)
     out = Path(out_dir)
     if out.exists() and (out / "adapter_config.json").exists() and not resume:
         raise TrainingError(f"{out} already holds a finished adapter; choose another --out or pass --resume")
     out.mkdir(parents=True, exist_ok=True)
     run = _setup(preset, out, train_ids, val_ids, device, runtime)
-    _plan(run, X_train, z_train, max_steps)
+    _plan(run, make_examples(run.tok), max_steps)
     if resume:
         _resume(run, progress)
     _loop(run, progress, stop_after)
@@ -442,11 +468,11 @@ def train_arrays(preset: Preset, out_dir: str | os.PathLike, X_train: np.ndarray
     if not run.main_proc:
         return {"rank": run.rank}
     run.inner.save_pretrained(str(out))
-    card = _card(run, len(X_train), len(X_val), val_ids, dataset_info)
+    card = _card(run, n_train, n_val, val_ids, dataset_info)
     (out / CARD).write_text(json.dumps(card, indent=2))
     (out / "train_ids.txt").write_text("\n".join(map(str, run.train_ids)) + "\n")
-    if len(X_val) and preset.train.n_eval:
-        _validate(run, card, X_val, z_val, z_train, progress)
+    if validate is not None:
+        validate(run, card)
         (out / CARD).write_text(json.dumps(card, indent=2))
     if progress:
         print(json.dumps({k: card[k] for k in ("steps", "tokens_per_second", "final_loss")} |

@@ -121,6 +121,11 @@ def test_spectrum_turns_keep_the_fixed_path(serve, tmp_path, ngc3522_fits):
     assert r.route == "error" and "adapter" in r.reply and not any("tools" in q for q in srv.requests)
 
 
-def test_model_planner_needs_a_tool_calling_endpoint():
-    with pytest.raises(ConfigError, match="tool-calling endpoint"):
-        AgentConfig(planner="model")
+def test_planner_config_choices():
+    cfg = AgentConfig(planner="model")  # local backend: the embedded planner LoRA
+    assert cfg.planner_adapter == "bundled-planner"
+    assert AgentConfig(planner="model", planner_adapter="none").planner_adapter is None  # chat-template tools
+    with pytest.raises(ConfigError, match="planner must be"):
+        AgentConfig(planner="llm")
+    with pytest.raises(ConfigError, match="plan_max_steps"):
+        AgentConfig(planner="model", plan_max_steps=0)

@@ -20,21 +20,21 @@ from speclm.finetune.datasets import (
 )
 from speclm.tools.errors import DatasetError
 from speclm.tools.spectrum import Spectrum
+from speclm.tools.synthetic import synthetic_spectrum
 
 
 def _fake(n: int, seed: int = 0, npix: int = 400) -> list[Spectrum]:
-    """Small hand-made spectra (no bagpipes): a continuum, a line, noise; varying lengths."""
+    """Small spectra from the one synthetic builder (no bagpipes): a continuum, Hα, noise, a few
+    masked pixels, varying lengths, and a numpy scalar in the metadata."""
     rng = np.random.default_rng(seed)
     out = []
     for i in range(n):
         m = npix + (i % 3)
-        w = np.geomspace(3800, 9200, m)
-        z = float(rng.uniform(0, 0.5))
-        f = 5 + np.exp(-0.5 * ((w - 6564.6 * (1 + z)) / 3) ** 2) * 20 + rng.normal(0, 0.3, m)
-        mask = np.zeros(m, np.int32)
-        mask[5:8] = 4
-        out.append(Spectrum(w, f, np.full(m, 11.0), mask, {"z": z, "id": f"s{i}", "source": "test",
-                                                            "extra": {"a": np.float32(1.5)}}))
+        s = synthetic_spectrum(float(rng.uniform(0, 0.5)), lines={"Halpha": 20.0}, continuum=(5.0, 0.0), noise=0.3,
+                               seed=seed * 1000 + i, loglam=np.linspace(np.log10(3800), np.log10(9200), m), ivar=11.0,
+                               meta={"id": f"s{i}", "source": "test", "extra": {"a": np.float32(1.5)}})
+        s.mask[5:8] = 4
+        out.append(s)
     return out
 
 

@@ -4,16 +4,18 @@ import pytest
 
 from speclm.finetune.preprocess import PreprocessConfig, preprocess, rebin
 from speclm.tools.errors import ConfigError, TooFewPixelsError
-from speclm.tools.spectrum import Spectrum
+from speclm.tools.synthetic import synthetic_spectrum
 
 
 def _spec(flux=None, n=4000, bad=None):
-    wave = np.logspace(np.log10(3700), np.log10(9300), n)
-    flux = np.ones(n) if flux is None else flux
-    ivar = np.ones(n)
+    """A flat (or the given) spectrum from the one synthetic builder; ``bad`` pixels get ivar 0."""
+    s = synthetic_spectrum(0.0, lines={}, continuum=(1.0, 0.0), noise=0.0, ivar=1.0,
+                           loglam=np.linspace(np.log10(3700), np.log10(9300), n))
+    if flux is not None:
+        s.flux = np.asarray(flux, float)
     if bad is not None:
-        ivar[bad] = 0
-    return Spectrum(wave, flux.astype(float), ivar, np.zeros(n, int), {})
+        s.ivar[bad] = 0
+    return s
 
 
 def test_rebin_conserves_flux_of_a_line():

@@ -48,20 +48,24 @@ class Config:
         return {f.name: f.metadata.get("help", "") for f in fields(cls)}  # type: ignore[arg-type]
 
     @classmethod
-    def add_arguments(cls, parser: argparse.ArgumentParser, names=None, *, prefix: str = "") -> None:
+    def add_arguments(cls, parser: argparse.ArgumentParser, names=None, *, prefix: str = "",
+                      override: bool = False) -> None:
         """Add ``--<prefix><name>`` options for the given fields (all simple-typed ones by default),
         with the field's help and default; booleans become ``--name`` / ``--no-name``.
-        ``args`` values are collected back with :meth:`from_args`."""
+        ``override=True``: every default is None (the option only overrides a value set elsewhere,
+        e.g. a preset's). ``args`` values are collected back with :meth:`from_args`."""
         for f in fields(cls):  # type: ignore[arg-type]
             if names is not None and f.name not in names:
                 continue
             default = f.default if f.default is not MISSING else None
-            kind = type(default) if default is not None else str
+            kind = type(default) if default is not None else _annotated_kind(f.type)
             if names is None and kind not in (int, float, str, bool):
                 continue
             flag = "--" + prefix + f.name.replace("_", "-")
             dest = prefix.replace("-", "_") + f.name
             help_ = f.metadata.get("help", "")
+            if override:
+                default, help_ = None, help_ + " (default: the preset's)"
             if kind is bool:
                 parser.add_argument(flag, dest=dest, action=argparse.BooleanOptionalAction, default=default,
                                     help=help_)
@@ -78,3 +82,12 @@ class Config:
                 vals[f.name] = getattr(args, dest)
         vals.update(overrides)
         return cls(**vals)
+
+
+def _annotated_kind(annotation) -> type:
+    """The option type of a field whose default is None, from its annotation ("int | None" -> int)."""
+    text = annotation if isinstance(annotation, str) else getattr(annotation, "__name__", str(annotation))
+    for kind in (bool, int, float):
+        if kind.__name__ in text.replace("None", "").split("|")[0].strip() or text.strip() == kind.__name__:
+            return kind
+    return str

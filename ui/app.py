@@ -273,7 +273,8 @@ class ChatService:
                     yield Update(history, trace=trace)
                 elif kind == "plan":  # a planner step: the tool calls the model proposed
                     trace.append({"name": f"planner step {ev.get('step')}",
-                                  "input": {"tool_calls": ev.get("tool_calls")}, "output": None})
+                                  "input": {"tool_calls": ev.get("tool_calls")},
+                                  "output": {"fallback to the rules": ev["fallback"]} if ev.get("fallback") else None})
                     yield Update(history, trace=trace)
                 elif kind == "prediction":
                     pred = ev.get("prediction") or {k: v for k, v in ev.items() if k != "type"}

@@ -1,0 +1,255 @@
+"""`speclm eval planner`: the embedded planner on held-out phrasings, with the rules beside it.
+
+The held-out requests (``evals/planner_heldout.yaml``) are written by hand; before scoring, their
+texts are checked against the adapter's own training requests (read from the dataset named in its
+card, or regenerated from the card's seed and size), so a phrasing the planner was trained on
+cannot be counted. Each request is planned step by step as in the agent: the planner reads the
+object, the message and the calls so far with their results (the YAML's ``output`` where a next
+call needs it), and writes one call or ``done``. A request is right only if every call — tool and
+arguments — and the final ``done`` are right, all proposed by the model (a proposal that does not
+parse or fails the tool's schema counts as a fallback, and wrong).
+
+Arguments are compared after normalisation: numbers to a relative 1e-6, line names through the
+line list, ``spectype`` case-blind, free-text identifiers blind to case and spaces; arguments at
+their schema default (cosmology Planck18, a 3" cone) may be left out or written.
+
+The rules (agent/router.py) plan no sequence and no arguments, so their column is the first tool
+only: the route's first tool (lookup -> sdss_lookup, check -> redshift_check, cosmology ->
+cosmology, an object question -> measure_spectrum or survey_reach, chat -> no call).
+"""
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+HELDOUT = Path(__file__).resolve().parent / "planner_heldout.yaml"
+DEFAULTS = {"cosmology": "Planck18", "radius_arcsec": 3.0}
+
+
+def load_held_out(path: str | Path = HELDOUT) -> list[dict]:
+    items = yaml.safe_load(Path(path).read_text()) or []
+    for i, it in enumerate(items):
+        if "text" not in it or "plan" not in it:
+            raise ValueError(f"{path}: item {i} needs text and plan")
+    return items
+
+
+def held_out_texts(path: str | Path = HELDOUT) -> list[str]:
+    return [it["text"] for it in load_held_out(path)]
+
+
+def training_requests(adapter_dir: str | Path) -> list[dict]:
+    """The requests an adapter was trained on: its dataset's train split, or regenerated."""
+    from speclm.finetune.planner_data import generate, read_split
+    from speclm.finetune.runtime import read_card, resolve_adapter
+
+    card = read_card(resolve_adapter(str(adapter_dir)))
+    info = card.get("dataset") or {}
+    p = Path(info.get("path") or "/nonexistent")
+    if (p / "train.jsonl").is_file():
+        return read_split(p, "train") + read_split(p, "val")
+    if info.get("n") is None or info.get("seed") is None:
+        raise ValueError(f"{adapter_dir}: the card names no readable planner dataset and no (n, seed) to regenerate it")
+    return generate(int(info["n"]), int(info["seed"]))
+
+
+def _context(ctx: dict | None) -> str:
+    from speclm.finetune.plan_text import context_line
+
+    ctx = ctx or {}
+    return context_line(ctx.get("z"), ctx.get("z_source"), ctx.get("spectype"), bool(ctx.get("has_spectrum")))
+
+
+def _norm_value(k, v):
+    from speclm.tools import lines
+
+    if isinstance(v, bool):
+        return v
+    if isinstance(v, (int, float)):
+        return float(v)
+    if k == "lines" and isinstance(v, list):
+        out = []
+        for n in v:
+            try:
+                out.append(lines.get(str(n)).name)
+            except Exception:
+                out.append(f"?{n}")
+        return sorted(out)
+    if isinstance(v, str):
+        return "".join(v.split()).lower()
+    return v
+
+
+def args_match(got: dict, want: dict) -> bool:
+    """Same arguments after normalisation (module docstring); spectrum_path is never compared."""
+    g = {k: v for k, v in got.items() if k != "spectrum_path" and not (k in DEFAULTS and v == DEFAULTS[k])}
+    w = {k: v for k, v in want.items() if k != "spectrum_path"}
+    if set(g) != set(w):
+        return False
+    for k in w:
+        a, b = _norm_value(k, g[k]), _norm_value(k, w[k])
+        if isinstance(a, float) and isinstance(b, float):
+            if abs(a - b) > 1e-6 * max(1.0, abs(b)):
+                return False
+        elif a != b:
+            return False
+    return True
+
+
+@functools.lru_cache(maxsize=1)
+def _tools() -> dict:
+    from speclm.agent.lc_tools import build_tools
+
+    return build_tools(predict=lambda s: {})
+
+
+def _schema_problem(name: str, args: dict) -> str | None:
+    from speclm.agent.planner import validate_call
+
+    return validate_call(name, args, _tools(), {"spectrum": {"path": "held-out.fits"}})
+
+
+def score_planner(propose, items: list[dict]) -> dict:
+    """Plan every item step by step with ``propose(context, text, done) -> raw text``; per-item rows
+    and the totals."""
+    from speclm.finetune.plan_text import parse_step, result_summary
+
+    rows, step_secs = [], []
+    for it in items:
+        ctx, text, plan = _context(it.get("context")), it["text"], it["plan"]
+        done, row = [], {"text": text, "want": [(c["name"], c.get("args") or {}) for c in plan], "got": [],
+                         "first_tool": False, "tools": False, "args": False, "right": False, "fallback": False}
+        ok_tools, ok_args = True, True
+        for k in range(len(plan) + 1):
+            t0 = time.perf_counter()
+            raw = propose(ctx, text, done)
+            step_secs.append(time.perf_counter() - t0)
+            got = parse_step(raw)
+            want = plan[k] if k < len(plan) else None
+            if got is None or (got[0] is not None and _schema_problem(got[0], got[1])):
+                row["fallback"] = True
+                row["got"].append(("?", raw.strip()[:80]))
+                ok_tools = False
+                break
+            row["got"].append((got[0] or "done", got[1]))
+            if k == 0:
+                row["first_tool"] = got[0] == (want["name"] if want else None)
+            if got[0] != (want["name"] if want else None):
+                ok_tools = False
+                break
+            if want is None:
+                break
+            if not args_match(got[1], want.get("args") or {}):
+                ok_args = False
+            done.append((want["name"], want.get("args") or {}, result_summary(want["name"], want.get("output"))))
+        row["tools"] = ok_tools
+        row["args"] = ok_tools and ok_args
+        row["right"] = row["args"] and not row["fallback"]
+        rows.append(row)
+    n = len(rows)
+    return {"n": n, "rows": rows,
+            "first_tool": sum(r["first_tool"] for r in rows) / n,
+            "tools": sum(r["tools"] for r in rows) / n,
+            "right": sum(r["right"] for r in rows) / n,
+            "args_given_tools": (sum(r["args"] for r in rows) / max(1, sum(r["tools"] for r in rows))),
+            "fallback": sum(r["fallback"] for r in rows) / n,
+            "step_seconds_median": statistics.median(step_secs) if step_secs else None,
+            "steps": len(step_secs)}
+
+
+RULE_TOOL = {"lookup": "sdss_lookup", "check": "redshift_check", "cosmology": "cosmology", "spectrum": "predict_redshift"}
+
+
+def rules_first_tool(text: str, ctx: dict | None) -> str | None:
+    """The first tool the rules would run for this message."""
+    from speclm.agent.compose import intents
+    from speclm.agent.router import decide
+
+    ctx = ctx or {}
+    d = decide(text, has_spectrum=bool(ctx.get("has_spectrum")), has_z=ctx.get("z") is not None)
+    if d.route in RULE_TOOL:
+        return RULE_TOOL[d.route]
+    if d.route == "chat" and ctx.get("z") is not None:
+        got = intents(text)
+        if got == ["surveys"]:
+            return "survey_reach"
+        if got:
+            return "measure_spectrum"
+    return None
+
+
+def score_rules(items: list[dict]) -> dict:
+    right = [rules_first_tool(it["text"], it.get("context")) == (it["plan"][0]["name"] if it["plan"] else None)
+             for it in items]
+    return {"n": len(items), "first_tool": sum(right) / len(items)}
+
+
+def table(model: dict | None, rules: dict) -> str:
+    def pct(x):
+        return "—" if x is None else f"{100 * x:.1f}%"
+
+    m = model or {}
+    rows = [("requests", str(m.get("n", rules["n"])), str(rules["n"])),
+            ("first tool right", pct(m.get("first_tool")), pct(rules["first_tool"])),
+            ("every tool right (sequence + done)", pct(m.get("tools")), "—"),
+            ("arguments right (given the tools)", pct(m.get("args_given_tools")), "—"),
+            ("**whole plan right**", pct(m.get("right")), "—"),
+            ("fallbacks (unparsable / schema-invalid)", pct(m.get("fallback")), "—"),
+            ("median seconds per planning step", f"{m['step_seconds_median']:.2f}" if m.get("step_seconds_median") else "—", "0")]
+    out = ["| metric | embedded planner | rules |", "|---|---|---|"]
+    out += [f"| {a} | {b} | {c} |" for a, b, c in rows]
+    return "\n".join(out)
+
+
+def register_eval(esub) -> None:
+    p = esub.add_parser("planner", help="the embedded planner's tool choice and arguments on held-out phrasings",
+                        description=__doc__.split("\n\n")[0] + " Prints a Markdown table; --json writes every row.")
+    p.add_argument("--adapter", default="bundled-planner", help="planner adapter directory (default: the bundled one)")
+    p.add_argument("--base", default="embedded", help="base model (default: embedded)")
+    p.add_argument("--held-out", default=str(HELDOUT), help="held-out YAML (default: evals/planner_heldout.yaml)")
+    p.add_argument("--rules-only", action="store_true", help="score the rules only (no model)")
+    p.add_argument("--json", default=None, help="write the per-request rows and totals to this JSON file")
+    p.add_argument("--device", default="auto")
+    p.set_defaults(func=_cmd)
+
+
+def _cmd(args: argparse.Namespace) -> int:
+    from speclm.finetune.planner_data import assert_not_in
+
+    items = load_held_out(args.held_out)
+    rules = score_rules(items)
+    model = None
+    if not args.rules_only:
+        from tqdm.auto import tqdm
+
+        from speclm.agent.llm import LocalBackend
+        from speclm.agent.planner import EmbeddedPlanner
+
+        assert_not_in([it["text"] for it in items], training_requests(args.adapter))
+        planner = EmbeddedPlanner(LocalBackend(args.base, None, device=args.device), args.adapter)
+        bar = tqdm(total=len(items), desc="planner", unit="request", file=sys.stderr)
+
+        def propose(ctx, text, done):
+            out = planner.propose(ctx, text, done)
+            if not done:
+                bar.update(1)
+            return out
+
+        model = score_planner(propose, items)
+        bar.close()
+    print(table(model, rules))
+    if model:
+        wrong = [r for r in model["rows"] if not r["right"]]
+        for r in wrong:
+            print(f"  wrong: {r['text']!r}: want {r['want']}, got {r['got']}", file=sys.stderr)
+    if args.json:
+        Path(args.json).write_text(json.dumps({"model": model, "rules": rules, "adapter": args.adapter}, indent=1,
+                                              default=str))
+    return 0

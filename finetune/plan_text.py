@@ -1,0 +1,119 @@
+"""The embedded planner's text format: one planning step as a prompt, one tool call (or ``done``) as the answer.
+
+Why a compact format of our own and not the chat template's tool block: SmolLM2's chat template has
+no tool support, and the tools' JSON schemas are ~1,500 tokens, ten times the rest of a step; a
+LoRA trained on this format learns the tools, so the prompt only names them. Training data
+(:mod:`speclm.finetune.planner_data`) and inference (:class:`speclm.agent.planner.EmbeddedPlanner`)
+both go through :func:`step_prompt` and :func:`parse_step`, so the two cannot drift.
+
+A step::
+
+    speclm planner. Tools: sdss_lookup, cosmology, ... .
+    Object: z=0.0521 (sdss), GALAXY, spectrum loaded.
+    User: how far is it, and where would Hβ land?
+    Calls:
+    1. sdss_lookup {"plate": 266, "mjd": 51630, "fiberid": 461} -> ok: z=0.0521 GALAXY
+    Next:
+
+and its answer `` cosmology {"z": 0.0521, "lines": ["Hbeta"]}`` or `` done``. ``spectrum_path`` is never
+written by the planner: the agent fills it with the file of this turn's lookup, or the thread's.
+"""
+from __future__ import annotations
+
+import json
+import re
+from typing import Any, Sequence
+
+TOOL_NAMES = ("sdss_lookup", "cosmology", "measure_spectrum", "survey_reach", "predict_redshift",
+              "find_redshift", "redshift_check", "read_spectrum")
+DONE = "done"
+HEADER = "speclm planner. Tools: " + ", ".join(TOOL_NAMES) + "."
+#: arguments the agent supplies itself (the planner never writes them)
+IMPLICIT_ARGS = ("spectrum_path",)
+
+
+def context_line(z: float | None = None, z_source: str | None = None, spectype: str | None = None,
+                 has_spectrum: bool = False) -> str:
+    """What the planner knows about the thread's object, in one line."""
+    if z is None and not has_spectrum:
+        return "Object: none."
+    parts = []
+    if z is not None:
+        parts.append(f"z={format_number(z)}" + (f" ({z_source})" if z_source else ""))
+    if spectype:
+        parts.append(spectype)
+    parts.append("spectrum loaded" if has_spectrum else "no spectrum")
+    return "Object: " + ", ".join(parts) + "."
+
+
+def format_number(x: float) -> str:
+    """A number as the planner reads and writes it (up to 6 significant digits, no exponent)."""
+    if isinstance(x, int):
+        return str(x)
+    s = f"{x:.6g}"
+    if "e" in s:
+        s = f"{x:.8f}".rstrip("0").rstrip(".")
+    return s
+
+
+def format_call(name: str, args: dict) -> str:
+    """``name {json}`` with the implicit arguments left out and keys in a fixed order."""
+    a = {k: v for k, v in args.items() if k not in IMPLICIT_ARGS and v is not None}
+    return f"{name} {json.dumps(a, ensure_ascii=False)}" if a else f"{name} {{}}"
+
+
+def step_prompt(context: str, user_text: str, done_steps: Sequence[tuple[str, dict, str]] = ()) -> str:
+    """The prompt of one planning step: header, object, user message, the calls made so far
+    (each with a one-line result summary), then ``Next:``."""
+    lines = [HEADER, context, "User: " + " ".join(str(user_text).split())]
+    if done_steps:
+        lines.append("Calls:")
+        for i, (name, args, result) in enumerate(done_steps, 1):
+            lines.append(f"{i}. {format_call(name, args)} -> {result}")
+    lines.append("Next:")
+    return "\n".join(lines)
+
+
+def step_answer(name: str | None, args: dict | None = None) -> str:
+    """The answer a step is trained on: `` <call>`` or `` done``."""
+    return " " + (DONE if name is None else format_call(name, args or {}))
+
+
+_CALL = re.compile(r"^\s*([a-z_]+)\s*(\{.*\})?\s*$", re.S)
+
+
+def parse_step(text: str) -> tuple[str | None, dict] | None:
+    """``(name, args)`` for a call, ``(None, {})`` for done, ``None`` for text that is neither
+    (an unknown tool name or arguments that are not a JSON object)."""
+    t = (text or "").strip().splitlines()[0] if (text or "").strip() else ""
+    if t == DONE:
+        return None, {}
+    m = _CALL.match(t)
+    if not m or m.group(1) not in TOOL_NAMES:
+        return None
+    try:
+        args = json.loads(m.group(2) or "{}")
+    except json.JSONDecodeError:
+        return None
+    return (m.group(1), args) if isinstance(args, dict) else None
+
+
+def result_summary(name: str, output: Any = None, error: str | None = None) -> str:
+    """What the planner reads back from a tool: ``ok`` plus the values a next call may need."""
+    if error:
+        return "error: " + " ".join(str(error).split())[:80]
+    out = output if isinstance(output, dict) else {}
+    if name == "sdss_lookup":
+        z, cls = out.get("z"), out.get("obj_class")
+        return "ok: " + " ".join(p for p in (f"z={format_number(z)}" if z is not None else "", cls or "") if p)
+    if name in ("predict_redshift", "find_redshift"):
+        z = out.get("z")
+        typ = out.get("spectype") if name == "find_redshift" else None
+        return "ok: " + " ".join(p for p in (f"z={format_number(z)}" if z is not None else "", typ or "") if p)
+    if name == "redshift_check":
+        z = out.get("z")
+        return "ok" + (f": z={format_number(z)}" if isinstance(z, (int, float)) else "")
+    if name == "measure_spectrum":
+        cls = out.get("summary_class")
+        return "ok" + (f": {cls}" if isinstance(cls, str) else "")
+    return "ok"

@@ -1,0 +1,402 @@
+"""Synthetic planner data: user requests -> tool-call sequences, for the embedded planner's LoRA.
+
+Each request is drawn from an intent (cosmology at a given or the object's z, line positions, the
+object's class, survey reach, the model's redshift, the template search, a line check, an SDSS
+lookup by plate/MJD/fiber, specObjID or coordinates, reading a file, several of these in sequence,
+or nothing to call), phrased from varied pieces, with a random object in the thread (or none).
+Its plan is a list of calls, each with the one-line result the planner would read back (values a
+next call needs, e.g. the looked-up z); one training example per planning step, the last answering
+``done``. Some first calls fail (an error result), and the plan then ends.
+
+The held-out phrasings that measure the planner (``evals/planner_heldout.yaml``) are written by
+hand and never generated here; :func:`assert_not_in` checks that no held-out text is in a set.
+"""
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from speclm.finetune.plan_text import context_line, format_number, result_summary, step_answer, step_prompt
+
+FORMAT = "speclm-planner-dataset"
+
+# -- surface forms -----------------------------------------------------------------------------
+LINE_FORMS = {
+    "Halpha": ["Hα", "H-alpha", "Halpha", "H alpha", "Ha", "H-α", "Balmer alpha"],
+    "Hbeta": ["Hβ", "H-beta", "Hbeta", "H beta", "Hb", "H-β"],
+    "Hgamma": ["Hγ", "H-gamma", "Hgamma"],
+    "Hdelta": ["Hδ", "H-delta", "Hdelta"],
+    "OIII5008": ["[OIII] 5007", "[O III] 5007", "OIII 5007", "[OIII]λ5007", "[O III]", "OIII"],
+    "OII": ["[OII]", "[O II] 3727", "OII 3727", "the [O II] doublet"],
+    "NII6585": ["[NII] 6584", "[N II] 6583", "NII 6584", "[NII]"],
+    "SII6718": ["[SII] 6717", "[S II] 6716", "SII"],
+    "OI6302": ["[OI] 6300", "[O I] 6300"],
+    "NeIII3870": ["[NeIII] 3869", "[Ne III]"],
+    "MgII": ["Mg II", "MgII", "MgII 2800", "magnesium II"],
+    "CIV": ["C IV", "CIV", "CIV 1549"],
+    "CIII": ["C III]", "CIII] 1909"],
+    "Lyalpha": ["Lyα", "Lyman alpha", "Ly-alpha", "Lya"],
+    "CaK": ["Ca K", "calcium K", "Ca II K"],
+    "CaH": ["Ca H", "calcium H", "Ca II H"],
+    "NaD": ["Na D", "sodium D", "NaD"],
+    "Mgb": ["Mg b", "Mgb", "the magnesium b triplet"],
+    "Gband": ["G band", "the G-band"],
+    "D4000": ["the 4000 Å break", "D4000", "the 4000A break"],
+}
+OPENERS = ["", "", "", "please ", "can you ", "could you ", "hey, ", "ok, ", "now ", "so ", "quick question: ",
+           "I'd like to know ", "tell me ", "I wonder ", "next: "]
+CLOSERS = ["", "", "?", "?", ".", " please", " thanks", "? thanks", "!", " for me"]
+
+
+def _num(rng: random.Random, lo: float, hi: float) -> float:
+    d = rng.choice([1, 2, 2, 3, 3, 3, 4])
+    return max(round(rng.uniform(lo, hi), d), 10 ** -d)
+
+
+def _z_value(rng: random.Random) -> float:
+    r = rng.random()
+    return _num(rng, 0.001, 0.6) if r < 0.6 else _num(rng, 0.6, 3.0) if r < 0.9 else _num(rng, 3.0, 7.0)
+
+
+def _z_text(rng: random.Random, z: float) -> str:
+    s = format_number(z)
+    return rng.choice([f"z={s}", f"z = {s}", f"z {s}", f"redshift {s}", f"a redshift of {s}", f"z~{s}",
+                       f"z≈{s}", f"redshift z={s}", f"a z of {s}", f"z of {s}"])
+
+
+def _lines(rng: random.Random, k: int | None = None) -> tuple[list[str], str]:
+    names = rng.sample(sorted(LINE_FORMS), k or rng.choice([1, 1, 1, 2, 2, 3]))
+    forms = [rng.choice(LINE_FORMS[n]) for n in names]
+    if len(forms) == 1:
+        txt = forms[0]
+    else:
+        txt = ", ".join(forms[:-1]) + rng.choice([" and ", " & ", ", "]) + forms[-1]
+    return names, txt
+
+
+@dataclass
+class Ident:
+    """An SDSS identifier: its text in the request and the arguments the planner should write."""
+
+    text: str
+    args: dict
+
+
+def _ident(rng: random.Random) -> Ident:
+    plate, mjd, fib = rng.randint(266, 12000), rng.randint(51000, 59999), rng.randint(1, 1000)
+    r = rng.random()
+    a = {"plate": plate, "mjd": mjd, "fiberid": fib}
+    if r < 0.2:
+        return Ident(f"{plate:04d}-{mjd:05d}-{fib:04d}", a)
+    if r < 0.3:
+        return Ident(f"spec-{plate:04d}-{mjd:05d}-{fib:04d}", a)
+    if r < 0.5:
+        t = rng.choice(["plate {p}, MJD {m}, fiber {f}", "plate {p} mjd {m} fiber {f}", "plate={p} mjd={m} fiberid={f}",
+                        "plate {p} / MJD {m} / fiber {f}", "fiber {f} on plate {p} (MJD {m})",
+                        "plate-mjd-fiber {p}-{m}-{f}", "p/m/f {p}/{m}/{f}"])
+        return Ident(t.format(p=plate, m=mjd, f=fib), a)
+    if r < 0.6:
+        t = rng.choice(["plate {p} fiber {f}", "fiber {f} of plate {p}", "plate {p}, fiber {f}"])
+        return Ident(t.format(p=plate, f=fib), {"plate": plate, "fiberid": fib})
+    if r < 0.75:
+        sid = rng.randint(10**17, 9 * 10**18)
+        t = rng.choice(["specobjid {s}", "specObjID {s}", "spec obj id {s}", "the specObjID {s}", "object {s}"])
+        return Ident(t.format(s=sid), {"specobjid": sid})
+    if r < 0.92:
+        ra, dec = round(rng.uniform(0, 359.99), rng.choice([2, 3, 4, 5])), round(rng.uniform(-20, 80), rng.choice([2, 3, 4]))
+        t = rng.choice(["RA {r} Dec {d}", "ra={r}, dec={d}", "RA={r} DEC={d}", "coordinates {r}, {d}",
+                        "RA {r}°, Dec {d}°", "(RA, Dec) = ({r}, {d})", "position {r} {d}", "ra {r} dec {d} deg"])
+        return Ident(t.format(r=format_number(ra), d=format_number(dec)), {"ra": ra, "dec": dec})
+    h, m, s = rng.randint(0, 23), rng.randint(0, 59), round(rng.uniform(0, 59.9), 1)
+    sg, dd, dm, ds = rng.choice("+-"), rng.randint(0, 60), rng.randint(0, 59), rng.randint(0, 59)
+    t = rng.choice([f"{h:02d}:{m:02d}:{s:04.1f} {sg}{dd:02d}:{dm:02d}:{ds:02d}",
+                    f"{h}h{m:02d}m{s:04.1f}s {sg}{dd}d{dm:02d}m{ds:02d}s",
+                    f"SDSS J{h:02d}{m:02d}{s:04.1f}{sg}{dd:02d}{dm:02d}{ds:02d}"])
+    return Ident(t, {"identifier": t})
+
+
+# -- the object in the thread ------------------------------------------------------------------
+@dataclass
+class Obj:
+    z: float | None
+    spectype: str | None
+    source: str | None
+    has_spectrum: bool
+
+    def line(self) -> str:
+        return context_line(self.z, self.source, self.spectype, self.has_spectrum)
+
+
+def _obj(rng: random.Random, need: bool) -> Obj:
+    if not need and rng.random() < 0.35:
+        return Obj(None, None, None, False)
+    typ = rng.choice(["GALAXY"] * 6 + ["QSO"] * 2 + ["STAR"])
+    z = 0.0 if typ == "STAR" else (_num(rng, 0.0005, 0.5) if typ != "QSO" else _num(rng, 0.1, 4))
+    src = rng.choice(["model", "search", "sdss", "line check", "template fit"])
+    return Obj(z, typ if rng.random() < 0.85 else None, src, rng.random() < 0.9)
+
+
+def _say(rng, core: str) -> str:
+    s = rng.choice(OPENERS) + core + rng.choice(CLOSERS)
+    if rng.random() < 0.15:
+        s = s.lower()
+    return s[0].upper() + s[1:] if rng.random() < 0.5 else s
+
+
+# -- intents: (rng, obj) -> (text, [(name, args)]) or None when the object does not fit ---------
+COSMO_OBJ = ["how far away is it", "how far is it", "what's its distance", "what is the luminosity distance",
+             "what is its comoving distance", "how long ago did this light leave it", "what is the lookback time",
+             "how old was the universe when this light was emitted", "what's the distance to this galaxy",
+             "how distant is this object", "give me the cosmology for it", "what's the angular scale at its redshift",
+             "how many Mpc away is it", "what's the recession velocity", "what's the distance modulus"]
+COSMO_Z = ["what is the lookback time at {z}", "how far is a galaxy at {z}", "luminosity distance for {z}",
+           "age of the universe at {z}", "what's the comoving distance to {z}", "distances and times at {z}",
+           "what scale in kpc per arcsec at {z}", "how long ago was light emitted at {z}",
+           "cosmology numbers for {z}", "what's D_L at {z}"]
+LINE_OBJ = ["where would {l} land", "where does {l} fall in its spectrum", "at what wavelength do we see {l}",
+            "where is {l} observed", "what's the observed wavelength of {l}", "where should I look for {l}",
+            "which wavelength would {l} be redshifted to", "where do {l} show up"]
+LINE_Z = ["where would {l} land at {z}", "observed wavelength of {l} for {z}", "at {z} where is {l}",
+          "where does {l} appear for a source at {z}", "what wavelength is {l} at {z}"]
+MEASURE = ["what kind of galaxy is it", "is it star-forming", "is it an AGN", "what's its BPT class", "is it passive",
+           "how strong is the Hα emission", "what's the velocity dispersion", "what is its star formation rate",
+           "how massive is it", "what's the Dn4000", "what are the emission line fluxes", "classify it",
+           "is this a LINER or a Seyfert", "what are its magnitudes", "measure its lines",
+           "what's the stellar mass", "does it have broad lines", "what is the equivalent width of Hα",
+           "is it quiescent or star forming", "what's the SFR", "what type of galaxy is this"]
+SURVEY = ["which surveys could observe it", "could DESI observe this", "which fiber spectrographs could get its spectrum",
+          "would 4MOST see it", "is it bright enough for SDSS", "which surveys cover it", "could Euclid detect it",
+          "which spectroscopic surveys would target it", "what surveys could have measured its redshift",
+          "could it be in the GAMA survey", "would LSST image it", "which instruments could take its spectrum"]
+PREDICT = ["what does the model say", "what redshift does the LLM predict", "run the fine-tuned model on it",
+           "what's the model's z", "ask the LLM for a redshift", "what does the language model think its redshift is",
+           "give me the LoRA model's redshift", "what z does the network predict", "predict its redshift with the model",
+           "what does speclm's model answer"]
+SEARCH = ["find its redshift", "what is its redshift", "measure the redshift", "is it a quasar or a star",
+          "fit templates to it", "what type of object is this", "search the whole redshift range",
+          "determine the redshift", "run the redshift search", "is it really a galaxy", "get me a redshift for it"]
+CHECK = ["check {z}", "is {z} right", "does {z} fit the lines", "test {z} against the lines", "verify {z}",
+         "could it be at {z}", "is it maybe at {z} instead", "what about {z}", "does the spectrum support {z}",
+         "try {z}"]
+LOOKUP = ["look up {i}", "what does SDSS say about {i}", "find the SDSS object {i}", "fetch {i}", "get me {i}",
+          "load {i} from SDSS", "pull the spectrum of {i}", "show me {i}", "what is {i}", "SDSS lookup: {i}",
+          "search SDSS for {i}", "open {i}"]
+THEN_PREDICT = ["{L} and run the model on it", "{L}, then tell me what the LLM thinks its redshift is",
+                "{L} and predict its redshift with the model", "{L} and see what redshift the fine-tuned model gives",
+                "{L}; what does the model say"]
+THEN_MEASURE = ["{L} and tell me what kind of galaxy it is", "{L} and classify it", "{L} - is it star-forming",
+                "{L} and measure its lines", "{L}, what's its velocity dispersion"]
+THEN_COSMO = ["how far away is {i}", "{L} and tell me how far away it is", "what's the lookback time to {i}",
+              "{L} and give me its distance"]
+THEN_SEARCH = ["{L} and find its redshift", "{L} and fit templates", "{L} and check whether it's a quasar"]
+PREDICT_CHECK = ["run the model and check its answer against the lines", "predict the redshift and verify it",
+                 "what does the model say, and do the lines agree", "get the LLM's z and test it on the lines"]
+COSMO_MEASURE = ["how far is it, and what kind of galaxy is it", "what's its distance and is it star-forming",
+                 "give me the lookback time and the BPT class", "how far away is it and how massive is it"]
+READ = ["read {p}", "open {p}", "load the file {p}", "what's in {p}", "read the spectrum at {p}"]
+NOTHING = ["hello", "hi there", "thanks", "thank you!", "who are you", "what can you do", "what is a redshift",
+           "tell me a joke", "what is dark matter", "how does a spectrograph work", "good morning",
+           "what's the capital of France", "explain the Hubble law", "what's a quasar", "ok", "cool",
+           "what is the speed of light"]
+
+
+def _cosmo(rng, o: Obj):
+    if rng.random() < 0.5 or o.z is None:
+        z = _z_value(rng)
+        return _say(rng, rng.choice(COSMO_Z).format(z=_z_text(rng, z))), [("cosmology", {"z": z})]
+    return _say(rng, rng.choice(COSMO_OBJ)), [("cosmology", {"z": o.z})]
+
+
+def _line_pos(rng, o: Obj):
+    names, txt = _lines(rng)
+    if rng.random() < 0.45 or o.z is None:
+        z = _z_value(rng)
+        core = rng.choice(LINE_Z).format(l=txt, z=_z_text(rng, z))
+    else:
+        z = o.z
+        core = rng.choice(LINE_OBJ).format(l=txt)
+        if rng.random() < 0.35:
+            core = rng.choice(["how far is it, and ", "what's its distance and ", "how far away is it; also "]) + core
+    return _say(rng, core), [("cosmology", {"z": z, "lines": names})]
+
+
+def _need_obj(o: Obj, spectrum: bool = True) -> bool:
+    return o.z is not None and (o.has_spectrum or not spectrum)
+
+
+def _measure(rng, o: Obj):
+    if not _need_obj(o):
+        return None
+    return _say(rng, rng.choice(MEASURE)), [("measure_spectrum", {"z": o.z, "spectype": o.spectype or "GALAXY"})]
+
+
+def _survey(rng, o: Obj):
+    if o.z is None:
+        return None
+    return _say(rng, rng.choice(SURVEY)), [("survey_reach", {"z": o.z, "spectype": o.spectype or "GALAXY"})]
+
+
+def _predict(rng, o: Obj):
+    return (_say(rng, rng.choice(PREDICT)), [("predict_redshift", {})]) if o.has_spectrum else None
+
+
+def _search(rng, o: Obj):
+    return (_say(rng, rng.choice(SEARCH)), [("find_redshift", {})]) if o.has_spectrum else None
+
+
+def _check(rng, o: Obj):
+    if not o.has_spectrum:
+        return None
+    z = _num(rng, 0.001, 0.8)
+    return _say(rng, rng.choice(CHECK).format(z=_z_text(rng, z))), [("redshift_check", {"z0": z})]
+
+
+def _lookup(rng, o: Obj):
+    i = _ident(rng)
+    return _say(rng, rng.choice(LOOKUP).format(i=i.text)), [("sdss_lookup", i.args)]
+
+
+def _lookup_then(rng, o: Obj):
+    i = _ident(rng)
+    lk = rng.choice(LOOKUP).format(i=i.text)
+    kind = rng.choice(["predict", "measure", "cosmo", "search"])
+    z, typ = _num(rng, 0.001, 0.5), rng.choice(["GALAXY"] * 4 + ["QSO"])
+    first = ("sdss_lookup", i.args, {"z": z, "obj_class": typ})
+    if kind == "predict":
+        return _say(rng, rng.choice(THEN_PREDICT).format(L=lk)), [first, ("predict_redshift", {})]
+    if kind == "measure":
+        return _say(rng, rng.choice(THEN_MEASURE).format(L=lk)), [first, ("measure_spectrum", {"z": z, "spectype": typ})]
+    if kind == "cosmo":
+        return _say(rng, rng.choice(THEN_COSMO).format(L=lk, i=i.text)), [first, ("cosmology", {"z": z})]
+    return _say(rng, rng.choice(THEN_SEARCH).format(L=lk)), [first, ("find_redshift", {})]
+
+
+def _predict_check(rng, o: Obj):
+    if not o.has_spectrum:
+        return None
+    z = _num(rng, 0.001, 0.5)
+    return _say(rng, rng.choice(PREDICT_CHECK)), [("predict_redshift", {}, {"z": z}), ("redshift_check", {"z0": z})]
+
+
+def _cosmo_measure(rng, o: Obj):
+    if not _need_obj(o):
+        return None
+    return _say(rng, rng.choice(COSMO_MEASURE)), [("cosmology", {"z": o.z}),
+                                                  ("measure_spectrum", {"z": o.z, "spectype": o.spectype or "GALAXY"})]
+
+
+def _read(rng, o: Obj):
+    p = rng.choice(["/data/", "~/spectra/", "./", "/home/ana/sdss/", "C:/obs/", "../fits/"]) + rng.choice(
+        ["spec-0266-51630-0461.fits", "ngc3522.fits", "target_12.csv", "galaxy.txt", "obj7.npz", "s.fits"])
+    return _say(rng, rng.choice(READ).format(p=p)), [("read_spectrum", {"path": p})]
+
+
+def _nothing(rng, o: Obj):
+    if rng.random() < 0.25 and o.z is None:  # asks about an object that is not there: nothing to call
+        return _say(rng, rng.choice(COSMO_OBJ + MEASURE[:6])), []
+    return _say(rng, rng.choice(NOTHING)), []
+
+
+INTENTS: dict[str, tuple[float, Callable]] = {
+    "cosmology": (1.0, _cosmo), "line_position": (1.2, _line_pos), "measure": (1.0, _measure),
+    "survey": (0.7, _survey), "predict": (0.7, _predict), "search": (0.7, _search), "check": (0.8, _check),
+    "lookup": (1.0, _lookup), "lookup_then": (1.4, _lookup_then), "predict_check": (0.5, _predict_check),
+    "cosmo_measure": (0.5, _cosmo_measure), "read": (0.4, _read), "nothing": (0.6, _nothing),
+}
+
+
+def _result_for(name: str, rng: random.Random, given: dict | None) -> str:
+    if given is not None:
+        return result_summary(name, given)
+    if name == "sdss_lookup":
+        return result_summary(name, {"z": _num(rng, 0.001, 0.5), "obj_class": rng.choice(["GALAXY", "QSO"])})
+    if name in ("predict_redshift", "find_redshift"):
+        return result_summary(name, {"z": _num(rng, 0.001, 0.5), "spectype": "GALAXY"})
+    return result_summary(name, {})
+
+
+ERRORS = ["ValidationError: z must be >= 0", "SDSSError: no SDSS spectrum matches plate 9999 fiber 12",
+          "SpectrumReadError: file not found", "SDSSError: SDSS did not answer (timeout)",
+          "UnknownLineError: unknown spectral line 'Hx'"]
+
+
+def generate(n: int, seed: int = 0) -> list[dict]:
+    """``n`` requests: {text, context, intent, plan: [{name, args, result}]} (plans may be empty)."""
+    rng = random.Random(seed)
+    names, weights = zip(*((k, w) for k, (w, _) in INTENTS.items()))
+    out = []
+    while len(out) < n:
+        intent = rng.choices(names, weights)[0]
+        obj = _obj(rng, need=intent not in ("lookup", "lookup_then", "nothing", "read"))
+        got = INTENTS[intent][1](rng, obj)
+        if got is None:
+            continue
+        text, calls = got
+        plan = []
+        for c in calls:
+            name, args = c[0], c[1]
+            result = _result_for(name, rng, c[2] if len(c) > 2 else None)
+            plan.append({"name": name, "args": args, "result": result})
+        if plan and rng.random() < 0.06:  # the first call fails: the plan ends there
+            plan = [dict(plan[0], result=result_summary(plan[0]["name"], error=rng.choice(ERRORS)))]
+        out.append({"text": text, "context": obj.line(), "intent": intent, "plan": plan})
+    return out
+
+
+def step_examples(request: dict) -> list[tuple[str, str]]:
+    """(prompt, answer) for every planning step of one request, the last one ``done``."""
+    done, pairs = [], []
+    for c in request["plan"]:
+        pairs.append((step_prompt(request["context"], request["text"], done), step_answer(c["name"], c["args"])))
+        done.append((c["name"], c["args"], c["result"]))
+    pairs.append((step_prompt(request["context"], request["text"], done), step_answer(None)))
+    return pairs
+
+
+def _norm(t: str) -> str:
+    return " ".join(str(t).lower().split()).strip(" ?.!")
+
+
+def assert_not_in(held_out_texts, requests) -> None:
+    """Honest evaluation: no held-out phrasing may be a training request (case/space/punctuation-blind)."""
+    seen = {_norm(r["text"]) for r in requests}
+    clash = [t for t in held_out_texts if _norm(t) in seen]
+    if clash:
+        raise ValueError(f"{len(clash)} held-out phrasings are in the training requests, e.g. {clash[:3]}")
+
+
+def write_dataset(out: str | Path, n: int, seed: int = 0, val_frac: float = 0.05, held_out=None) -> dict:
+    """Write ``out/{train,val}.jsonl`` (requests) and ``meta.json``; returns the meta."""
+    reqs = generate(n, seed)
+    if held_out is not None:
+        assert_not_in(held_out, reqs)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    n_val = max(1, int(round(val_frac * n)))
+    splits = {"val": reqs[:n_val], "train": reqs[n_val:]}
+    for k, rs in splits.items():
+        with open(out / f"{k}.jsonl", "w") as f:
+            for i, r in enumerate(rs):
+                f.write(json.dumps({"id": f"{k}-{seed}-{i}", **r}, ensure_ascii=False) + "\n")
+    meta = {"format": FORMAT, "format_version": 1, "n": n, "seed": seed, "simulated": True,
+            "source": "synthetic planner requests (speclm.finetune.planner_data)",
+            "counts": {k: len(v) for k, v in splits.items()},
+            "steps": {k: sum(len(r["plan"]) + 1 for r in v) for k, v in splits.items()}}
+    (out / "meta.json").write_text(json.dumps(meta, indent=2))
+    return meta
+
+
+def is_planner_dataset(path: str | Path) -> bool:
+    p = Path(path) / "meta.json"
+    try:
+        return json.loads(p.read_text()).get("format") == FORMAT
+    except (OSError, ValueError):
+        return False
+
+
+def read_split(path: str | Path, split: str) -> list[dict]:
+    with open(Path(path) / f"{split}.jsonl") as f:
+        return [json.loads(line) for line in f if line.strip()]

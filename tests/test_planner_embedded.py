@@ -1,0 +1,172 @@
+"""The embedded planner: its text format, its synthetic training data, its held-out score, and the
+graph running its plans (the real SmolLM2-135M with the bundled planner LoRA, tools for real)."""
+from __future__ import annotations
+
+import pytest
+
+from sdss_server import sdss_cfg, sdss_objects, sdss_sim  # noqa: F401  (pytest fixtures)
+from speclm.agent.lc_tools import build_tools
+from speclm.agent.planner import ChatTemplatePlanner, parse_template_calls, validate_call
+from speclm.evals import planner as ev
+from speclm.finetune import plan_text as pt
+from speclm.finetune import planner_data as pdata
+from speclm.finetune.runtime import bundled_adapter_dir
+
+
+# -- the format ------------------------------------------------------------------------------
+def test_call_round_trip_and_rejections():
+    line = pt.format_call("cosmology", {"z": 0.0521, "lines": ["Hbeta"], "spectrum_path": "/x.fits"})
+    assert line == 'cosmology {"z": 0.0521, "lines": ["Hbeta"]}'  # the agent fills spectrum_path
+    assert pt.parse_step(" " + line) == ("cosmology", {"z": 0.0521, "lines": ["Hbeta"]})
+    assert pt.parse_step(" done") == (None, {})
+    assert pt.parse_step("predict_redshift {}\nmore text") == ("predict_redshift", {})
+    for bad in ("", "the redshift is 0.1", "teleport {}", 'cosmology {"z": ', "cosmology [1, 2]"):
+        assert pt.parse_step(bad) is None, bad
+
+
+def test_step_prompt_carries_context_calls_and_results():
+    ctx = pt.context_line(0.0461, "sdss", "GALAXY", True)
+    p = pt.step_prompt(ctx, "how  far is it?", [("sdss_lookup", {"plate": 266}, "ok: z=0.0461 GALAXY")])
+    assert "Object: z=0.0461 (sdss), GALAXY, spectrum loaded." in p and "User: how far is it?" in p
+    assert '1. sdss_lookup {"plate": 266} -> ok: z=0.0461 GALAXY' in p and p.endswith("Next:")
+    assert pt.context_line() == "Object: none."
+    assert pt.result_summary("sdss_lookup", error="SDSSError: boom").startswith("error: SDSSError")
+
+
+# -- the synthetic data ------------------------------------------------------------------------
+def test_generated_plans_are_valid_calls_and_deterministic():
+    reqs = pdata.generate(400, seed=3)
+    assert reqs == pdata.generate(400, seed=3) and reqs != pdata.generate(400, seed=4)
+    tools = build_tools(predict=lambda s: {})
+    intents = {r["intent"] for r in reqs}
+    assert {"lookup_then", "line_position", "nothing", "check", "predict_check"} <= intents
+    for r in reqs:
+        for c in r["plan"]:
+            assert validate_call(c["name"], c["args"], tools, {"spectrum": {"path": "x.fits"}}) is None, (r, c)
+        pairs = pdata.step_examples(r)
+        assert len(pairs) == len(r["plan"]) + 1 and pairs[-1][1] == " done"
+    multi = [r for r in reqs if len(r["plan"]) == 2 and "error" not in r["plan"][0]["result"]]
+    # a second call takes its value from the first call's result (the looked-up or predicted z)
+    assert any(r["plan"][1]["args"].get("z", r["plan"][1]["args"].get("z0")) is not None
+               and pt.format_number(r["plan"][1]["args"].get("z", r["plan"][1]["args"].get("z0"))) in r["plan"][0]["result"]
+               for r in multi)
+
+
+def test_held_out_phrasings_are_never_training_requests():
+    held = ev.held_out_texts()
+    assert len(held) >= 60
+    pdata.assert_not_in(held, pdata.generate(3200, seed=0))  # the bundled adapter's data (its card: n, seed)
+    with pytest.raises(ValueError, match="held-out phrasings are in the training"):
+        pdata.assert_not_in(held, [{"text": held[3].upper() + " ?"}])
+
+
+# -- the scorer can fail -----------------------------------------------------------------------
+def _oracle(items):
+    by_text = {it["text"]: it for it in items}
+
+    def propose(ctx, text, done):
+        plan = by_text[text]["plan"]
+        return pt.step_answer(*(plan[len(done)]["name"], plan[len(done)]["args"]) if len(done) < len(plan) else (None,))
+
+    return propose
+
+
+def test_scorer_rewards_the_right_plan_and_punishes_constants():
+    items = ev.load_held_out()
+    assert ev.score_planner(_oracle(items), items)["right"] == 1.0
+    const = ev.score_planner(lambda c, t, d: ' cosmology {"z": 0.1}' if not d else " done", items)
+    assert const["right"] < 0.1
+    garbage = ev.score_planner(lambda c, t, d: "Sure! The redshift is 0.1.", items)
+    assert garbage["right"] == 0 and garbage["fallback"] == 1.0
+    assert ev.args_match({"lines": ["Hβ", "[OIII] 5007"], "z": 0.3}, {"z": 0.3, "lines": ["OIII5008", "Hbeta"]})
+    assert not ev.args_match({"z": 0.31}, {"z": 0.3}) and ev.args_match({"z": 3}, {"z": 3.0, "cosmology": "Planck18"}) is False
+    assert ev.args_match({"z": 3, "cosmology": "Planck18"}, {"z": 3.0})
+
+
+# -- chat-template tool planning (Llama-3.1 / Hermes outputs) ------------------------------------
+def test_template_tool_calls_are_parsed():
+    llama = '<|python_tag|>{"name": "cosmology", "parameters": {"z": 0.3, "lines": ["Halpha"]}}'
+    assert [(c["name"], c["args"]) for c in parse_template_calls(llama)] == [("cosmology", {"z": 0.3, "lines": ["Halpha"]})]
+    hermes = ('<tool_call>\n{"name": "sdss_lookup", "arguments": {"plate": 266, "fiberid": 461}}\n</tool_call>'
+              '<tool_call>{"name": "predict_redshift", "arguments": "{}"}</tool_call>')
+    assert [c["name"] for c in parse_template_calls(hermes)] == ["sdss_lookup", "predict_redshift"]
+    assert parse_template_calls("The galaxy is far away.") == []
+
+
+TOOLS_TEMPLATE = (  # a minimal Jinja chat template with tool support, in the style of Llama-3.1's
+    "{% if tools %}<|im_start|>system\nTools:\n{% for t in tools %}{{ t | tojson }}\n{% endfor %}<|im_end|>\n{% endif %}"
+    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+
+
+def test_chat_template_planner_renders_the_tools_schemas():
+    from speclm.finetune.runtime import load_tokenizer
+
+    tok = load_tokenizer("embedded")
+    backend = type("B", (), {"runtime": type("R", (), {"tokenizer": tok})()})()
+    tools = build_tools(predict=lambda s: {})
+    with pytest.raises(Exception, match="no tool support"):
+        ChatTemplatePlanner(backend).render({"text": "hi"}, tools)
+    tok.chat_template = TOOLS_TEMPLATE
+    text = ChatTemplatePlanner(backend).render({"text": "where is Hα at z=0.3?", "z": 0.1}, tools)
+    assert '"name": "cosmology"' in text and '"radius_arcsec"' in text and "where is Hα at z=0.3?" in text
+
+
+# -- the bundled planner, for real ---------------------------------------------------------------
+def _need_planner():
+    if not (bundled_adapter_dir("bundled-planner") / "adapter_config.json").is_file():
+        pytest.skip("the bundled planner adapter is missing")
+
+
+@pytest.fixture(scope="module")
+def embedded_backend():
+    from speclm.agent.llm import LocalBackend
+
+    _need_planner()
+    return LocalBackend("embedded", "bundled")
+
+
+@pytest.mark.slow
+def test_bundled_planner_on_held_out_phrasings(embedded_backend):
+    from speclm.agent.planner import EmbeddedPlanner
+
+    items = ev.load_held_out()[::2]  # a fixed half (every other item) keeps the suite short
+    res = ev.score_planner(EmbeddedPlanner(embedded_backend).propose, items)
+    assert res["right"] >= 0.85, [(r["text"], r["got"]) for r in res["rows"] if not r["right"]]
+    assert res["fallback"] <= 0.05
+
+
+@pytest.mark.slow
+def test_planned_lookup_then_predict_and_a_multi_step_follow_up(embedded_backend, tmp_path, sdss_cfg, sdss_objects):
+    from speclm.agent.assistant import AgentConfig, Assistant
+
+    obj = sdss_objects[0]
+    a = Assistant(AgentConfig(planner="model", sdss=sdss_cfg, checkpoint_db=str(tmp_path / "p.sqlite")),
+                  backend=embedded_backend)
+    r = a.turn("t", f"Look up {obj.name} and predict its redshift with the model")
+    assert r.planner == "embedded" and r.route == "planned" and r.error is None, r.reply
+    assert [e["name"] for e in r.tool_trace] == ["sdss_lookup", "predict_redshift"]
+    assert r.tool_trace[0]["input"] == {"plate": obj.plate, "mjd": obj.mjd, "fiberid": obj.fiberid}
+    assert r.tool_trace[1]["input"]["spectrum_path"].endswith(f"{obj.name}.fits")  # filled from the lookup
+    assert f"{obj.z:.5f}" in r.reply and r.prediction is not None
+    st = a.state("t")
+    assert st["z"] == pytest.approx(obj.z) and st["z_source"] == "SDSS catalog"
+    f = a.turn("t", "How far is it, and where would Hβ land?")
+    assert f.planner == "embedded" and [e["name"] for e in f.tool_trace] == ["cosmology"], f.tool_trace
+    assert f.tool_trace[0]["input"]["z"] == pytest.approx(obj.z, abs=1e-6)
+    assert f.cosmology is not None and "Hβ" in f.reply
+
+
+@pytest.mark.slow
+def test_unusable_proposal_falls_back_to_the_rules(embedded_backend, tmp_path):
+    """An untrained planner LoRA (peft's init: the bare base model) writes prose, not a call: the
+    proposal is not run and the rules answer the turn, saying so in the record."""
+    from speclm.agent.assistant import AgentConfig, Assistant
+    from speclm.finetune.presets import get_preset
+    from speclm.finetune.train import init_adapter
+
+    untrained = init_adapter(get_preset("planner"), tmp_path / "untrained-planner", runtime=None)
+    a = Assistant(AgentConfig(planner="model", planner_adapter=str(untrained),
+                              checkpoint_db=str(tmp_path / "f.sqlite")), backend=embedded_backend)
+    r = a.turn("t", "What is the lookback time at z = 0.3?")
+    assert r.planner == "rules (fallback)" and r.route == "cosmology" and r.cosmology["z"] == pytest.approx(0.3)
