@@ -322,9 +322,10 @@ def _encode(args) -> int:
 
 def _planner(args) -> int:
     from speclm.finetune.planner_data import write_dataset
+    from speclm.tools.errors import ConfigError
 
     if args.n < 2:
-        raise SpeclmError("--n must be at least 2")
+        raise ConfigError("--n must be at least 2")
     meta = write_dataset(args.out, args.n, seed=args.seed, val_frac=args.val_frac)
     print(f"wrote {meta['counts']} requests ({meta['steps']} planning steps) to {args.out}")
     return 0
