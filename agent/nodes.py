@@ -98,21 +98,6 @@ def safe(action: str) -> Callable:
     return wrap
 
 
-def _turn_file(state) -> str | None:
-    """The spectrum file this turn's planned calls produced (a lookup's download, a file read)."""
-    from langchain_core.messages import ToolMessage
-
-    from speclm.agent.planner import this_turn
-
-    path = None
-    for m in this_turn(state.get("messages") or []):
-        if isinstance(m, ToolMessage) and m.name in ("sdss_lookup", "read_spectrum"):
-            out, err = _tool_output(m)
-            if not err and isinstance(out, dict):
-                path = out.get("spectrum_path") or out.get("path") or path
-    return path
-
-
 def _object_from(upd: dict, state) -> dict:
     """The thread's object after a planned turn: a new file from a lookup or a read, and the z it
     is known at (the search's, else SDSS's, else the model's), so follow-ups use it."""
@@ -303,7 +288,7 @@ class AgentNodes:
     # -- the planner <-> tools loop (AgentConfig.planner = "model") --------------------------------
     @safe("plan the tool calls")
     def plan(self, state: AgentState) -> dict:
-        from speclm.agent.planner import this_turn
+        from speclm.agent.planner import current_file, this_turn
 
         steps = sum(isinstance(m, AIMessage) for m in this_turn(state.get("messages") or []))
         if steps >= self.plan_max_steps:
@@ -320,7 +305,7 @@ class AgentNodes:
                     "route_reason": f"rules (the planner's proposal was not run: {why})",
                     "grounded": route == "chat" and state.get("z") is not None,
                     "llm_calls": [{"purpose": "plan", "adapter_on": True}]}
-        path = _turn_file(state) or (state.get("spectrum") or {}).get("path")
+        path = current_file(state)
         for c in msg.tool_calls:  # the model need not repeat the file path (this turn's lookup, or the thread's)
             schema = getattr(self.tools.get(c["name"]), "args_schema", None)
             if path and schema is not None and "spectrum_path" in schema.model_fields and "spectrum_path" not in c["args"]:

@@ -103,6 +103,21 @@ class OpenAIToolPlanner:
         return AIMessage(content=msg.content or "", tool_calls=calls, name="planner")
 
 
+def current_file(state: dict) -> str | None:
+    """The spectrum file a call should use: this turn's lookup download or file read, else the thread's."""
+    path = None
+    for m in this_turn(state.get("messages") or []):
+        if isinstance(m, ToolMessage) and m.name in ("sdss_lookup", "read_spectrum") and \
+                getattr(m, "status", "success") != "error":
+            try:
+                out = json.loads(m.content) if isinstance(m.content, str) else m.content
+            except json.JSONDecodeError:
+                continue
+            if isinstance(out, dict):
+                path = out.get("spectrum_path") or out.get("path") or path
+    return path or (state.get("spectrum") or {}).get("path")
+
+
 def turn_steps(messages: Sequence[BaseMessage]) -> list[tuple[str, dict, str]]:
     """This turn's calls so far as (name, args, one-line result) for the compact planner format."""
     from speclm.finetune.plan_text import result_summary
@@ -204,7 +219,9 @@ def validate_call(name: str, args: dict, tools: dict, state: dict) -> str | None
         return None
     a = dict(args)
     if "spectrum_path" in schema.model_fields and "spectrum_path" not in a:
-        a["spectrum_path"] = (state.get("spectrum") or {}).get("path") or "pending"
+        a["spectrum_path"] = current_file(state)
+        if not a["spectrum_path"]:
+            return f"{name} needs a spectrum, and none is loaded"
     try:
         schema.model_validate(a)
     except Exception as exc:  # pydantic.ValidationError
