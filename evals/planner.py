@@ -10,8 +10,10 @@ arguments — and the final ``done`` are right, all proposed by the model (a pro
 parse or fails the tool's schema counts as a fallback, and wrong).
 
 Arguments are compared after normalisation: numbers to a relative 1e-6, line names through the
-line list, ``spectype`` case-blind, free-text identifiers blind to case and spaces; arguments at
-their schema default (cosmology Planck18, a 3" cone) may be left out or written.
+line list, ``spectype`` case-blind, free-text identifiers blind to case and spaces, and an SDSS
+identifier string as the object the lookup's own parser reads in it (``{"identifier": "SDSS
+0266-51630-0461"}`` names plate 266, MJD 51630, fiber 461: the same call); arguments at their schema
+default (cosmology Planck18, a 3" cone) may be left out or written.
 
 The rules (agent/router.py) plan no sequence and no arguments, so their column is the first tool
 only: the route's first tool (lookup -> sdss_lookup, check -> redshift_check, cosmology ->
@@ -45,8 +47,9 @@ def held_out_texts(path: str | Path = HELDOUT) -> list[str]:
     return [it["text"] for it in load_held_out(path)]
 
 
-def training_requests(adapter_dir: str | Path) -> list[dict]:
-    """The requests an adapter was trained on: its dataset's train split, or regenerated."""
+def training_requests(adapter_dir: str | Path, _depth: int = 0) -> list[dict]:
+    """The requests an adapter was trained on (and those of the adapter it was warm-started from):
+    its dataset's splits, or all ``generate(n, seed)`` requests when the dataset is not on disk."""
     from speclm.finetune.planner_data import generate, read_split
     from speclm.finetune.runtime import read_card, resolve_adapter
 
@@ -54,10 +57,18 @@ def training_requests(adapter_dir: str | Path) -> list[dict]:
     info = card.get("dataset") or {}
     p = Path(info.get("path") or "/nonexistent")
     if (p / "train.jsonl").is_file():
-        return read_split(p, "train") + read_split(p, "val")
-    if info.get("n") is None or info.get("seed") is None:
+        out = read_split(p, "train") + read_split(p, "val")
+    elif info.get("n") is not None and info.get("seed") is not None:
+        out = generate(int(info["n"]), int(info["seed"]))
+    else:
         raise ValueError(f"{adapter_dir}: the card names no readable planner dataset and no (n, seed) to regenerate it")
-    return generate(int(info["n"]), int(info["seed"]))
+    init = (card.get("init_adapter") or {}).get("path")
+    if init and _depth < 5:
+        try:
+            out += training_requests(init, _depth + 1)
+        except Exception:  # the warm start's directory is gone: its data are generate(n, seed) too
+            pass
+    return out
 
 
 def _context(ctx: dict | None) -> str:
@@ -87,8 +98,27 @@ def _norm_value(k, v):
     return v
 
 
-def args_match(got: dict, want: dict) -> bool:
+def _lookup_key(args: dict) -> dict:
+    """sdss_lookup arguments as the object they name: an identifier string is read by the lookup's
+    own parser (so "SDSS 0266-51630-0461" names plate 266, MJD 51630, fiber 461)."""
+    from speclm.tools.sdss_lookup import parse_sdss_identifier
+
+    a = dict(args)
+    if isinstance(a.get("identifier"), str) and len(a) == 1:
+        try:
+            ident = parse_sdss_identifier(a["identifier"])
+        except Exception:
+            return a
+        return {k: v for k, v in (("plate", ident.plate), ("mjd", ident.mjd), ("fiberid", ident.fiberid),
+                                  ("specobjid", ident.specobjid), ("ra", ident.ra), ("dec", ident.dec))
+                if v is not None}
+    return a
+
+
+def args_match(got: dict, want: dict, tool: str | None = None) -> bool:
     """Same arguments after normalisation (module docstring); spectrum_path is never compared."""
+    if tool == "sdss_lookup":
+        got, want = _lookup_key(got), _lookup_key(want)
     g = {k: v for k, v in got.items() if k != "spectrum_path" and not (k in DEFAULTS and v == DEFAULTS[k])}
     w = {k: v for k, v in want.items() if k != "spectrum_path"}
     if set(g) != set(w):
@@ -146,7 +176,7 @@ def score_planner(propose, items: list[dict]) -> dict:
                 break
             if want is None:
                 break
-            if not args_match(got[1], want.get("args") or {}):
+            if not args_match(got[1], want.get("args") or {}, want["name"]):
                 ok_args = False
             done.append((want["name"], want.get("args") or {}, result_summary(want["name"], want.get("output"))))
         row["tools"] = ok_tools
