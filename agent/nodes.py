@@ -487,7 +487,7 @@ class AgentNodes:
             if e.get("error"):
                 parts.append(f"The {name} call did not run: {e['error']}.")
             elif name == "cosmology":
-                if state.get("z") is not None and abs(out["z"] - state["z"]) < 1e-9:
+                if state.get("z") is not None and abs(out["z"] - state["z"]) < 5e-6 * (1 + state["z"]):
                     src = state.get("z_source") or "model"
                 else:
                     src = "your message" if f"{out['z']:g}" in text else "the planner's choice"

@@ -43,6 +43,13 @@ def load_held_out(path: str | Path = HELDOUT) -> list[dict]:
     return items
 
 
+def dataset_items(path: str | Path, split: str = "val") -> list[dict]:
+    """A planner dataset's split as scoring items (its requests' context lines are kept as written)."""
+    from speclm.finetune.planner_data import read_split
+
+    return [{"text": r["text"], "context_line": r["context"], "plan": r["plan"]} for r in read_split(path, split)]
+
+
 def held_out_texts(path: str | Path = HELDOUT) -> list[str]:
     return [it["text"] for it in load_held_out(path)]
 
@@ -153,7 +160,7 @@ def score_planner(propose, items: list[dict]) -> dict:
 
     rows, step_secs = [], []
     for it in items:
-        ctx, text, plan = _context(it.get("context")), it["text"], it["plan"]
+        ctx, text, plan = it.get("context_line") or _context(it.get("context")), it["text"], it["plan"]
         done, row = [], {"text": text, "want": [(c["name"], c.get("args") or {}) for c in plan], "got": [],
                          "first_tool": False, "tools": False, "args": False, "right": False, "fallback": False}
         ok_tools, ok_args = True, True
@@ -178,7 +185,8 @@ def score_planner(propose, items: list[dict]) -> dict:
                 break
             if not args_match(got[1], want.get("args") or {}, want["name"]):
                 ok_args = False
-            done.append((want["name"], want.get("args") or {}, result_summary(want["name"], want.get("output"))))
+            done.append((want["name"], want.get("args") or {},
+                         want.get("result") or result_summary(want["name"], want.get("output"))))
         row["tools"] = ok_tools
         row["args"] = ok_tools and ok_args
         row["right"] = row["args"] and not row["fallback"]
@@ -244,6 +252,8 @@ def register_eval(esub) -> None:
     p.add_argument("--adapter", default="bundled-planner", help="planner adapter directory (default: the bundled one)")
     p.add_argument("--base", default="embedded", help="base model (default: embedded)")
     p.add_argument("--held-out", default=str(HELDOUT), help="held-out YAML (default: evals/planner_heldout.yaml)")
+    p.add_argument("--dataset", default=None, help="score this planner dataset's val split (synthetic requests) "
+                   "instead of the held-out phrasings, e.g. to choose between adapters without touching them")
     p.add_argument("--rules-only", action="store_true", help="score the rules only (no model)")
     p.add_argument("--json", default=None, help="write the per-request rows and totals to this JSON file")
     p.add_argument("--device", default="auto")
@@ -253,7 +263,7 @@ def register_eval(esub) -> None:
 def _cmd(args: argparse.Namespace) -> int:
     from speclm.finetune.planner_data import assert_not_in
 
-    items = load_held_out(args.held_out)
+    items = dataset_items(args.dataset) if args.dataset else load_held_out(args.held_out)
     rules = score_rules(items)
     model = None
     if not args.rules_only:
@@ -262,7 +272,8 @@ def _cmd(args: argparse.Namespace) -> int:
         from speclm.agent.llm import LocalBackend
         from speclm.agent.planner import EmbeddedPlanner
 
-        assert_not_in([it["text"] for it in items], training_requests(args.adapter))
+        if not args.dataset:
+            assert_not_in([it["text"] for it in items], training_requests(args.adapter))
         planner = EmbeddedPlanner(LocalBackend(args.base, None, device=args.device), args.adapter)
         bar = tqdm(total=len(items), desc="planner", unit="request", file=sys.stderr)
 

@@ -82,6 +82,21 @@ def step_answer(name: str | None, args: dict | None = None) -> str:
 _CALL = re.compile(r"^\s*([a-z_]+)\s*(\{.*\})?\s*$", re.S)
 
 
+_STRING = re.compile(r'"(?:\\.|[^"\\])*"')
+
+
+def _strip_leading_zeros(js: str) -> str:
+    """``0266`` -> ``266`` outside string literals (JSON forbids leading zeros; a plate number written
+    as in its identifier is still that plate)."""
+    out, last = [], 0
+    for m in _STRING.finditer(js):
+        out.append(re.sub(r"(?<![\d.\w])0+(\d)", r"\1", js[last:m.start()]))
+        out.append(m.group(0))
+        last = m.end()
+    out.append(re.sub(r"(?<![\d.\w])0+(\d)", r"\1", js[last:]))
+    return "".join(out)
+
+
 def parse_step(text: str) -> tuple[str | None, dict] | None:
     """``(name, args)`` for a call, ``(None, {})`` for done, ``None`` for text that is neither
     (an unknown tool name or arguments that are not a JSON object)."""
@@ -91,8 +106,9 @@ def parse_step(text: str) -> tuple[str | None, dict] | None:
     m = _CALL.match(t)
     if not m or m.group(1) not in TOOL_NAMES:
         return None
+    raw = _strip_leading_zeros(m.group(2) or "{}")
     try:
-        args = json.loads(m.group(2) or "{}")
+        args = json.loads(raw)
     except json.JSONDecodeError:
         return None
     return (m.group(1), args) if isinstance(args, dict) else None

@@ -20,6 +20,8 @@ def test_call_round_trip_and_rejections():
     assert pt.parse_step(" " + line) == ("cosmology", {"z": 0.0521, "lines": ["Hbeta"]})
     assert pt.parse_step(" done") == (None, {})
     assert pt.parse_step("predict_redshift {}\nmore text") == ("predict_redshift", {})
+    assert pt.parse_step('sdss_lookup {"plate": 0266, "fiberid": 0461}') == ("sdss_lookup", {"plate": 266, "fiberid": 461})
+    assert pt.parse_step('read_spectrum {"path": "/d/0266.fits"}') == ("read_spectrum", {"path": "/d/0266.fits"})
     for bad in ("", "the redshift is 0.1", "teleport {}", 'cosmology {"z": ', "cosmology [1, 2]"):
         assert pt.parse_step(bad) is None, bad
 
