@@ -54,18 +54,6 @@ class ClaimFilter:
         return self._ok(s).strip()
 
 
-def _tool_output(m) -> tuple[object, str | None]:
-    """(output, error) of a ToolMessage: ToolNode stores dict results as JSON, failures as text."""
-    import json
-
-    if getattr(m, "status", "success") == "error":
-        return None, " ".join(str(m.content).split())[:300]
-    try:
-        return json.loads(m.content) if isinstance(m.content, str) else m.content, None
-    except (TypeError, ValueError):
-        return m.content, None
-
-
 def _emit(event: dict) -> None:
     try:
         get_stream_writer()(event)
@@ -159,8 +147,8 @@ class AgentNodes:
         route, reason, calls = d.route, d.reason, []
         # uploads (and the UI's SDSS box) keep the fixed spectrum path; the embedded planner also
         # plans text that names an SDSS object ("look up 0266-51630-0461 and predict its redshift")
-        planned_routes = ("spectrum", "lookup") if getattr(self.planner, "name", "") != "embedded" else ("spectrum",)
-        if self.planner is not None and d.route not in planned_routes and not state.get("sdss_id"):
+        fixed_routes = ("spectrum", "lookup") if getattr(self.planner, "name", "") != "embedded" else ("spectrum",)
+        if self.planner is not None and d.route not in fixed_routes and not state.get("sdss_id"):
             _emit({"type": "route", "route": "plan", "reason": "the model plans this turn's tool calls"})
             return {"route": "plan", "route_reason": f"planner {self.planner.name} (rules would say: {d.reason})",
                     "llm_calls": [], "z_text": d.z_text, "grounded": False, "rules_route": d.route,
@@ -318,7 +306,7 @@ class AgentNodes:
         """After the loop: this turn's tool results into the thread's state and the tool trace."""
         from langchain_core.messages import ToolMessage
 
-        from speclm.agent.planner import this_turn
+        from speclm.agent.planner import this_turn, tool_output
 
         calls, trace, upd, produced = {}, [], {}, []
         key_of = {"cosmology": "cosmology", "measure_spectrum": "measure", "survey_reach": "surveys",
@@ -330,7 +318,7 @@ class AgentNodes:
                 calls.update({c["id"]: c for c in m.tool_calls})
             elif isinstance(m, ToolMessage):
                 c = calls.get(m.tool_call_id, {"name": m.name, "args": {}})
-                out, err = _tool_output(m)
+                out, err = tool_output(m)
                 entry = {"name": c["name"], "input": jsonable(c["args"]), "output": out, "seconds": None}
                 if err:
                     entry["error"] = err

@@ -103,17 +103,23 @@ class OpenAIToolPlanner:
         return AIMessage(content=msg.content or "", tool_calls=calls, name="planner")
 
 
+def tool_output(m) -> tuple[object, str | None]:
+    """(output, error) of a ToolMessage: ToolNode stores dict results as JSON, failures as text."""
+    if getattr(m, "status", "success") == "error":
+        return None, " ".join(str(m.content).split())[:300]
+    try:
+        return json.loads(m.content) if isinstance(m.content, str) else m.content, None
+    except (TypeError, ValueError):
+        return m.content, None
+
+
 def current_file(state: dict) -> str | None:
     """The spectrum file a call should use: this turn's lookup download or file read, else the thread's."""
     path = None
     for m in this_turn(state.get("messages") or []):
-        if isinstance(m, ToolMessage) and m.name in ("sdss_lookup", "read_spectrum") and \
-                getattr(m, "status", "success") != "error":
-            try:
-                out = json.loads(m.content) if isinstance(m.content, str) else m.content
-            except json.JSONDecodeError:
-                continue
-            if isinstance(out, dict):
+        if isinstance(m, ToolMessage) and m.name in ("sdss_lookup", "read_spectrum"):
+            out, err = tool_output(m)
+            if not err and isinstance(out, dict):
                 path = out.get("spectrum_path") or out.get("path") or path
     return path or (state.get("spectrum") or {}).get("path")
 
@@ -128,13 +134,7 @@ def turn_steps(messages: Sequence[BaseMessage]) -> list[tuple[str, dict, str]]:
             calls.update({c["id"]: c for c in m.tool_calls})
         elif isinstance(m, ToolMessage):
             c = calls.get(m.tool_call_id, {"name": m.name, "args": {}})
-            err = m.content if getattr(m, "status", "success") == "error" else None
-            out = None
-            if err is None:
-                try:
-                    out = json.loads(m.content) if isinstance(m.content, str) else m.content
-                except json.JSONDecodeError:
-                    out = None
+            out, err = tool_output(m)
             done.append((c["name"], c["args"], result_summary(c["name"], out, err)))
     return done
 
