@@ -48,6 +48,8 @@ def register(subparsers) -> None:
     c.add_argument("--split", default="val", choices=("val", "test"), help="held-out split (default val)")
     c.add_argument("--limit", type=int, default=300, help="spectra used (seeded subset; default 300)")
     c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--snr-bins", type=int, default=0,
+                   help="also fit T inside this many equal-count bins of r-band S/N (0: one global T)")
     c.add_argument("--write", action="store_true", help="store the fitted temperature in the adapter card")
     c.add_argument("--no-progress", action="store_true")
     c.set_defaults(func=_calibrate)
@@ -84,10 +86,16 @@ def _calibrate(args) -> int:
     from speclm.evals.redshift import calibrate_temperature
 
     out = calibrate_temperature(args.adapter, args.dataset, split=args.split, limit=args.limit, seed=args.seed,
-                                write=args.write, progress=not args.no_progress)
+                                write=args.write, progress=not args.no_progress, snr_bins=args.snr_bins)
     print(f"p(z) temperature T = {out['pz_temperature']:.3g}: 68% coverage {out['coverage_at_T']:.1%} "
           f"(raw model, T = 1: {out['coverage_at_T1']:.1%}) on {out['n']} spectra of {out['dataset']} [{out['split']}]"
           + ("; written to the adapter card" if args.write else "; not written (pass --write)"))
+    for b in out.get("snr_bins", []):
+        print(f"  S/N {b['snr_lo']:.1f}-{b['snr_hi']:.1f} (median {b['snr_median']:.1f}, {b['n']} spectra): "
+              f"T = {b['T']:.3g}, coverage {b['coverage_68']:.1%} (at the global T: {b['coverage_at_global_T']:.1%})")
+    if "pz_temperature_snr" in out:
+        t = out["pz_temperature_snr"]
+        print("  table (non-increasing in S/N): " + ", ".join(f"S/N {a:.1f} -> T {b:.3g}" for a, b in zip(t["snr"], t["T"])))
     return 0
 
 

@@ -54,25 +54,37 @@ def held_out_texts(path: str | Path = HELDOUT) -> list[str]:
     return [it["text"] for it in load_held_out(path)]
 
 
-def training_requests(adapter_dir: str | Path, _depth: int = 0) -> list[dict]:
-    """The requests an adapter was trained on (and those of the adapter it was warm-started from):
-    its dataset's splits, or all ``generate(n, seed)`` requests when the dataset is not on disk."""
+def _dataset_requests(info: dict) -> list[dict]:
     from speclm.finetune.planner_data import generate, read_split
-    from speclm.finetune.runtime import read_card, resolve_adapter
 
-    card = read_card(resolve_adapter(str(adapter_dir)))
-    info = card.get("dataset") or {}
     p = Path(info.get("path") or "/nonexistent")
     if (p / "train.jsonl").is_file():
-        out = read_split(p, "train") + read_split(p, "val")
-    elif info.get("n") is not None and info.get("seed") is not None:
-        out = generate(int(info["n"]), int(info["seed"]))
-    else:
-        raise ValueError(f"{adapter_dir}: the card names no readable planner dataset and no (n, seed) to regenerate it")
-    init = (card.get("init_adapter") or {}).get("path")
-    if init and _depth < 5:
+        return read_split(p, "train") + read_split(p, "val")
+    if info.get("n") is not None and info.get("seed") is not None:
+        return generate(int(info["n"]), int(info["seed"]), int(info.get("generator_version", 1)))
+    raise ValueError("the card names no readable planner dataset and no (n, seed) to regenerate it")
+
+
+def training_requests(adapter_dir: str | Path, _depth: int = 0) -> list[dict]:
+    """The requests an adapter was trained on (and those of the adapters it was warm-started from):
+    its dataset's splits, or all ``generate(n, seed, version)`` requests when the dataset is not on
+    disk. The warm-start chain comes from the card's ``init_adapter.datasets`` where recorded, else
+    from the init adapter's own card."""
+    from speclm.finetune.runtime import read_card, resolve_adapter
+
+    here = Path(resolve_adapter(str(adapter_dir))).resolve()
+    card = read_card(here)
+    try:
+        out = _dataset_requests(card.get("dataset") or {})
+    except ValueError as exc:
+        raise ValueError(f"{adapter_dir}: {exc}") from None
+    init = card.get("init_adapter") or {}
+    if "datasets" in init:
+        for info in init["datasets"]:
+            out += _dataset_requests(info)
+    elif init.get("path") and Path(init["path"]).resolve() != here and _depth < 5:
         try:
-            out += training_requests(init, _depth + 1)
+            out += training_requests(init["path"], _depth + 1)
         except Exception:  # the warm start's directory is gone: its data are generate(n, seed) too
             pass
     return out

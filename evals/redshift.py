@@ -131,6 +131,7 @@ class EvalSet:
     skipped: list = field(default_factory=list)
     spectra: list | None = None  # the Spectrum objects (folders only: the refine step needs the pixels)
     classes: list | None = None  # catalog CLASS per object, where the files carry one
+    snr: np.ndarray | None = None  # r-band S/N per object (NaN: unmeasurable), for the S/N-dependent p(z) calibration
 
 
 _FEATURES: dict = {}
@@ -194,7 +195,7 @@ def load_dataset_split(cfg: RedshiftEvalConfig, pre) -> EvalSet:
             "limit_seed": cfg.seed if cfg.limit else None, "simulated": ds.meta.get("simulated"),
             "dataset_source": ds.meta.get("source"), "selection": ds.meta.get("selection"),
             "preprocess_seconds": round(prep_s, 3)}
-    return EvalSet([ids[i] for i in pick], z[pick], X[pick], info, skipped)
+    return EvalSet([ids[i] for i in pick], z[pick], X[pick], info, skipped, snr=dataset_snr(ds, cfg.split, pick))
 
 
 def load_folder(cfg: RedshiftEvalConfig, pre) -> EvalSet:
@@ -203,7 +204,7 @@ def load_folder(cfg: RedshiftEvalConfig, pre) -> EvalSet:
 
     from speclm.finetune.datasets import FOLDER_EXTENSIONS
     from speclm.finetune.preprocess import preprocess
-    from speclm.tools.spectrum import read_spectrum
+    from speclm.tools.spectrum import r_band_snr, read_spectrum
 
     folder = Path(cfg.folder).expanduser()
     if not folder.is_dir():
@@ -245,8 +246,10 @@ def load_folder(cfg: RedshiftEvalConfig, pre) -> EvalSet:
             "n_files": len(files), "n_usable": len(ids), "limit": cfg.limit,
             "limit_seed": cfg.seed if cfg.limit else None, "read_and_preprocess_seconds": round(prep_s, 3),
             "selection": {"class": cfg.catalog_class, "z_min": cfg.z_min, "z_max": cfg.z_max}}
+    sn = [r_band_snr(spectra[i]) for i in pick]
     return EvalSet([ids[i] for i in pick], np.asarray(zs)[pick], X[pick], info, skipped,
-                   spectra=[spectra[i] for i in pick], classes=[classes[i] for i in pick])
+                   spectra=[spectra[i] for i in pick], classes=[classes[i] for i in pick],
+                   snr=np.array([np.nan if v is None else v for v in sn], dtype=float))
 
 
 def load_training_set(path: str, pre, card: dict, cache: bool, progress: bool):
@@ -363,7 +366,8 @@ def run_redshift_eval(cfg: RedshiftEvalConfig) -> dict:
     load_s = time.perf_counter() - t0
     pred = RedshiftPredictor.from_runtime(rt)
     t0 = time.perf_counter()
-    res = pred.predict_values(ev.X, batch_size=cfg.batch_size, progress=cfg.progress)
+    snr = None if ev.snr is None else [None if not np.isfinite(v) else float(v) for v in ev.snr]
+    res = pred.predict_values(ev.X, batch_size=cfg.batch_size, progress=cfg.progress, snr=snr)
     pred_s = time.perf_counter() - t0
     zm = np.array([r.z for r in res])
     lo = np.array([r.z_lo for r in res])
@@ -413,6 +417,8 @@ def run_redshift_eval(cfg: RedshiftEvalConfig) -> dict:
     for i, r in enumerate(res):
         row = {"id": ev.ids[i], "z_true": float(ev.z[i]), "z": r.z, "z_lo": r.z_lo, "z_hi": r.z_hi,
                "z_mode": r.z_mode, "z_mean": r.z_mean, "z_greedy": r.z_greedy}
+        if snr is not None:
+            row.update(snr_r=snr[i], pz_temperature=pred.temperature_for(snr[i]))
         if kz is not None:
             row.update(knn_z=float(kz[i]), knn_z_lo=float(klo[i]), knn_z_hi=float(khi[i]))
         if z_unc is not None:
@@ -518,14 +524,50 @@ def summary_table(report: dict) -> str:
     return out
 
 
+def dataset_snr(ds, split: str | None, rows=None) -> np.ndarray:
+    """r-band S/N (:func:`speclm.tools.spectrum.r_band_snr`) of a split's spectra, in split order
+    (NaN where it cannot be measured)."""
+    from speclm.tools.spectrum import r_band_snr
+
+    sel = ds._sel(split)
+    want = sel if rows is None else sel[np.asarray(rows, dtype=np.int64)]
+    by_row = {}
+    for r, spec in zip(np.unique(want), ds.iter_spectra(None, rows=want)):
+        v = r_band_snr(spec)
+        by_row[int(r)] = np.nan if v is None else v
+    return np.array([by_row[int(r)] for r in want], dtype=float)
+
+
+def _fit_T(raws, pred, z, grid, target, rows=None) -> list[dict]:
+    """Coverage, width and MAE of every T on the grid (over ``rows`` of the concatenated logits)."""
+    out = []
+    for T in grid:
+        res = [r for raw in raws for r in pred.summarise_raw(raw, float(T))]
+        lo, hi, zm = (np.array([getattr(r, k) for r in res]) for k in ("z_lo", "z_hi", "z"))
+        if rows is not None:
+            lo, hi, zm, zz = lo[rows], hi[rows], zm[rows], z[rows]
+        else:
+            zz = z
+        out.append({"T": float(T), "coverage_68": float(np.mean((lo <= zz) & (zz <= hi))),
+                    "median_width": float(np.median(hi - lo)), "mae": float(np.mean(np.abs(zm - zz)))})
+    return out
+
+
+def _best(rows: list[dict], target: float) -> dict:
+    return min(rows, key=lambda r: (abs(r["coverage_68"] - target), abs(math.log(r["T"]))))
+
+
 def calibrate_temperature(adapter: str, dataset: str, split: str = "val", limit: int | None = 300, seed: int = 0,
                           target: float = 0.68, write: bool = False, batch_size: int = 16, device: str = "auto",
-                          progress: bool = True) -> dict:
+                          progress: bool = True, snr_bins: int = 0) -> dict:
     """Fit the p(z) temperature T so the 68% interval covers ``target`` of a *simulated* split.
 
-    Digit logits are computed once; T is chosen on a grid (0.3-3) by the coverage closest to the
-    target (ties: the smaller |log T|). Refuses the adapter's own training split. With ``write`` the
-    result goes into the adapter card (``calibration``), which every later prediction uses.
+    Digit logits are computed once; T is chosen on a grid (0.1-3) by the coverage closest to the
+    target (ties: the smaller |log T|). With ``snr_bins`` = k > 1, T is also fitted inside k
+    equal-count bins of the spectra's r-band S/N, and the card gets the table (bin median S/N -> T)
+    that predictions interpolate in log S/N; the global T stays for spectra without an S/N. Refuses
+    the adapter's own training split. With ``write`` the result goes into the adapter card
+    (``calibration``), which every later prediction uses.
     """
     from tqdm.auto import tqdm
 
@@ -537,6 +579,8 @@ def calibrate_temperature(adapter: str, dataset: str, split: str = "val", limit:
 
     if split == "train":
         raise ConfigError("calibrate on a held-out split (val), never on training spectra")
+    if snr_bins == 1 or snr_bins < 0:
+        raise ConfigError(f"--snr-bins {snr_bins}: use 0 (one global T) or at least 2 bins")
     path = resolve_adapter(adapter)
     card = read_card(path)
     ds = open_dataset(dataset)
@@ -547,26 +591,51 @@ def calibrate_temperature(adapter: str, dataset: str, split: str = "val", limit:
     X, z = ds.features(split, pre), ds.z(split)
     ok = np.flatnonzero(np.isfinite(z) & ~np.isnan(X).any(1))
     ok = ok[_subset(ok.size, limit, seed)]
+    snr = dataset_snr(ds, split, ok) if snr_bins else None
     X, z = X[ok], z[ok]
+    if snr is not None:
+        keep = np.isfinite(snr)
+        X, z, snr = X[keep], z[keep], snr[keep]
+        if len(z) < 40 * snr_bins:
+            raise ConfigError(f"{len(z)} spectra with an S/N are too few for {snr_bins} S/N bins (need 40 per bin)")
     rt = ModelRuntime.load(card.get("base_model") or "embedded", path, device=device)
     pred = RedshiftPredictor.from_runtime(rt)
     prompts = [build_prompt(x, pred.codec) for x in X]
     raws = [pred.raw_logits(prompts[i : i + batch_size])
             for i in tqdm(range(0, len(prompts), batch_size), desc="logits", unit="batch", disable=not progress)]
-    grid = np.round(np.exp(np.linspace(np.log(0.3), np.log(3.0), 47)), 4)
-    rows = []
-    for T in grid:
-        res = [r for raw in raws for r in pred.summarise_raw(raw, float(T))]
-        lo, hi, zm = (np.array([getattr(r, k) for r in res]) for k in ("z_lo", "z_hi", "z"))
-        rows.append({"T": float(T), "coverage_68": float(np.mean((lo <= z) & (z <= hi))),
-                     "median_width": float(np.median(hi - lo)), "mae": float(np.mean(np.abs(zm - z)))})
-    best = min(rows, key=lambda r: (abs(r["coverage_68"] - target), abs(math.log(r["T"]))))
+    grid = np.round(np.exp(np.linspace(np.log(0.1), np.log(3.0), 69)), 4)
+    rows = _fit_T(raws, pred, z, grid, target)
+    best = _best(rows, target)
     at1 = min(rows, key=lambda r: abs(math.log(r["T"])))
     out = {"pz_temperature": best["T"], "target_coverage": target, "coverage_at_T": best["coverage_68"],
            "coverage_at_T1": at1["coverage_68"], "dataset": str(Path(dataset).resolve()), "split": split,
            "fingerprint": ds.fingerprint(), "n": int(len(z)), "seed": seed, "grid": rows}
+    if snr_bins:
+        edges = np.quantile(snr, np.linspace(0, 1, snr_bins + 1))
+        bins = []
+        for k in range(snr_bins):
+            sel = np.flatnonzero((snr >= edges[k]) & ((snr < edges[k + 1]) if k < snr_bins - 1 else (snr <= edges[k + 1])))
+            b = _best(_fit_T(raws, pred, z, grid, target, sel), target)
+            bins.append({"snr_lo": float(edges[k]), "snr_hi": float(edges[k + 1]), "snr_median": float(np.median(snr[sel])),
+                         "n": int(sel.size), "T": b["T"], "coverage_68": b["coverage_68"],
+                         "coverage_at_global_T": float(_fit_T(raws, pred, z, [best["T"]], target, sel)[0]["coverage_68"])})
+        # T must not rise with S/N (a brighter spectrum is never less certain): pool adjacent violators
+        Ts = _non_increasing([b["T"] for b in bins], [b["n"] for b in bins])
+        out["pz_temperature_snr"] = {"snr": [b["snr_median"] for b in bins], "T": [round(t, 4) for t in Ts]}
+        out["snr_bins"] = bins
     if write:
-        card["calibration"] = {k: v for k, v in out.items() if k != "grid"}
+        card["calibration"] = {k: v for k, v in out.items() if k not in ("grid", "snr_bins")}
         f = Path(path) / "training_card.json"
         f.write_text(json.dumps(card, indent=2))
     return out
+
+
+def _non_increasing(values, weights) -> list[float]:
+    """Weighted pool-adjacent-violators fit of a non-increasing sequence (isotonic regression)."""
+    blocks = []  # [mean, weight, count]
+    for v, w in zip(values, weights):
+        blocks.append([float(v), float(w), 1])
+        while len(blocks) > 1 and blocks[-2][0] < blocks[-1][0]:
+            (m2, w2, c2), (m1, w1, c1) = blocks.pop(), blocks.pop()
+            blocks.append([(m1 * w1 + m2 * w2) / (w1 + w2), w1 + w2, c1 + c2])
+    return [m for m, _, c in blocks for _ in range(c)]

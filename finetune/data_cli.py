@@ -74,6 +74,9 @@ def register(subparsers) -> None:
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--seed", type=int, default=0, help="seed (default 0)")
     p.add_argument("--val-frac", type=float, default=0.05, help="validation fraction (default 0.05)")
+    p.add_argument("--generator-version", type=int, default=None,
+                   help="phrase vocabulary: 1 = the original (bundled planner v1/v2), 2 = more phrasings and near "
+                        "misses (default: the newest)")
     p.set_defaults(func=_planner)
 
     p = dsub.add_parser("info", help="summarise a dataset (counts, z histogram, tokens per spectrum)",
@@ -326,6 +329,11 @@ def _planner(args) -> int:
 
     if args.n < 2:
         raise ConfigError("--n must be at least 2")
-    meta = write_dataset(args.out, args.n, seed=args.seed, val_frac=args.val_frac)
+    from speclm.finetune.planner_data import GENERATOR_VERSION, VOCAB
+
+    version = GENERATOR_VERSION if args.generator_version is None else args.generator_version
+    if version not in VOCAB:
+        raise ConfigError(f"--generator-version {version}: known versions are {sorted(VOCAB)}")
+    meta = write_dataset(args.out, args.n, seed=args.seed, val_frac=args.val_frac, version=version)
     print(f"wrote {meta['counts']} requests ({meta['steps']} planning steps) to {args.out}")
     return 0

@@ -215,7 +215,8 @@ def _train_planner(args, preset) -> int:
     pairs = [p for r in train for p in step_examples(r)]
     meta = json.loads((Path(args.dataset) / "meta.json").read_text())
     info = {"path": str(Path(args.dataset).resolve()), "task": "planner", "source": meta.get("source"),
-            "simulated": True, "seed": meta.get("seed"), "n": meta.get("n"), "n_requests": len(train), "n_steps": len(pairs)}
+            "simulated": True, "seed": meta.get("seed"), "n": meta.get("n"),
+            "generator_version": meta.get("generator_version", 1), "n_requests": len(train), "n_steps": len(pairs)}
     print(f"training {preset.name} on {len(pairs)} planning steps of {len(train)} synthetic requests, "
           f"base {preset.base}", file=sys.stderr)
     train_pairs(preset, args.out, pairs, train_ids=[r["id"] for r in train], val_ids=[r["id"] for r in val],

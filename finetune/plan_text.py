@@ -47,13 +47,14 @@ def context_line(z: float | None = None, z_source: str | None = None, spectype: 
 
 
 def format_number(x: float) -> str:
-    """A number as the planner reads and writes it (up to 6 significant digits, no exponent)."""
+    """A number as the planner reads and writes it: the shortest text that reads back as the same
+    float, no exponent (RA/Dec keep all their decimals: 151.1446 stays 151.1446)."""
     if isinstance(x, int):
         return str(x)
-    s = f"{x:.6g}"
-    if "e" in s:
-        s = f"{x:.8f}".rstrip("0").rstrip(".")
-    return s
+    s = repr(float(x))
+    if "e" in s or "E" in s:
+        s = f"{x:.12f}".rstrip("0").rstrip(".")
+    return s[:-2] if s.endswith(".0") else s
 
 
 def format_call(name: str, args: dict) -> str:
@@ -85,15 +86,21 @@ _CALL = re.compile(r"^\s*([a-z_]+)\s*(\{.*\})?\s*$", re.S)
 _STRING = re.compile(r'"(?:\\.|[^"\\])*"')
 
 
+def _plain_number(chunk: str) -> str:
+    chunk = re.sub(r"(?<![\d.\w])0+(\d)", r"\1", chunk)
+    return re.sub(r"([:\[,]\s*)\+(?=[\d.])", r"\1", chunk)
+
+
 def _strip_leading_zeros(js: str) -> str:
-    """``0266`` -> ``266`` outside string literals (JSON forbids leading zeros; a plate number written
-    as in its identifier is still that plate)."""
+    """``0266`` -> ``266`` and ``+2.21`` -> ``2.21`` outside string literals (JSON forbids leading
+    zeros and plus signs; a plate number written as in its identifier is still that plate, a
+    declination written with its sign is still that declination)."""
     out, last = [], 0
     for m in _STRING.finditer(js):
-        out.append(re.sub(r"(?<![\d.\w])0+(\d)", r"\1", js[last:m.start()]))
+        out.append(_plain_number(js[last:m.start()]))
         out.append(m.group(0))
         last = m.end()
-    out.append(re.sub(r"(?<![\d.\w])0+(\d)", r"\1", js[last:]))
+    out.append(_plain_number(js[last:]))
     return "".join(out)
 
 

@@ -85,8 +85,10 @@ class Ident:
     args: dict
 
 
-def _ident(rng: random.Random) -> Ident:
+def _ident(rng: random.Random, V: dict) -> Ident:
     plate, mjd, fib = rng.randint(266, 12000), rng.randint(51000, 59999), rng.randint(1, 1000)
+    if V["version"] >= 2 and rng.random() < 0.25:
+        return _ident_v2(rng, plate, mjd, fib)
     r = rng.random()
     a = {"plate": plate, "mjd": mjd, "fiberid": fib}
     if r < 0.2:
@@ -109,12 +111,46 @@ def _ident(rng: random.Random) -> Ident:
         ra, dec = round(rng.uniform(0, 359.99), rng.choice([2, 3, 4, 5])), round(rng.uniform(-20, 80), rng.choice([2, 3, 4]))
         t = rng.choice(["RA {r} Dec {d}", "ra={r}, dec={d}", "RA={r} DEC={d}", "coordinates {r}, {d}",
                         "RA {r}°, Dec {d}°", "(RA, Dec) = ({r}, {d})", "position {r} {d}", "ra {r} dec {d} deg"])
-        return Ident(t.format(r=format_number(ra), d=format_number(dec)), {"ra": ra, "dec": dec})
+        return Ident(t.format(r=V["fmt"](ra), d=V["fmt"](dec)), {"ra": ra, "dec": dec})
     h, m, s = rng.randint(0, 23), rng.randint(0, 59), round(rng.uniform(0, 59.9), 1)
     sg, dd, dm, ds = rng.choice("+-"), rng.randint(0, 60), rng.randint(0, 59), rng.randint(0, 59)
     t = rng.choice([f"{h:02d}:{m:02d}:{s:04.1f} {sg}{dd:02d}:{dm:02d}:{ds:02d}",
                     f"{h}h{m:02d}m{s:04.1f}s {sg}{dd}d{dm:02d}m{ds:02d}s",
                     f"SDSS J{h:02d}{m:02d}{s:04.1f}{sg}{dd:02d}{dm:02d}{ds:02d}"])
+    return Ident(t, {"identifier": t})
+
+
+def _ident_v2(rng: random.Random, plate: int, mjd: int, fib: int) -> Ident:
+    """Generator v2's extra spellings: signed declinations, keyword RA/Dec, specObjID and plate forms
+    written as people write them in mail and papers."""
+    a = {"plate": plate, "mjd": mjd, "fiberid": fib}
+    r = rng.random()
+    if r < 0.35:
+        ra = round(rng.uniform(0, 359.99), rng.choice([3, 4, 5]))
+        dec = round(rng.uniform(-25, 85), rng.choice([3, 4]))
+        d = format_number(dec)
+        ds = d if dec < 0 else "+" + d
+        t = rng.choice(["RA={r}, Dec={d}", "RA = {r}, Dec = {d}", "ra {r}, dec {d}", "{r} {d}", "{r}, {d}",
+                        "α={r}, δ={d}", "RA {r} deg, Dec {d} deg", "position (RA, Dec) {r}, {d}",
+                        "J2000 {r} {d}", "coords {r} / {d}"])
+        return Ident(t.format(r=format_number(ra), d=ds), {"ra": ra, "dec": dec})
+    if r < 0.6:
+        t = rng.choice(["plate {p}, fibre {f}, MJD {m}", "plate {p} fibre {f} mjd {m}", "MJD {m}, plate {p}, fiber {f}",
+                        "fibre {f} on plate {p}, MJD {m}", "plate {p}, mjd {m}, fibre {f}", "{p}/{m}/{f}",
+                        "spectrum {p}-{m}-{f}", "spec-{p:04d}-{m:05d}-{f:04d}.fits", "the {p}-{m}-{f} spectrum",
+                        "plate {p:04d}, MJD {m}, fiber {f:04d}"])
+        return Ident(t.format(p=plate, m=mjd, f=fib), a)
+    if r < 0.75:
+        t = rng.choice(["fibre {f} from plate {p}", "plate {p}'s fibre {f}", "plate {p} and fiber {f}",
+                        "fiber #{f} on plate {p}"])
+        return Ident(t.format(p=plate, f=fib), {"plate": plate, "fiberid": fib})
+    if r < 0.9:
+        sid = rng.randint(10**17, 9 * 10**18)
+        t = rng.choice(["specObjID {s}", "specObjID={s}", "spec_obj_id {s}", "SpecObjID {s}", "the SDSS record {s}"])
+        return Ident(t.format(s=sid), {"specobjid": sid})
+    h, m, s = rng.randint(0, 23), rng.randint(0, 59), round(rng.uniform(0, 59.99), 2)
+    sg, dd, dm, ds = rng.choice("+-"), rng.randint(0, 70), rng.randint(0, 59), round(rng.uniform(0, 59.9), 1)
+    t = f"SDSS J{h:02d}{m:02d}{s:05.2f}{sg}{dd:02d}{dm:02d}{ds:04.1f}"
     return Ident(t, {"identifier": t})
 
 
@@ -202,22 +238,113 @@ NOTHING = ["hello", "hi there", "thanks", "thank you!", "who are you", "what can
            "what's the capital of France", "explain the Hubble law", "what's a quasar", "ok", "cool",
            "what is the speed of light"]
 
+# -- generator v2: more ways to say each intent, and near misses (a line name in a question that is
+# about the line's strength, not its position; a definition question that names a measurement) ----
+EXTRA = {
+    "COSMO_OBJ": ["what's the light travel time to it", "how far back in time are we seeing it",
+                  "what is the angular diameter distance", "how many light years away is it",
+                  "what's its distance in Mpc", "give me the distances for it", "what's the age of the universe at its z",
+                  "when was the light we receive emitted", "how long has its light been travelling",
+                  "what's the lookback time and the comoving distance", "what physical scale does an arcsecond cover there",
+                  "what's its luminosity distance in Gpc", "how much time has passed since this light left",
+                  "what's its distance and lookback time", "convert its redshift to a distance",
+                  "how far is this source from us", "what's D_A for it", "what's the distance to this thing"],
+    "COSMO_Z": ["I need D_L for a source at {z}", "how old was the universe at {z}", "what's the light-travel time to {z}",
+                "lookback time and distance for {z}", "what comoving distance corresponds to {z}",
+                "convert {z} to a distance", "what distance does {z} mean", "kpc per arcsec at {z}",
+                "age of the cosmos at {z}", "how many Gyr ago is {z}", "angular diameter distance at {z}",
+                "a quasar at {z}: how far is it", "what's the distance modulus at {z}",
+                "for an object at {z}, what's the lookback time", "how far away is something at {z}"],
+    "LINE_OBJ": [ "where will {l} be", "what's the observed-frame wavelength of {l}",
+                 "where has {l} been shifted to", "in Å, where is {l}", "{l}: where does it land",
+                 "compute where {l} sits", "which observed wavelengths correspond to {l}",
+                 "where in this spectrum do I look for {l}",],
+    "LINE_Z": ["where would {l} be observed at {z}", "for {z}, at what wavelength is {l}", "{l} at {z}: observed wavelength?", "at {z}, which wavelength has {l}", "shift {l} to {z}"],
+    "MEASURE": [ "is it a LINER", "what's its velocity dispersion sigma", "is it forming stars", "how much star formation is going on",
+                "is there an active nucleus", "does it host an AGN", "what's the Balmer decrement", "what are the line ratios", "is it a starburst", "what's its SFR in Msun/yr",
+                "measure sigma for me", "what class of object is it", "is it a composite in the BPT",
+                "what's the 4000 Å break strength", "is the emission from star formation or an AGN",
+                "give me the emission-line fluxes", "what is the stellar velocity dispersion in km/s",
+                "how old are its stars", "is it red and dead"],
+    "MEASURE_LINE": ["what's the {l} flux", "how strong is {l}", "what's the equivalent width of {l}",
+                     "measure {l} for me", "how broad is {l}", "what's the FWHM of {l}", "is {l} in emission",
+                     "is {l} in absorption", "what's the {l}/{m} ratio",
+                     "give me the {l} and {m} fluxes",
+                     "measure {l} and {m}", "how bright is the {l} line", "is there broad {l}"],
+    "SURVEY": ["could the DESI bright galaxy survey get a redshift for it", "which current surveys could measure it",
+               "what spectroscopic facilities could observe it",
+               "is it too faint for SDSS", "would PFS observe it", "could WEAVE get it", "is it a DESI target",
+               "which survey could have taken this spectrum", "could a fiber survey reach it",
+               "what surveys reach this redshift", "would it be in the BOSS sample"],
+    "PREDICT": [
+                "have the network guess z", "what z does the neural net give", "the model's estimate please",
+                "what's the LLM's answer for the redshift", "run speclm's adapter on it", "what does the LLM read",
+                "let the fine-tuned model have a go", "what redshift would the model give", "model z please",
+                "what's the machine-learning redshift", "get the adapter's z", "what does the trained model predict",
+                "what does the LoRA say"],
+    "SEARCH": [ "could it be a star", "fit galaxy, quasar and star templates", "what is this object and at what z", "do a blind redshift search",
+               "classify it as galaxy, quasar or star", "is this really a quasar",
+               "do a full redshift fit", "what's the best-fit redshift", "scan all redshifts",
+               "get a proper redshift with templates", "what kind of object is this and what's its z",
+               "is the spectrum a star", "template-fit it from z=0 to 5"],
+    "CHECK": [ "does {z} match the spectrum", "compare {z} with the emission lines", "is {z} plausible",
+              "how well does {z} fit", "does {z} work", "I think it's at {z} - right?", "SDSS says {z}, check it",
+              "see if {z} fits", "check whether the lines agree with {z}", "is it really at {z}", "confirm {z}"],
+    "LOOKUP": [ "any SDSS spectrum near {i}", "retrieve {i} from SDSS",
+               "find {i} in SDSS", "bring up {i}", "query SDSS for {i}", "what's at {i}", "anything in SDSS at {i}",
+               "what does the archive have for {i}", "get the SDSS spectrum for {i}", "what is the object {i}",
+               "I'd like the spectrum {i}", "look {i} up in SDSS"],
+    "THEN_PREDICT": [ "{L} and ask the LLM for its redshift",
+                     "{L}; then what does the adapter say", "{L} and get the model's z"],
+    "THEN_MEASURE": [ "{L}; is it an AGN", "{L} and measure its emission lines",
+                     "{L} and tell me whether it's forming stars", "{L}, then its stellar mass", "{L}: BPT class?"],
+    "THEN_COSMO": [ "{L} and tell me its lookback time",
+                   "{L}, then how far away is it", "how long ago did the light of {i} leave"],
+    "THEN_SEARCH": [ "{L}, then do a template fit",
+                    "{L} and tell me if it's a star"],
+    "PREDICT_CHECK": [ "predict z and check it against the lines",
+                      "run the LLM, then confirm its z with a line fit", "model redshift first, then a line check"],
+    "COSMO_MEASURE": [ "how far away is it and what's its SFR",
+                      "lookback time, and is it star-forming", "distance and BPT class please"],
+    "READ": [ "open the file {p}", "here is my spectrum: {p}", "use the spectrum in {p}"],
+    "NOTHING": [ "how do stars form", "what is a galaxy", "explain redshift to me",
+                "what is the cosmic microwave background", "how big is the Milky Way", "what's a Seyfert galaxy",
+                "what does BPT stand for", "what is the Balmer series", "what's the difference between a quasar and a galaxy",
+                "great, thanks", "bye", "that's all for now", "what's the Hubble constant", "how does redshift relate to distance",
+                "what is a LINER", "what's an emission line", "what is dark energy", "who discovered quasars",
+                "how are you", "nice work", "what's the weather like", "write me a poem", "what does SDSS stand for",
+                "how do I cite you", "what's a LoRA adapter"],
+}
+def _fmt6(x: float) -> str:
+    """v1's number text (6 significant digits), kept so generate(n, seed, 1) reproduces v1's requests."""
+    s = f"{x:.6g}"
+    return f"{x:.8f}".rstrip("0").rstrip(".") if "e" in s else s
 
-def _cosmo(rng, o: Obj):
+
+V1 = {"version": 1, "fmt": _fmt6, "COSMO_OBJ": COSMO_OBJ, "COSMO_Z": COSMO_Z, "LINE_OBJ": LINE_OBJ, "LINE_Z": LINE_Z,
+      "MEASURE": MEASURE, "SURVEY": SURVEY, "PREDICT": PREDICT, "SEARCH": SEARCH, "CHECK": CHECK, "LOOKUP": LOOKUP,
+      "THEN_PREDICT": THEN_PREDICT, "THEN_MEASURE": THEN_MEASURE, "THEN_COSMO": THEN_COSMO, "THEN_SEARCH": THEN_SEARCH,
+      "PREDICT_CHECK": PREDICT_CHECK, "COSMO_MEASURE": COSMO_MEASURE, "READ": READ, "NOTHING": NOTHING,
+      "MEASURE_LINE": []}
+V2 = {k: (v + EXTRA[k] if isinstance(v, list) else v) for k, v in V1.items()} | {"version": 2, "fmt": format_number}
+VOCAB = {1: V1, 2: V2}
+
+
+def _cosmo(rng, o: Obj, V: dict):
     if rng.random() < 0.5 or o.z is None:
         z = _z_value(rng)
-        return _say(rng, rng.choice(COSMO_Z).format(z=_z_text(rng, z))), [("cosmology", {"z": z})]
-    return _say(rng, rng.choice(COSMO_OBJ)), [("cosmology", {"z": o.z})]
+        return _say(rng, rng.choice(V["COSMO_Z"]).format(z=_z_text(rng, z))), [("cosmology", {"z": z})]
+    return _say(rng, rng.choice(V["COSMO_OBJ"])), [("cosmology", {"z": o.z})]
 
 
-def _line_pos(rng, o: Obj):
+def _line_pos(rng, o: Obj, V: dict):
     names, txt = _lines(rng)
     if rng.random() < 0.45 or o.z is None:
         z = _z_value(rng)
-        core = rng.choice(LINE_Z).format(l=txt, z=_z_text(rng, z))
+        core = rng.choice(V["LINE_Z"]).format(l=txt, z=_z_text(rng, z))
     else:
         z = o.z
-        core = rng.choice(LINE_OBJ).format(l=txt)
+        core = rng.choice(V["LINE_OBJ"]).format(l=txt)
         if rng.random() < 0.35:
             core = rng.choice(["how far is it, and ", "what's its distance and ", "how far away is it; also "]) + core
     return _say(rng, core), [("cosmology", {"z": z, "lines": names})]
@@ -227,77 +354,100 @@ def _need_obj(o: Obj, spectrum: bool = True) -> bool:
     return o.z is not None and (o.has_spectrum or not spectrum)
 
 
-def _measure(rng, o: Obj):
+def _measure(rng, o: Obj, V: dict):
     if not _need_obj(o):
         return None
-    return _say(rng, rng.choice(MEASURE)), [("measure_spectrum", {"z": o.z, "spectype": o.spectype or "GALAXY"})]
+    return _say(rng, rng.choice(V["MEASURE"])), [("measure_spectrum", {"z": o.z, "spectype": o.spectype or "GALAXY"})]
 
 
-def _survey(rng, o: Obj):
+def _measure_line(rng, o: Obj, V: dict):
+    """v2: a question about a line's strength or width names the line but wants a measurement."""
+    if not _need_obj(o):
+        return None
+    names, _ = _lines(rng, 4)
+    forms = [rng.choice(LINE_FORMS[n]) for n in names]
+    core = rng.choice(V["MEASURE_LINE"]).format(l=forms[0], m=forms[1], n=forms[2], k=forms[3])
+    return _say(rng, core), [("measure_spectrum", {"z": o.z, "spectype": o.spectype or "GALAXY"})]
+
+
+def _cosmo_two(rng, o: Obj, V: dict):
+    """v2: two cosmology quantities in one request are one call."""
+    if o.z is not None and rng.random() < 0.6:
+        a, b = rng.sample(V["COSMO_OBJ"], 2)
+        z = o.z
+    else:
+        z = _z_value(rng)
+        a = rng.choice(V["COSMO_Z"]).format(z=_z_text(rng, z))
+        b = rng.choice(["what's the comoving distance", "and the lookback time", "what's the luminosity distance",
+                        "how old was the universe then", "what's the scale in kpc/arcsec"])
+    return _say(rng, a + rng.choice([", and ", "; also ", " - and ", ", plus "]) + b), [("cosmology", {"z": z})]
+
+
+def _survey(rng, o: Obj, V: dict):
     if o.z is None:
         return None
-    return _say(rng, rng.choice(SURVEY)), [("survey_reach", {"z": o.z, "spectype": o.spectype or "GALAXY"})]
+    return _say(rng, rng.choice(V["SURVEY"])), [("survey_reach", {"z": o.z, "spectype": o.spectype or "GALAXY"})]
 
 
-def _predict(rng, o: Obj):
-    return (_say(rng, rng.choice(PREDICT)), [("predict_redshift", {})]) if o.has_spectrum else None
+def _predict(rng, o: Obj, V: dict):
+    return (_say(rng, rng.choice(V["PREDICT"])), [("predict_redshift", {})]) if o.has_spectrum else None
 
 
-def _search(rng, o: Obj):
-    return (_say(rng, rng.choice(SEARCH)), [("find_redshift", {})]) if o.has_spectrum else None
+def _search(rng, o: Obj, V: dict):
+    return (_say(rng, rng.choice(V["SEARCH"])), [("find_redshift", {})]) if o.has_spectrum else None
 
 
-def _check(rng, o: Obj):
+def _check(rng, o: Obj, V: dict):
     if not o.has_spectrum:
         return None
     z = _num(rng, 0.001, 0.8)
-    return _say(rng, rng.choice(CHECK).format(z=_z_text(rng, z))), [("redshift_check", {"z0": z})]
+    return _say(rng, rng.choice(V["CHECK"]).format(z=_z_text(rng, z))), [("redshift_check", {"z0": z})]
 
 
-def _lookup(rng, o: Obj):
-    i = _ident(rng)
-    return _say(rng, rng.choice(LOOKUP).format(i=i.text)), [("sdss_lookup", i.args)]
+def _lookup(rng, o: Obj, V: dict):
+    i = _ident(rng, V)
+    return _say(rng, rng.choice(V["LOOKUP"]).format(i=i.text)), [("sdss_lookup", i.args)]
 
 
-def _lookup_then(rng, o: Obj):
-    i = _ident(rng)
-    lk = rng.choice(LOOKUP).format(i=i.text)
+def _lookup_then(rng, o: Obj, V: dict):
+    i = _ident(rng, V)
+    lk = rng.choice(V["LOOKUP"]).format(i=i.text)
     kind = rng.choice(["predict", "measure", "cosmo", "search"])
     z, typ = _num(rng, 0.001, 0.5), rng.choice(["GALAXY"] * 4 + ["QSO"])
     first = ("sdss_lookup", i.args, {"z": z, "obj_class": typ})
     if kind == "predict":
-        return _say(rng, rng.choice(THEN_PREDICT).format(L=lk)), [first, ("predict_redshift", {})]
+        return _say(rng, rng.choice(V["THEN_PREDICT"]).format(L=lk)), [first, ("predict_redshift", {})]
     if kind == "measure":
-        return _say(rng, rng.choice(THEN_MEASURE).format(L=lk)), [first, ("measure_spectrum", {"z": z, "spectype": typ})]
+        return _say(rng, rng.choice(V["THEN_MEASURE"]).format(L=lk)), [first, ("measure_spectrum", {"z": z, "spectype": typ})]
     if kind == "cosmo":
-        return _say(rng, rng.choice(THEN_COSMO).format(L=lk, i=i.text)), [first, ("cosmology", {"z": z})]
-    return _say(rng, rng.choice(THEN_SEARCH).format(L=lk)), [first, ("find_redshift", {})]
+        return _say(rng, rng.choice(V["THEN_COSMO"]).format(L=lk, i=i.text)), [first, ("cosmology", {"z": z})]
+    return _say(rng, rng.choice(V["THEN_SEARCH"]).format(L=lk)), [first, ("find_redshift", {})]
 
 
-def _predict_check(rng, o: Obj):
+def _predict_check(rng, o: Obj, V: dict):
     if not o.has_spectrum:
         return None
     z = _num(rng, 0.001, 0.5)
-    return _say(rng, rng.choice(PREDICT_CHECK)), [("predict_redshift", {}, {"z": z}), ("redshift_check", {"z0": z})]
+    return _say(rng, rng.choice(V["PREDICT_CHECK"])), [("predict_redshift", {}, {"z": z}), ("redshift_check", {"z0": z})]
 
 
-def _cosmo_measure(rng, o: Obj):
+def _cosmo_measure(rng, o: Obj, V: dict):
     if not _need_obj(o):
         return None
-    return _say(rng, rng.choice(COSMO_MEASURE)), [("cosmology", {"z": o.z}),
+    return _say(rng, rng.choice(V["COSMO_MEASURE"])), [("cosmology", {"z": o.z}),
                                                   ("measure_spectrum", {"z": o.z, "spectype": o.spectype or "GALAXY"})]
 
 
-def _read(rng, o: Obj):
+def _read(rng, o: Obj, V: dict):
     p = rng.choice(["/data/", "~/spectra/", "./", "/home/ana/sdss/", "C:/obs/", "../fits/"]) + rng.choice(
         ["spec-0266-51630-0461.fits", "ngc3522.fits", "target_12.csv", "galaxy.txt", "obj7.npz", "s.fits"])
-    return _say(rng, rng.choice(READ).format(p=p)), [("read_spectrum", {"path": p})]
+    return _say(rng, rng.choice(V["READ"]).format(p=p)), [("read_spectrum", {"path": p})]
 
 
-def _nothing(rng, o: Obj):
+def _nothing(rng, o: Obj, V: dict):
     if rng.random() < 0.25 and o.z is None:  # asks about an object that is not there: nothing to call
-        return _say(rng, rng.choice(COSMO_OBJ + MEASURE[:6])), []
-    return _say(rng, rng.choice(NOTHING)), []
+        return _say(rng, rng.choice(V["COSMO_OBJ"] + V["MEASURE"][:6])), []
+    return _say(rng, rng.choice(V["NOTHING"])), []
 
 
 INTENTS: dict[str, tuple[float, Callable]] = {
@@ -306,6 +456,12 @@ INTENTS: dict[str, tuple[float, Callable]] = {
     "lookup": (1.0, _lookup), "lookup_then": (1.4, _lookup_then), "predict_check": (0.5, _predict_check),
     "cosmo_measure": (0.5, _cosmo_measure), "read": (0.4, _read), "nothing": (0.6, _nothing),
 }
+
+
+INTENTS_V2: dict[str, tuple[float, Callable]] = INTENTS | {
+    "measure_line": (0.6, _measure_line), "cosmo_two": (0.4, _cosmo_two), "nothing": (0.8, _nothing)}
+INTENTS_BY_VERSION = {1: INTENTS, 2: INTENTS_V2}
+GENERATOR_VERSION = 2  # what `speclm data planner` writes; 1 = the bundled planner v1/v2's data
 
 
 def _result_for(name: str, rng: random.Random, given: dict | None) -> str:
@@ -323,15 +479,20 @@ ERRORS = ["ValidationError: z must be >= 0", "SDSSError: no SDSS spectrum matche
           "UnknownLineError: unknown spectral line 'Hx'"]
 
 
-def generate(n: int, seed: int = 0) -> list[dict]:
-    """``n`` requests: {text, context, intent, plan: [{name, args, result}]} (plans may be empty)."""
+def generate(n: int, seed: int = 0, version: int = 1) -> list[dict]:
+    """``n`` requests: {text, context, intent, plan: [{name, args, result}]} (plans may be empty).
+    ``version`` picks the phrase vocabulary (1: the original, reproduced exactly; 2: more phrasings and
+    near misses); the same (n, seed, version) always gives the same requests."""
+    if version not in VOCAB:
+        raise ValueError(f"planner generator version {version} is unknown (have {sorted(VOCAB)})")
+    V, intents = VOCAB[version], INTENTS_BY_VERSION[version]
     rng = random.Random(seed)
-    names, weights = zip(*((k, w) for k, (w, _) in INTENTS.items()))
+    names, weights = zip(*((k, w) for k, (w, _) in intents.items()))
     out = []
     while len(out) < n:
         intent = rng.choices(names, weights)[0]
         obj = _obj(rng, need=intent not in ("lookup", "lookup_then", "nothing", "read"))
-        got = INTENTS[intent][1](rng, obj)
+        got = intents[intent][1](rng, obj, V)
         if got is None:
             continue
         text, calls = got
@@ -368,9 +529,10 @@ def assert_not_in(held_out_texts, requests) -> None:
         raise ValueError(f"{len(clash)} held-out phrasings are in the training requests, e.g. {clash[:3]}")
 
 
-def write_dataset(out: str | Path, n: int, seed: int = 0, val_frac: float = 0.05, held_out=None) -> dict:
+def write_dataset(out: str | Path, n: int, seed: int = 0, val_frac: float = 0.05, held_out=None,
+                  version: int = GENERATOR_VERSION) -> dict:
     """Write ``out/{train,val}.jsonl`` (requests) and ``meta.json``; returns the meta."""
-    reqs = generate(n, seed)
+    reqs = generate(n, seed, version)
     if held_out is not None:
         assert_not_in(held_out, reqs)
     out = Path(out)
@@ -381,7 +543,7 @@ def write_dataset(out: str | Path, n: int, seed: int = 0, val_frac: float = 0.05
         with open(out / f"{k}.jsonl", "w") as f:
             for i, r in enumerate(rs):
                 f.write(json.dumps({"id": f"{k}-{seed}-{i}", **r}, ensure_ascii=False) + "\n")
-    meta = {"format": FORMAT, "format_version": 1, "n": n, "seed": seed, "simulated": True,
+    meta = {"format": FORMAT, "format_version": 1, "n": n, "seed": seed, "generator_version": version, "simulated": True,
             "source": "synthetic planner requests (speclm.finetune.planner_data)",
             "counts": {k: len(v) for k, v in splits.items()},
             "steps": {k: sum(len(r["plan"]) + 1 for r in v) for k, v in splits.items()}}

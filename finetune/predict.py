@@ -100,11 +100,23 @@ def _left_pad(seqs: Sequence[list[int]], pad_id: int):
     return ids, mask
 
 
+def _check_snr_table(tab: dict) -> dict:
+    try:
+        snr, T = [float(x) for x in tab["snr"]], [float(x) for x in tab["T"]]
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ConfigError(f"pz_temperature_snr must be {{'snr': [...], 'T': [...]}}: {exc}") from None
+    if not snr or len(snr) != len(T) or any(b <= a for a, b in zip(snr, snr[1:])) or snr[0] <= 0:
+        raise ConfigError("pz_temperature_snr: need as many T as S/N nodes, S/N positive and increasing")
+    if not all(0.05 <= t <= 20 for t in T):
+        raise ConfigError(f"pz_temperature_snr: every T must be in [0.05, 20], got {T}")
+    return {"snr": snr, "T": T}
+
+
 class RedshiftPredictor:
     """Batched constrained prediction on a ModelRuntime (adapter on)."""
 
     def __init__(self, runtime, preprocess_cfg: PreprocessConfig, codec_cfg: CodecConfig,
-                 temperature: float = 1.0):
+                 temperature: float = 1.0, snr_temperature: dict | None = None):
         if codec_cfg.z_int_digits != 1 or codec_cfg.z_decimals < 2:
             raise ConfigError("constrained p(z) decoding supports answers of the form d.dd[d...]")
         if not (0.05 <= temperature <= 20):
@@ -112,6 +124,11 @@ class RedshiftPredictor:
         #: digit logits are divided by this before the softmax (fitted by `speclm eval calibrate` on
         #: simulated validation spectra, stored in the adapter card; 1 = the raw model)
         self.temperature = float(temperature)
+        #: optional T as a function of the spectrum's r-band S/N ({"snr": [...], "T": [...]}: nodes,
+        #: interpolated in log S/N, held flat beyond the ends), fitted the same way per S/N bin. Why:
+        #: the text the model reads hides the noise level, so its p(z) is as wide for a bright galaxy
+        #: as for a faint one; the calibration supplies what the encoding drops.
+        self.snr_temperature = _check_snr_table(snr_temperature) if snr_temperature else None
         self.rt = runtime
         self.pre = preprocess_cfg
         self.codec = codec_cfg
@@ -123,25 +140,40 @@ class RedshiftPredictor:
         card = runtime.active_card
         if not card:
             raise ConfigError("the active adapter has no training_card.json; cannot know its codec")
-        T = float((card.get("calibration") or {}).get("pz_temperature", 1.0))
+        cal = card.get("calibration") or {}
         return cls(runtime, PreprocessConfig.from_dict(card["preprocess"]), CodecConfig.from_dict(card["codec"]),
-                   temperature=T)
+                   temperature=float(cal.get("pz_temperature", 1.0)), snr_temperature=cal.get("pz_temperature_snr"))
+
+    def temperature_for(self, snr: float | None) -> float:
+        """The p(z) temperature for a spectrum of r-band S/N ``snr`` (None: unknown -> the global T)."""
+        tab = self.snr_temperature
+        if tab is None or snr is None or not math.isfinite(snr) or snr <= 0:
+            return self.temperature
+        return float(np.interp(math.log(snr), np.log(tab["snr"]), tab["T"]))
 
     def predict_spectra(self, spectra: Sequence[Spectrum], batch_size: int = 8, progress: bool = False):
+        from speclm.tools.spectrum import r_band_snr
+
         prompts = [spectrum_prompt(s, self.pre, self.codec) for s in spectra]
-        return self.predict_prompts(prompts, batch_size=batch_size, progress=progress)
+        return self.predict_prompts(prompts, batch_size=batch_size, progress=progress,
+                                    snr=[r_band_snr(s) for s in spectra])
 
-    def predict_values(self, vectors, batch_size: int = 8, progress: bool = False):
+    def predict_values(self, vectors, batch_size: int = 8, progress: bool = False, snr=None):
+        """``snr``: the spectra's r-band S/N (:func:`speclm.tools.spectrum.r_band_snr`), for the
+        S/N-dependent calibration; None uses the global temperature."""
         prompts = [build_prompt(v, self.codec) for v in vectors]
-        return self.predict_prompts(prompts, batch_size=batch_size, progress=progress)
+        return self.predict_prompts(prompts, batch_size=batch_size, progress=progress, snr=snr)
 
-    def predict_prompts(self, prompts: Sequence[str], batch_size: int = 8, progress: bool = False):
+    def predict_prompts(self, prompts: Sequence[str], batch_size: int = 8, progress: bool = False, snr=None):
         from tqdm.auto import tqdm
 
+        if snr is not None and len(snr) != len(prompts):
+            raise ConfigError(f"{len(snr)} S/N values for {len(prompts)} prompts")
+        temps = [self.temperature_for(None if snr is None else snr[i]) for i in range(len(prompts))]
         out: list[RedshiftPrediction] = []
         it = range(0, len(prompts), batch_size)
         for i in tqdm(it, desc="predict", unit="batch", disable=not progress):
-            out.extend(self._predict_batch(prompts[i : i + batch_size]))
+            out.extend(self.summarise_raw(self.raw_logits(prompts[i : i + batch_size]), temps[i : i + batch_size]))
         return out
 
     def _forward(self, ids, mask, pos, cache):
@@ -149,21 +181,20 @@ class RedshiftPredictor:
                             use_cache=True, logits_to_keep=1)
         return out.logits[:, -1, :].float(), getattr(out, "cache", None) or out.past_key_values
 
-    def _predict_batch(self, prompts: Sequence[str]) -> list[RedshiftPrediction]:
-        return self.summarise_raw(self.raw_logits(prompts), self.temperature)
-
-    def summarise_raw(self, raw: dict, temperature: float) -> list[RedshiftPrediction]:
-        """Predictions from the digit logits of :meth:`raw_logits` at a given p(z) temperature."""
-        def sm(x):
-            x = x / temperature
+    def summarise_raw(self, raw: dict, temperature) -> list[RedshiftPrediction]:
+        """Predictions from the digit logits of :meth:`raw_logits` at a given p(z) temperature (one
+        value, or one per spectrum of the batch)."""
+        def sm(x, T):
+            x = x / T.reshape((-1,) + (1,) * (x.ndim - 1))
             x = x - x.max(-1, keepdims=True)
             e = np.exp(x)
             return e / e.sum(-1, keepdims=True)
 
-        def at(T: float) -> list[RedshiftPrediction]:
-            nonlocal temperature
-            temperature = T
-            p1, p2, p3 = sm(raw["l1"]), sm(raw["l2"]), sm(raw["l3"])
+        B = raw["l1"].shape[0]
+        Tb = np.broadcast_to(np.asarray(temperature, dtype=float), (B,)).copy()
+
+        def at(T: np.ndarray) -> list[RedshiftPrediction]:
+            p1, p2, p3 = sm(raw["l1"], T), sm(raw["l2"], T), sm(raw["l3"], T)
             out = []
             for b in range(p1.shape[0]):
                 joint = (p1[b][:, None] * p2[b]).reshape(100)
@@ -172,14 +203,13 @@ class RedshiftPredictor:
                 out.append(self._summarise(int(raw["d0"][b]), joint, int(raw["leaf"][b]), p3[b], g1, g2))
             return out
 
-        T = float(temperature)
-        raw1 = at(1.0)
-        if T == 1.0:
+        raw1 = at(np.ones(B))
+        if np.all(Tb == 1.0):
             return raw1
         # the temperature calibrates the interval (and p(z) itself); the point estimates stay those of
         # the raw p(z): sharpening pulls the median toward the mode, the noisier estimate
         # (simulated test: MAE 0.0052 at T = 1, 0.0066 with the median at T = 0.405)
-        cal = at(T)
+        cal = at(Tb)
         for r1, rc in zip(raw1, cal):
             rc.z, rc.z_mean, rc.z_mode, rc.z_greedy, rc.text = r1.z, r1.z_mean, r1.z_mode, r1.z_greedy, r1.text
             rc.z_lo, rc.z_hi = min(rc.z_lo, rc.z), max(rc.z_hi, rc.z)

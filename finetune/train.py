@@ -511,8 +511,12 @@ def warm_start(model, preset: Preset, path: str) -> dict:
                             f"({len(missing)} LoRA tensors missing, {len(res.unexpected_keys)} unexpected)")
     ids_f = Path(src) / "train_ids.txt"
     ids = ids_f.read_text().split() if ids_f.is_file() else []
+    prior = card.get("init_adapter") or {}
     return {"path": str(Path(src).resolve()), "steps": card.get("steps"), "train_ids_sha": ids_sha(ids),
-            "base_model": card.get("base_model"), "train_ids": ids}
+            "base_model": card.get("base_model"), "train_ids": ids,
+            # what every adapter up the warm-start chain was trained on, so the card alone can
+            # rebuild it (held-out checks) after the intermediate directories are gone
+            "datasets": [card.get("dataset") or {}] + list(prior.get("datasets") or [])}
 
 
 def _version() -> str:

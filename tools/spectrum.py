@@ -125,6 +125,22 @@ def air_to_vacuum(wave_air: np.ndarray | float, *, uv_is_vacuum: bool = False) -
     return float(out) if np.ndim(wave_air) == 0 else out
 
 
+#: the band of the simulator's S/N setting and of :func:`r_band_snr` (observed frame, Angstrom)
+R_BAND = (5600.0, 6800.0)
+
+
+def r_band_snr(spec: Spectrum, band: tuple[float, float] = R_BAND, min_pixels: int = 20) -> float | None:
+    """Median per-pixel S/N (flux * sqrt(ivar)) over the good pixels of the r band, the quantity the
+    simulator's ``snr_*`` settings describe. None when the file carried no uncertainties (ivar was
+    assumed) or fewer than ``min_pixels`` good pixels fall in the band."""
+    if spec.meta.get("ivar_assumed"):
+        return None
+    sel = spec.good & (spec.wavelength >= band[0]) & (spec.wavelength <= band[1])
+    if int(sel.sum()) < min_pixels:
+        return None
+    return float(np.median(spec.flux[sel] * np.sqrt(spec.ivar[sel])))
+
+
 def summary(spec: Spectrum) -> dict[str, Any]:
     """What was read, as a JSON-friendly dict (used by `speclm inspect`, the agent and the UI).
 

@@ -1,0 +1,71 @@
+"""The p(z) calibration pieces that need no model: per-spectrum temperatures, the S/N table, the
+monotone fit, and the r-band S/N every entry point measures the same way."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from speclm.evals.redshift import _non_increasing
+from speclm.finetune.codec import CodecConfig
+from speclm.finetune.predict import RedshiftPredictor, _check_snr_table
+from speclm.tools.errors import ConfigError
+from speclm.tools.spectrum import r_band_snr
+from speclm.tools.synthetic import synthetic_spectrum
+
+
+class _Pred(RedshiftPredictor):
+    """The predictor's arithmetic without a model (summarise_raw and temperature_for only)."""
+
+    def __init__(self, T=0.5, table=None):
+        self.codec, self.temperature = CodecConfig(), T
+        self.snr_temperature = _check_snr_table(table) if table else None
+
+
+def _raw(B=4, seed=0):
+    rng = np.random.default_rng(seed)
+    return {"d0": np.zeros(B, int), "l1": rng.normal(0, 3, (B, 10)), "l2": rng.normal(0, 3, (B, 10, 10)),
+            "l3": rng.normal(0, 3, (B, 10)), "leaf": rng.integers(0, 100, B)}
+
+
+def test_per_spectrum_temperatures_equal_one_at_a_time():
+    p, raw = _Pred(), _raw()
+    Ts = [0.3, 0.7, 1.0, 2.0]
+    batch = p.summarise_raw(raw, Ts)
+    for i, T in enumerate(Ts):
+        one = p.summarise_raw({k: v[i : i + 1] for k, v in raw.items()}, T)[0]
+        assert (batch[i].z_lo, batch[i].z, batch[i].z_hi) == (one.z_lo, one.z, one.z_hi)
+    # a smaller T never widens the interval; the point estimate is the raw model's whatever T
+    sharp, soft = p.summarise_raw(raw, 0.2), p.summarise_raw(raw, 3.0)
+    assert all(a.z_hi - a.z_lo <= b.z_hi - b.z_lo + 1e-12 and a.z == b.z for a, b in zip(sharp, soft))
+    assert any(a.z_hi - a.z_lo < b.z_hi - b.z_lo for a, b in zip(sharp, soft))
+
+
+def test_temperature_follows_the_snr_table():
+    p = _Pred(T=0.55, table={"snr": [5.0, 20.0, 40.0], "T": [0.8, 0.5, 0.3]})
+    assert p.temperature_for(None) == 0.55 and p.temperature_for(float("nan")) == 0.55  # unknown S/N: global T
+    assert p.temperature_for(2.0) == pytest.approx(0.8) and p.temperature_for(500.0) == pytest.approx(0.3)
+    assert p.temperature_for(20.0) == pytest.approx(0.5)
+    assert 0.5 < p.temperature_for(10.0) < 0.8  # interpolated in log S/N
+    assert p.temperature_for(10.0) == pytest.approx(0.8 + (0.5 - 0.8) * np.log(2) / np.log(4))
+    for bad in ({"snr": [5.0, 4.0], "T": [0.5, 0.4]}, {"snr": [5.0], "T": [0.5, 0.4]}, {"snr": [5.0], "T": [40.0]},
+                {"T": [0.5]}):
+        with pytest.raises(ConfigError, match="pz_temperature_snr"):
+            _check_snr_table(bad)
+
+
+def test_monotone_fit_pools_violators():
+    assert _non_increasing([0.8, 0.6, 0.4], [1, 1, 1]) == [0.8, 0.6, 0.4]
+    assert _non_increasing([0.5, 0.7, 0.3], [1, 1, 2]) == pytest.approx([0.6, 0.6, 0.3])
+    assert _non_increasing([0.2, 0.4, 0.6], [1, 1, 1]) == pytest.approx([0.4, 0.4, 0.4])
+
+
+def test_r_band_snr_measures_the_noise_level():
+    lo = synthetic_spectrum(0.05, noise=1.0, seed=1)
+    hi = synthetic_spectrum(0.05, noise=0.1, seed=1)
+    s_lo, s_hi = r_band_snr(lo), r_band_snr(hi)
+    assert 5 < s_lo < 12 and s_hi == pytest.approx(10 * s_lo, rel=0.1)
+    hi.meta["ivar_assumed"] = True  # a file without errors has no S/N to speak of
+    assert r_band_snr(hi) is None
+    cut = synthetic_spectrum(0.05, seed=1)
+    cut.ivar[(cut.wavelength > 5500) & (cut.wavelength < 7000)] = 0
+    assert r_band_snr(cut) is None
