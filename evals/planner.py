@@ -32,10 +32,17 @@ from pathlib import Path
 import yaml
 
 HELDOUT = Path(__file__).resolve().parent / "planner_heldout.yaml"
+#: the held-out sets by name (``speclm eval planner --held-out NAME``), in the order they were written:
+#: "first" and "fresh" were read while generator v2 was designed (development sets for planner v3);
+#: "third" was kept unseen until v3's final evaluation
+HELD_OUT_SETS = {"first": HELDOUT, "fresh": HELDOUT.with_name("planner_heldout_fresh.yaml"),
+                 "third": HELDOUT.with_name("planner_heldout_third.yaml")}
 DEFAULTS = {"cosmology": "Planck18", "radius_arcsec": 3.0}
 
 
 def load_held_out(path: str | Path = HELDOUT) -> list[dict]:
+    """A held-out YAML by path, or by its name in :data:`HELD_OUT_SETS`."""
+    path = HELD_OUT_SETS.get(str(path), path)
     items = yaml.safe_load(Path(path).read_text()) or []
     for i, it in enumerate(items):
         if "text" not in it or "plan" not in it:
@@ -263,7 +270,9 @@ def register_eval(esub) -> None:
                         description=__doc__.split("\n\n")[0] + " Prints a Markdown table; --json writes every row.")
     p.add_argument("--adapter", default="bundled-planner", help="planner adapter directory (default: the bundled one)")
     p.add_argument("--base", default="embedded", help="base model (default: embedded)")
-    p.add_argument("--held-out", default=str(HELDOUT), help="held-out YAML (default: evals/planner_heldout.yaml)")
+    p.add_argument("--held-out", default="first",
+                   help=f"held-out set: a name ({', '.join(HELD_OUT_SETS)}) or a YAML path (default: first, "
+                        "evals/planner_heldout.yaml)")
     p.add_argument("--dataset", default=None, help="score this planner dataset's val split (synthetic requests) "
                    "instead of the held-out phrasings, e.g. to choose between adapters without touching them")
     p.add_argument("--rules-only", action="store_true", help="score the rules only (no model)")

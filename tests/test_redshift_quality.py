@@ -142,6 +142,17 @@ def test_model_alone_on_real_galaxies(predictor, ngc3522_fits, ngc3073_fits):
     close = np.mean(np.abs(np.array([r.z for r in res]) - np.array(z_true)) < 0.01)
     best_const_close = max(np.mean(np.abs(c - np.array(z_true)) < 0.01) for c in np.linspace(0, 0.5, 501))
     assert close >= 0.75 and best_const_close < 0.6, (close, best_const_close)
+    # the two bright DR18 files (r-band S/N > 50) get the S/N table's temperature, not the global one
+    from speclm.finetune.predict import spectrum_prompt
+    from speclm.tools.spectrum import r_band_snr
+
+    bright = spectra[-2:]
+    assert all(r_band_snr(s) > 40 for s in bright)
+    glob = predictor.predict_prompts([spectrum_prompt(s, predictor.pre, predictor.codec) for s in bright])
+    tab = predictor.snr_temperature
+    if tab and tab["T"][-1] < predictor.temperature:
+        assert all(a.z_hi - a.z_lo <= b.z_hi - b.z_lo for a, b in zip(res[-2:], glob))
+        assert [a.z for a in res[-2:]] == [b.z for b in glob]
 
 
 def test_model_alone_on_fixed_simulated_set(predictor):
@@ -191,3 +202,7 @@ def test_bundled_pz_calibration_is_from_simulations(predictor):
     assert cal["split"] == "val" and "sim" in Path(cal["dataset"]).name  # never real spectra
     assert 0.1 < cal["pz_temperature"] < 1.0 and abs(cal["coverage_at_T"] - 0.68) < 0.05
     assert predictor.temperature == pytest.approx(cal["pz_temperature"])  # every prediction uses it
+    tab = cal["pz_temperature_snr"]  # T per r-band S/N, fitted on the same simulated split
+    assert len(tab["snr"]) >= 2 and all(b <= a for a, b in zip(tab["T"], tab["T"][1:]))
+    assert predictor.temperature_for(tab["snr"][-1] * 2) == pytest.approx(tab["T"][-1])
+    assert tab["T"][-1] < predictor.temperature_for(1.0)  # a bright spectrum gets sharper p(z) than a faint one
