@@ -460,8 +460,94 @@ INTENTS: dict[str, tuple[float, Callable]] = {
 
 INTENTS_V2: dict[str, tuple[float, Callable]] = INTENTS | {
     "measure_line": (0.6, _measure_line), "cosmo_two": (0.4, _cosmo_two), "nothing": (0.8, _nothing)}
-INTENTS_BY_VERSION = {1: INTENTS, 2: INTENTS_V2}
-GENERATOR_VERSION = 2  # what `speclm data planner` writes; 1 = the bundled planner v1/v2's data
+# -- generator v3: the tools' whole argument space, read from the schemas and the line list --------
+# (every line the line list knows, by its name, display form and aliases; a named cosmology; a cone
+# radius; surveys by name from tools/data/surveys.yaml)
+COSMO_FORMS = {"WMAP9": ["WMAP9", "WMAP-9", "the WMAP 9-year cosmology", "WMAP9 parameters"],
+               "Planck15": ["Planck15", "Planck 2015", "the Planck 2015 cosmology", "Planck15 parameters"],
+               "Planck18": ["Planck18", "Planck 2018", "the Planck 2018 cosmology"]}
+SURVEY_FORMS = ["SDSS", "BOSS", "eBOSS", "DESI", "the DESI BGS", "DESI's LRG sample", "DESI ELGs", "4MOST", "WEAVE",
+                "Subaru PFS", "PFS", "Euclid", "Euclid NISP", "GAMA", "2dFGRS", "6dFGS", "LSST", "Rubin", "DES", "HSC"]
+
+
+def _line_forms_all() -> dict[str, list[str]]:
+    from speclm.tools.lines import LINES
+
+    out = {}
+    for ln in LINES:
+        forms = [ln.display, ln.name] + [a for a in ln.aliases if len(a) > 2]
+        out[ln.name] = list(dict.fromkeys(forms))
+    return out
+
+
+def _lines_all(rng: random.Random, k: int) -> tuple[list[str], str]:
+    table = _line_forms_all()
+    names = rng.sample(sorted(table), k)
+    forms = [rng.choice(table[n]) for n in names]
+    txt = forms[0] if k == 1 else ", ".join(forms[:-1]) + rng.choice([" and ", " & ", ", ", " plus "]) + forms[-1]
+    return names, txt
+
+
+def _line_pos_all(rng, o: Obj, V: dict):
+    names, txt = _lines_all(rng, rng.choice([1, 1, 2, 2, 3, 4]))
+    if rng.random() < 0.45 or o.z is None:
+        z = _z_value(rng)
+        core = rng.choice(V["LINE_Z"]).format(l=txt, z=_z_text(rng, z))
+    else:
+        z = o.z
+        core = rng.choice(V["LINE_OBJ"]).format(l=txt)
+    return _say(rng, core), [("cosmology", {"z": z, "lines": names})]
+
+
+def _cosmo_model(rng, o: Obj, V: dict):
+    cosmo = rng.choice(sorted(COSMO_FORMS))
+    form = rng.choice(COSMO_FORMS[cosmo])
+    tail = rng.choice([" using {c}", " with {c}", " in {c}", ", assuming {c}", " ({c})", " but with {c} instead of Planck18",
+                       " for {c}"]).format(c=form)
+    args: dict = {}
+    if o.z is None or rng.random() < 0.5:
+        z = _z_value(rng)
+        core = rng.choice(V["COSMO_Z"]).format(z=_z_text(rng, z)) + tail
+    else:
+        z = o.z
+        core = rng.choice(V["COSMO_OBJ"]) + tail
+    args["z"] = z
+    if rng.random() < 0.25:
+        names, txt = _lines_all(rng, rng.choice([1, 2]))
+        core += rng.choice(["; and where is {l}", ", plus the observed wavelength of {l}", " and where {l} lands"]).format(l=txt)
+        args["lines"] = names
+    args["cosmology"] = cosmo
+    return _say(rng, core), [("cosmology", args)]
+
+
+def _lookup_radius(rng, o: Obj, V: dict):
+    ra, dec = round(rng.uniform(0, 359.99), rng.choice([2, 3, 4])), round(rng.uniform(-25, 85), rng.choice([2, 3, 4]))
+    r = rng.choice([1, 2, 5, 5, 10, 10, 15, 20, 30, 60, 120])
+    pos = rng.choice(["RA {a}, Dec {d}", "ra={a} dec={d}", "{a} {d}", "({a}, {d})", "RA {a} deg Dec {d} deg"]).format(
+        a=format_number(ra), d=format_number(dec))
+    core = rng.choice(["search SDSS within {r} arcsec of {p}", "anything in SDSS within {r}\" of {p}",
+                       "look up {p} with a {r} arcsec radius", "SDSS spectra in a {r}-arcsec cone around {p}",
+                       "find the SDSS object near {p}, radius {r} arcsec", "cone search {p}, {r} arcsec"]).format(r=r, p=pos)
+    return _say(rng, core), [("sdss_lookup", {"ra": ra, "dec": dec, "radius_arcsec": float(r)})]
+
+
+def _survey_named(rng, o: Obj, V: dict):
+    if o.z is None:
+        return None
+    a, b = rng.sample(SURVEY_FORMS, 2)
+    core = rng.choice(["could {a} observe it", "is it within reach of {a}", "would {a} have targeted it",
+                       "could {a} or {b} get its spectrum", "which of {a} or {b} could measure its redshift",
+                       "is this object bright enough for {a}", "would {a} pick it up, given its redshift",
+                       "can {a} reach an object like this", "is it in {a}'s redshift range"]).format(a=a, b=b)
+    return _say(rng, core), [("survey_reach", {"z": o.z, "spectype": o.spectype or "GALAXY"})]
+
+
+INTENTS_V3: dict[str, tuple[float, Callable]] = INTENTS_V2 | {
+    "line_position_all": (0.8, _line_pos_all), "cosmo_model": (0.5, _cosmo_model),
+    "lookup_radius": (0.35, _lookup_radius), "survey_named": (0.5, _survey_named)}
+VOCAB[3] = V2 | {"version": 3}
+INTENTS_BY_VERSION = {1: INTENTS, 2: INTENTS_V2, 3: INTENTS_V3}
+GENERATOR_VERSION = 3  # what `speclm data planner` writes; 1 = the bundled planner v1/v2's data, 2 = v3's
 
 
 def _result_for(name: str, rng: random.Random, given: dict | None) -> str:
@@ -491,7 +577,7 @@ def generate(n: int, seed: int = 0, version: int = 1) -> list[dict]:
     out = []
     while len(out) < n:
         intent = rng.choices(names, weights)[0]
-        obj = _obj(rng, need=intent not in ("lookup", "lookup_then", "nothing", "read"))
+        obj = _obj(rng, need=intent not in ("lookup", "lookup_then", "nothing", "read", "lookup_radius"))
         got = intents[intent][1](rng, obj, V)
         if got is None:
             continue
