@@ -90,7 +90,25 @@ def test_generator_v2_near_misses_and_exact_numbers():
     assert pt.parse_step('sdss_lookup {"identifier": "SDSS J1+02"}') == ("sdss_lookup", {"identifier": "SDSS J1+02"})
 
 
-HELD_OUT_SETS = [ev.HELDOUT, ev.HELDOUT.with_name("planner_heldout_fresh.yaml"), ev.HELDOUT.with_name("planner_heldout_third.yaml")]
+def test_generator_v3_spans_the_schemas_arguments():
+    from speclm.tools.lines import LINES
+
+    reqs = pdata.generate(2000, seed=6, version=3)
+    tools = build_tools(predict=lambda s: {})
+    calls = [c for r in reqs for c in r["plan"]]
+    for r in reqs:
+        for c in r["plan"]:
+            assert validate_call(c["name"], c["args"], tools, {"spectrum": {"path": "x.fits"}}) is None, (r, c)
+    named = {ln for c in calls if c["name"] == "cosmology" for ln in c["args"].get("lines", [])}
+    assert len(named) >= 0.9 * len(LINES)  # nearly every line the line list knows is asked for somewhere
+    assert {c["args"].get("cosmology") for c in calls if c["name"] == "cosmology"} >= {"WMAP9", "Planck15"}
+    radius = [c for c in calls if c["name"] == "sdss_lookup" and "radius_arcsec" in c["args"]]
+    assert radius and all(pt.format_number(c["args"]["ra"]) in r["text"] for r in reqs for c in r["plan"]
+                          if c in radius)
+    assert pdata.generate(300, 0, 1) == pdata.generate(300, 0)  # v1 untouched by the later versions
+
+
+HELD_OUT_SETS = list(ev.HELD_OUT_SETS.values())
 
 
 @pytest.mark.parametrize("path", HELD_OUT_SETS, ids=lambda p: p.stem)
