@@ -339,13 +339,18 @@ def _cosmo(rng, o: Obj, V: dict):
 
 def _line_pos(rng, o: Obj, V: dict):
     names, txt = _lines(rng)
+    return _line_request(rng, o, V, names, txt, distance_prefix=True)
+
+
+def _line_request(rng, o: Obj, V: dict, names: list[str], txt: str, distance_prefix: bool):
+    """Where do these lines land: at a z the request names, or at the thread object's."""
     if rng.random() < 0.45 or o.z is None:
         z = _z_value(rng)
         core = rng.choice(V["LINE_Z"]).format(l=txt, z=_z_text(rng, z))
     else:
         z = o.z
         core = rng.choice(V["LINE_OBJ"]).format(l=txt)
-        if rng.random() < 0.35:
+        if distance_prefix and rng.random() < 0.35:
             core = rng.choice(["how far is it, and ", "what's its distance and ", "how far away is it; also "]) + core
     return _say(rng, core), [("cosmology", {"z": z, "lines": names})]
 
@@ -490,13 +495,7 @@ def _lines_all(rng: random.Random, k: int) -> tuple[list[str], str]:
 
 def _line_pos_all(rng, o: Obj, V: dict):
     names, txt = _lines_all(rng, rng.choice([1, 1, 2, 2, 3, 4]))
-    if rng.random() < 0.45 or o.z is None:
-        z = _z_value(rng)
-        core = rng.choice(V["LINE_Z"]).format(l=txt, z=_z_text(rng, z))
-    else:
-        z = o.z
-        core = rng.choice(V["LINE_OBJ"]).format(l=txt)
-    return _say(rng, core), [("cosmology", {"z": z, "lines": names})]
+    return _line_request(rng, o, V, names, txt, distance_prefix=False)
 
 
 def _cosmo_model(rng, o: Obj, V: dict):
