@@ -70,7 +70,7 @@ def _numbers(r, out=sys.stdout) -> None:
     rows = []
     if r.prediction:
         p = r.prediction
-        rows.append(f"model z (median p(z))   {p['z']:.3f}  [68%: {p['z_lo']:.3f}–{p['z_hi']:.3f}]")
+        rows.append(f"model z (median p(z))   {p['z']:.3f}  [68%: {p['z_lo']:.4f}–{p['z_hi']:.4f}]")
     if r.check:
         c = r.check
         rows.append(f"line check              z = {c['z']:.5f} confident={c['confident']} "

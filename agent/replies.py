@@ -121,8 +121,8 @@ def _mpc(x: float) -> str:
 def prediction_sentence(pred: dict) -> str:
     head = f"Model prediction (LoRA adapter on): {pred.get('text') or 'Redshift: ' + format(pred['z'], '.3f')}"
     if pred.get("interval", True):
-        head += (f" — median of p(z) z = {pred['z']:.3f}, 68% interval [{pred['z_lo']:.3f}, "
-                 f"{pred['z_hi']:.3f}], mode {pred['z_mode']:.3f}.")
+        head += (f" — median of p(z) z = {pred['z']:.3f}, 68% interval [{pred['z_lo']:.4f}, "
+                 f"{pred['z_hi']:.4f}], mode {pred['z_mode']:.3f}.")
     else:
         head += " (this endpoint returns no p(z), so no interval)."
     if pred.get("untrained"):

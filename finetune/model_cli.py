@@ -100,9 +100,13 @@ def cmd_predict(args) -> int:
             keep.append((label, s))
         except SpeclmError as exc:
             rows.append({"file": label, "error": str(exc), "error_type": type(exc).__name__})
-    results = pred.predict_prompts(prompts, batch_size=args.batch_size, progress=len(prompts) > 8)
-    for (label, s), r in zip(keep, results):
-        d = {"file": label, **r.to_dict(), "z_catalog": s.z_catalog}
+    from speclm.tools.spectrum import r_band_snr
+
+    # the same per-S/N p(z) temperature as the agent and `speclm eval redshift` (predict_spectra)
+    snr = [r_band_snr(s) for _, s in keep]
+    results = pred.predict_prompts(prompts, batch_size=args.batch_size, progress=len(prompts) > 8, snr=snr)
+    for (label, s), r, sn in zip(keep, results, snr):
+        d = {"file": label, **r.to_dict(), "z_catalog": s.z_catalog, "snr_r": sn, "pz_temperature": pred.temperature_for(sn)}
         if args.refine:
             d = refined_record(label, s, d)
         rows.append(d)

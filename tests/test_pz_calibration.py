@@ -69,3 +69,21 @@ def test_r_band_snr_measures_the_noise_level():
     cut = synthetic_spectrum(0.05, seed=1)
     cut.ivar[(cut.wavelength > 5500) & (cut.wavelength < 7000)] = 0
     assert r_band_snr(cut) is None
+
+
+def test_digit_mass_is_centred_on_the_digit_the_codec_rounds_to():
+    """The codec writes f"{z:.3f}" (rounding), so an answer "0.021" stands for 0.0205 <= z < 0.0215:
+    p(z) all on that answer gives median 0.021 and an interval centred on it, inside that bin (the
+    old [0.021, 0.022) placement put every quantile 0.0005 high)."""
+    p = _Pred(T=1.0)
+    big = 40.0
+    l1, l2, l3 = np.zeros((1, 10)), np.zeros((1, 10, 10)), np.zeros((1, 10))
+    l1[0, 0], l2[0, 0, 2], l3[0, 1] = big, big, big
+    r = p.summarise_raw({"d0": np.zeros(1, int), "l1": l1, "l2": l2, "l3": l3, "leaf": np.array([2])}, 1.0)[0]
+    assert r.z == 0.021 and r.z_mode == 0.021
+    assert 0.0205 <= r.z_lo < 0.021 < r.z_hi <= 0.0215
+    assert abs((r.z_lo + r.z_hi) / 2 - 0.021) < 1e-4
+    # and a p(z) split evenly between two neighbouring answers has its median between them
+    l3[0, 1], l3[0, 2] = big, big
+    r2 = p.summarise_raw({"d0": np.zeros(1, int), "l1": l1, "l2": l2, "l3": l3, "leaf": np.array([2])}, 1.0)[0]
+    assert 0.0205 < r2.z_lo < 0.0215 < r2.z_hi < 0.0225

@@ -73,14 +73,14 @@ def shorten(s: str, n: int = 90) -> str:
 def _tool_formatters() -> dict[str, Callable[[float], str]]:
     from speclm.agent import replies
 
-    three, five = (lambda x: f"{x:.3f}"), (lambda x: f"{x:.5f}")
+    three, four, five = (lambda x: f"{x:.3f}"), (lambda x: f"{x:.4f}"), (lambda x: f"{x:.5f}")
     return {
         "cosmology.lookback_gyr": replies.fmt_gyr,
         "cosmology.age_at_z_gyr": lambda x: f"{x:.2f} Gyr",
         "cosmology.luminosity_distance_mpc": replies._mpc,
         "cosmology.comoving_distance_mpc": replies._mpc,
         "cosmology.recession_velocity_km_s": lambda x: f"{x:,.0f} km/s",
-        "prediction.z": three, "prediction.z_lo": three, "prediction.z_hi": three,
+        "prediction.z": three, "prediction.z_lo": four, "prediction.z_hi": four,
         "check.z": five, "lookup.z": five,
     }
 
