@@ -147,8 +147,10 @@ def args_match(got: dict, want: dict, tool: str | None = None) -> bool:
     """Same arguments after normalisation (module docstring); spectrum_path is never compared."""
     if tool == "sdss_lookup":
         got, want = _lookup_key(got), _lookup_key(want)
-    g = {k: v for k, v in got.items() if k != "spectrum_path" and not (k in DEFAULTS and v == DEFAULTS[k])}
-    w = {k: v for k, v in want.items() if k != "spectrum_path"}
+    def meaningful(a: dict) -> dict:  # a default may be left out or written, on either side
+        return {k: v for k, v in a.items() if k != "spectrum_path" and not (k in DEFAULTS and v == DEFAULTS[k])}
+
+    g, w = meaningful(got), meaningful(want)
     if set(g) != set(w):
         return False
     for k in w:

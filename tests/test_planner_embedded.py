@@ -141,7 +141,13 @@ def test_scorer_rewards_the_right_plan_and_punishes_constants():
     garbage = ev.score_planner(lambda c, t, d: "Sure! The redshift is 0.1.", items)
     assert garbage["right"] == 0 and garbage["fallback"] == 1.0
     assert ev.args_match({"lines": ["Hβ", "[OIII] 5007"], "z": 0.3}, {"z": 0.3, "lines": ["OIII5008", "Hbeta"]})
-    assert not ev.args_match({"z": 0.31}, {"z": 0.3}) and ev.args_match({"z": 3}, {"z": 3.0, "cosmology": "Planck18"}) is False
+    assert not ev.args_match({"z": 0.31}, {"z": 0.3})
+    # a schema default may be left out or written on either side (a request naming Planck18 is
+    # answered right with or without it); any other cosmology must be there
+    assert ev.args_match({"z": 3}, {"z": 3.0, "cosmology": "Planck18"})
+    assert ev.args_match({"z": 3, "cosmology": "Planck18"}, {"z": 3.0, "cosmology": "Planck18"})
+    assert not ev.args_match({"z": 3}, {"z": 3.0, "cosmology": "WMAP9"})
+    assert not ev.args_match({"z": 3, "cosmology": "WMAP9"}, {"z": 3.0})
     assert ev.args_match({"z": 3, "cosmology": "Planck18"}, {"z": 3.0})
 
 
