@@ -546,7 +546,124 @@ INTENTS_V3: dict[str, tuple[float, Callable]] = INTENTS_V2 | {
     "lookup_radius": (0.35, _lookup_radius), "survey_named": (0.5, _survey_named)}
 VOCAB[3] = V2 | {"version": 3}
 INTENTS_BY_VERSION = {1: INTENTS, 2: INTENTS_V2, 3: INTENTS_V3}
-GENERATOR_VERSION = 3  # what `speclm data planner` writes; 1 = the bundled planner v1/v2's data, 2 = v3's
+
+# -- generator v4: the request wrapped in what people add around it (a purpose, a referee, a thank-you
+# that names a result), angular scales, spectral indices, blind scans, lines named before the object
+# type ("C IV for a QSO at ..."), cosmology named up front, negative declinations, lookups whose
+# answer is the lookup itself, and questions about an object that is not loaded -------------------
+EXTRA4 = {
+    "COSMO_OBJ": ["how many kpc does one arcsecond cover there", "what's the physical scale per arcsec at its z",
+                  "I need the angular diameter distance", "what's the kpc/arcsec scale for it",
+                  "how old was the cosmos when it emitted this", "what's its light-travel distance",
+                  "what look-back time does its redshift imply", "how far, in Gpc", "what's the comoving distance out to it"],
+    "COSMO_Z": ["how many kpc does one arcsecond span at {z}", "1 arcsec in kpc at {z}?", "physical scale at {z}",
+                "{z}: lookback time?", "{z} - how far is that", "what's the cosmic age at {z}",
+                "light travel time to {z} in Gyr", "D_A and D_L at {z}", "how far back in time is {z}",
+                "the age of the universe for {z}", "comoving distance to {z}"],
+    "LINE_Z": ["{l} positions for a quasar at {z}", "{l} for a QSO at {z}: where?", "{l} for a galaxy at {z}",
+               "for a QSO sitting at {z}, where are {l}", "observed {l} for a source at {z} in Å",
+               "where do {l} fall if the object is at {z}", "{l} observed-frame, {z}"],
+    "LINE_OBJ": ["which observed wavelengths should I check for {l} here", "where are {l} in this quasar",
+                 "{l} positions?", "observed {l}, please", "in this spectrum, where would I see {l}"],
+    "MEASURE": ["Dn4000 and HδA please", "what are its Lick indices", "is it post-starburst",
+                "how strong is the 4000 Å break", "any sign of a post-starburst population",
+                "what's the Hδ absorption strength", "where does it sit on the BPT diagram",
+                "WHAN class?", "is it a retired galaxy", "what's the [N II]/Hα ratio", "what's the D4000n",
+                "is there an AGN in it", "how fast are its stars moving", "what's its stellar population age"],
+    "SEARCH": ["the header has no redshift, find one", "blind scan it for me", "I have no idea of its z, work it out",
+               "no redshift known: search for one", "run a blind redshift search", "what's this thing? no z yet",
+               "is this a star or a quasar", "scan it with galaxy, QSO and star templates"],
+    "CHECK": ["check {z} for this quasar against its emission features", "check {z} against its lines",
+              "is {z} consistent with the emission features", "the catalogue says {z}; does it hold up",
+              "would {z} line up with the features", "test {z}", "my guess is {z}, check it against the lines"],
+    "LOOKUP": ["{i} in SDSS: what is it and what's its catalog z", "what's the catalog redshift of {i}",
+               "{i} - anything spectroscopic in SDSS there", "sdss spectrum at {i}", "is there an SDSS spectrum at {i}",
+               "{i}: class and z from SDSS", "SDSS at {i}", "what did SDSS measure for {i}"],
+    "NOTHING": ["cheers, that was exactly what I needed", "perfect, that BPT placement is what my referee asked for",
+                "thanks, the distance helps a lot", "great, the Hα numbers look right", "ok thanks, the line check was useful",
+                "nice, that survey list is handy", "thanks for the redshift", "brilliant, I'll put that in the paper",
+                "how do quasars get so bright", "what's the difference between Planck15 and Planck18",
+                "why is the sky dark at night", "what is the 4000 Å break", "what does a broad Hα line mean",
+                "what's a post-starburst galaxy", "can you explain the BPT diagram", "what is velocity dispersion"],
+}
+PURPOSES = [" so I can put a scale bar on the image", " for the paper", ", my referee wants it", " for a proposal",
+            " (for a talk tomorrow)", " - writing it up now", ", need it for a plot", " for my thesis chapter",
+            " for the table in section 3", " to compare with the literature"]
+COSMO_FIRST = ["{c} please — ", "{c}: ", "with {c}, ", "assuming {c}: ", "{c} cosmology - "]
+
+
+def _v4_say(rng, core: str) -> str:
+    """A v4 request: sometimes with a purpose clause whose words must not change the plan."""
+    if rng.random() < 0.25:
+        core = core + rng.choice(PURPOSES)
+    return _say(rng, core)
+
+
+def _ident_v4(rng: random.Random, V: dict) -> Ident:
+    """v4: coordinates with negative declinations as often as positive ones, and bare pairs."""
+    if rng.random() < 0.6:
+        return _ident(rng, V)
+    ra = round(rng.uniform(0, 359.99), rng.choice([3, 4, 5]))
+    dec = round(rng.uniform(-89, 89), rng.choice([3, 4]))
+    d = format_number(dec)
+    ds = d if dec < 0 else rng.choice(["+", ""]) + d
+    t = rng.choice(["ra={r} dec={d}", "{r} {d}", "RA {r}, Dec {d}", "({r}, {d})", "{r}, {d}", "ra {r} / dec {d}",
+                    "RA={r}° Dec={d}°", "α {r} δ {d}"])
+    return Ident(t.format(r=format_number(ra), d=ds), {"ra": ra, "dec": dec})
+
+
+def _lookup_v4(rng, o: Obj, V: dict):
+    i = _ident_v4(rng, V)
+    return _v4_say(rng, rng.choice(V["LOOKUP"]).format(i=i.text)), [("sdss_lookup", i.args)]
+
+
+def _cosmo_v4(rng, o: Obj, V: dict):
+    """Cosmology with the model named first, a purpose clause, or a line asked in the same breath."""
+    got = _cosmo(rng, o, V)
+    text, calls = got
+    args = dict(calls[0][1])
+    if rng.random() < 0.4:
+        cosmo = rng.choice(sorted(COSMO_FORMS))
+        text = rng.choice(COSMO_FIRST).format(c=rng.choice(COSMO_FORMS[cosmo])) + text[0].lower() + text[1:]
+        args["cosmology"] = cosmo
+    elif rng.random() < 0.4:
+        names, txt = _lines_all(rng, rng.choice([1, 1, 2]))
+        text = rng.choice(["which wavelength does {l} get redshifted to, and ", "where does {l} land, and ",
+                           "{l} position plus "]).format(l=txt) + text[0].lower() + text[1:]
+        args["lines"] = names
+    if rng.random() < 0.25:
+        text = text + rng.choice(PURPOSES)
+    return text, [("cosmology", args)]
+
+
+def _measure_v4(rng, o: Obj, V: dict):
+    if not _need_obj(o):
+        return None
+    return _v4_say(rng, rng.choice(V["MEASURE"])), [("measure_spectrum", {"z": o.z, "spectype": o.spectype or "GALAXY"})]
+
+
+def _line_v4(rng, o: Obj, V: dict):
+    names, txt = _lines_all(rng, rng.choice([1, 2, 2, 3]))
+    text, calls = _line_request(rng, o, V, names, txt, distance_prefix=False)
+    return (text + rng.choice(PURPOSES) if rng.random() < 0.2 else text), calls
+
+
+def _nothing_v4(rng, o: Obj, V: dict):
+    """No call: chat and thanks (which name results), or a question about an object that is not loaded."""
+    if o.z is None and not o.has_spectrum and rng.random() < 0.35:
+        names, _ = _lines(rng, 2)
+        form = rng.choice(LINE_FORMS[names[0]])
+        q = rng.choice(V["MEASURE"] + V["SURVEY"] + V["PREDICT"][:4] + [m.format(l=form, m=form) for m in V["MEASURE_LINE"]])
+        return _say(rng, q), []
+    return _say(rng, rng.choice(V["NOTHING"])), []
+
+
+VOCAB[4] = {k: (v + EXTRA4.get(k, []) if isinstance(v, list) else v) for k, v in VOCAB[3].items()} | {"version": 4}
+INTENTS_V4: dict[str, tuple[float, Callable]] = INTENTS_V3 | {
+    "lookup_v4": (0.6, _lookup_v4), "cosmology_v4": (0.8, _cosmo_v4), "measure_v4": (0.6, _measure_v4),
+    "line_position_v4": (0.6, _line_v4), "nothing": (1.0, _nothing_v4)}
+INTENTS_BY_VERSION = {1: INTENTS, 2: INTENTS_V2, 3: INTENTS_V3, 4: INTENTS_V4}
+GENERATOR_VERSION = 4  # what `speclm data planner` writes; 1 = planner v1/v2's data, 2 = v3's, 3 = v4's, 4 = v5's
 
 
 def _result_for(name: str, rng: random.Random, given: dict | None) -> str:
@@ -567,7 +684,8 @@ ERRORS = ["ValidationError: z must be >= 0", "SDSSError: no SDSS spectrum matche
 def generate(n: int, seed: int = 0, version: int = 1) -> list[dict]:
     """``n`` requests: {text, context, intent, plan: [{name, args, result}]} (plans may be empty).
     ``version`` picks the phrase vocabulary (1: the original, reproduced exactly; 2: more phrasings and
-    near misses); the same (n, seed, version) always gives the same requests."""
+    near misses; 3: the schemas' whole argument space; 4: what people wrap around a request); the
+    same (n, seed, version) always gives the same requests."""
     if version not in VOCAB:
         raise ValueError(f"planner generator version {version} is unknown (have {sorted(VOCAB)})")
     V, intents = VOCAB[version], INTENTS_BY_VERSION[version]

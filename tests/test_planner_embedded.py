@@ -108,6 +108,34 @@ def test_generator_v3_spans_the_schemas_arguments():
     assert pdata.generate(300, 0, 1) == pdata.generate(300, 0)  # v1 untouched by the later versions
 
 
+
+def test_generator_v4_wraps_requests_without_changing_their_plans():
+    """v4's additions: purpose clauses and thank-yous that name results must not change the plan;
+    negative declinations are written with their sign; v3 (planner v4's data) is reproduced exactly."""
+    reqs = pdata.generate(3000, seed=7, version=4)
+    tools = build_tools(predict=lambda s: {})
+    for r in reqs:
+        for c in r["plan"]:
+            assert validate_call(c["name"], c["args"], tools, {"spectrum": {"path": "x.fits"}}) is None, (r, c)
+    purpose = [r for r in reqs if any(r["text"].rstrip("?.! ").lower().endswith(p.strip(" ,-()").lower().rstrip(")"))
+                                      or p.strip(" ,") in r["text"] for p in pdata.PURPOSES)]
+    assert len(purpose) >= 50 and {r["plan"][0]["name"] for r in purpose if r["plan"]} >= {"cosmology", "measure_spectrum"}
+    thanks = [r for r in reqs if r["intent"] == "nothing" and any(w in r["text"] for w in ("BPT", "distance", "Hα"))]
+    assert thanks and all(r["plan"] == [] for r in thanks)
+    south = [c for r in reqs for c in r["plan"] if c["name"] == "sdss_lookup" and (c["args"].get("dec") or 0) < 0]
+    assert len(south) >= 20
+    for r in reqs:
+        for c in r["plan"]:
+            if c["name"] == "sdss_lookup" and (c["args"].get("dec") or 0) < 0:
+                assert pt.format_number(c["args"]["dec"]) in r["text"], r  # the minus sign is in the text
+    # generate(n, seed, 3) must stay what planner v4 was trained on (its card names n, seed, version)
+    import hashlib
+    import json
+
+    blob = json.dumps(pdata.generate(400, 3, 3), sort_keys=True, ensure_ascii=False).encode()
+    assert hashlib.sha256(blob).hexdigest()[:16] == "0066a96e6d366265"
+    assert pdata.GENERATOR_VERSION == 4
+
 HELD_OUT_SETS = list(ev.HELD_OUT_SETS.values())
 
 
