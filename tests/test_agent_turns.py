@@ -65,7 +65,7 @@ def test_spectrum_turn_then_followup(tiny_rt, tmp_path, ngc3522_fits, lora_log):
     assert r.spectype == "GALAXY" and r.z == pytest.approx(0.00402, abs=3e-4) and r.search["confident"]
     assert r.z_source == "template fit (galaxy)" and f"z = {r.z:.5f}" in r.reply
     assert c["z"] == pytest.approx(r.z) and replies.fmt_gyr(c["lookback_gyr"]) in r.reply
-    assert f"{p['z_lo']:.3f}" in r.reply and f"{p['z_hi']:.3f}" in r.reply
+    assert f"{p['z_lo']:.4f}" in r.reply and f"{p['z_hi']:.4f}" in r.reply  # the interval keeps 4 decimals
     assert "".join(e["text"] for e in events if e["type"] == "token").strip() == r.reply.strip()
     assert lora_log and all(lora_log)  # toggle: only the redshift step ran, adapter on
 
