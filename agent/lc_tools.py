@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Callable, Optional
 
 from langchain_core.tools import StructuredTool
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 
 from speclm.agent.state import jsonable
 
@@ -51,6 +51,23 @@ class CosmologyInput(BaseModel):
     cosmology: str = Field("Planck18", description="Planck18, Planck15, WMAP9 or 'flat'")
     lines: Optional[list[str]] = Field(None, description="line names for observed positions "
                                        "(e.g. ['Halpha', 'OIII5008']); default: the usual optical set")
+
+    @field_validator("lines")
+    @classmethod
+    def _known_lines(cls, v):
+        """Only names the line list knows: a planner's 'CIII1549' or 'QSO' is refused here, with the
+        list of known names, instead of failing inside the tool."""
+        from speclm.tools.lines import LINES, get
+
+        bad = []
+        for n in v or []:
+            try:
+                get(n)
+            except Exception:  # UnknownLineError
+                bad.append(n)
+        if bad:
+            raise ValueError(f"unknown line names {bad}; known: {', '.join(l.name for l in LINES)}")
+        return v
 
 
 class RedshiftCheckInput(BaseModel):

@@ -266,3 +266,13 @@ def test_unusable_proposal_falls_back_to_the_rules(embedded_backend, tmp_path):
                               checkpoint_db=str(tmp_path / "f.sqlite")), backend=embedded_backend)
     r = a.turn("t", "What is the lookback time at z = 0.3?")
     assert r.planner == "rules (fallback)" and r.route == "cosmology" and r.cosmology["z"] == pytest.approx(0.3)
+
+
+def test_cosmology_schema_refuses_names_the_line_list_does_not_know():
+    """A planner's 'CIII1549' (C III] is at 1909 Å) or 'QSO' is refused by the schema, so the call never
+    reaches the tool; every spelling the line list knows passes."""
+    tools = build_tools(predict=lambda s: {})
+    err = validate_call("cosmology", {"z": 2.3, "lines": ["CIV1549", "CIII1549"]}, tools, {})
+    assert err and "CIII1549" in err and "CIV1549" not in err.split("known:")[0]
+    assert validate_call("cosmology", {"z": 2.3, "lines": ["QSO"]}, tools, {})
+    assert validate_call("cosmology", {"z": 2.3, "lines": ["C III]", "Hα", "[O III] 5007", "Dn4000"]}, tools, {}) is None
