@@ -77,7 +77,9 @@ def register(subparsers) -> None:
     p.add_argument("--generator-version", type=int, default=None,
                    help="phrase vocabulary: 1 = the original (planner v1/v2), 2 = more phrasings and near misses "
                         "(v3), 3 = every line, named cosmologies, cone radii, surveys by name (v4), 4 = purpose "
-                        "clauses, thank-yous, indices, blind scans, signed declinations (v5) (default: the newest)")
+                        "clauses, thank-yous, indices, blind scans, signed declinations (v5), 5 = both halves of two-step "
+                        "requests, checking the model's z, terse abbreviations, long numbers and paths (v6) "
+                        "(default: the newest)")
     p.set_defaults(func=_planner)
 
     p = dsub.add_parser("info", help="summarise a dataset (counts, z histogram, tokens per spectrum)",

@@ -663,7 +663,76 @@ INTENTS_V4: dict[str, tuple[float, Callable]] = INTENTS_V3 | {
     "lookup_v4": (0.6, _lookup_v4), "cosmology_v4": (0.8, _cosmo_v4), "measure_v4": (0.6, _measure_v4),
     "line_position_v4": (0.6, _line_v4), "nothing": (1.0, _nothing_v4)}
 INTENTS_BY_VERSION = {1: INTENTS, 2: INTENTS_V2, 3: INTENTS_V3, 4: INTENTS_V4}
-GENERATOR_VERSION = 4  # what `speclm data planner` writes; 1 = planner v1/v2's data, 2 = v3's, 3 = v4's, 4 = v5's
+
+
+# -- generator v5: two-step plans whose second half is easy to drop (then survey reach, then a line,
+# cosmology then surveys), checking the model's own z, distrust of the model as a reason for the
+# blind search, "could it be a star of some kind", terse distance abbreviations, long numbers and
+# paths copied digit by digit -------------------------------------------------------------------
+EXTRA5 = {
+    "SEARCH": ["forget the model's z and run the template search", "could it be a foreground star instead",
+               "could this be an M dwarf", "maybe it's a white dwarf? fit templates", "ignore the LLM and scan all redshifts",
+               "is it possibly a star rather than a galaxy", "could it be a cool star", "skip the model, fit templates"],
+    "COSMO_Z": ["D_L and D_A for {z} pls", "D_L for {z}?", "D_A at {z}", "dist mod at {z}", "t_lookback for {z}",
+                "{z}: D_L, D_A?", "Mpc to {z}?"],
+    "COSMO_OBJ": ["D_L and D_A pls", "D_L?", "dist mod?", "t_lookback?", "D_C for it"],
+}
+THEN_SURVEY = ["{L}: could DESI observe it", "{L}, then which surveys could reach it", "{L} - would 4MOST get it",
+               "{L} and tell me which surveys cover it", "{L}; is it bright enough for SDSS"]
+THEN_LINES = ["{L} and tell me where {l} lands", "{L}, then the observed wavelength of {l}", "{L}; where is {l}"]
+COSMO_SURVEY = ["lookback time plus which surveys could reach it", "how far is it, and could DESI observe it",
+                "distance and survey reach please", "how far away is it, and which surveys cover that redshift"]
+CHECK_MODEL = ["check the model's redshift against the emission lines", "is the model's z right? test it on the lines",
+               "verify the LLM's redshift with a line check", "does the model's answer fit the lines"]
+
+
+def _lookup_then_v5(rng, o: Obj, V: dict):
+    i = _ident_v4(rng, V)
+    lk = rng.choice(V["LOOKUP"]).format(i=i.text)
+    z, typ = _num(rng, 0.001, 2.5), rng.choice(["GALAXY"] * 3 + ["QSO"] * 2)
+    first = ("sdss_lookup", i.args, {"z": z, "obj_class": typ})
+    if rng.random() < 0.5:
+        return _say(rng, rng.choice(THEN_SURVEY).format(L=lk)), [first, ("survey_reach", {"z": z, "spectype": typ})]
+    names, txt = _lines_all(rng, rng.choice([1, 1, 2]))
+    return _say(rng, rng.choice(THEN_LINES).format(L=lk, l=txt)), [first, ("cosmology", {"z": z, "lines": names})]
+
+
+def _cosmo_survey(rng, o: Obj, V: dict):
+    if o.z is None:
+        return None
+    return _say(rng, rng.choice(COSMO_SURVEY)), [("cosmology", {"z": o.z}),
+                                               ("survey_reach", {"z": o.z, "spectype": o.spectype or "GALAXY"})]
+
+
+def _check_model(rng, o: Obj, V: dict):
+    """"Check the model's z": the thread's z when it came from the model, else predict first."""
+    if not o.has_spectrum:
+        return None
+    if o.z is not None and o.source == "model":
+        return _say(rng, rng.choice(CHECK_MODEL)), [("redshift_check", {"z0": o.z})]
+    z = _num(rng, 0.001, 0.5)
+    return _say(rng, rng.choice(CHECK_MODEL)), [("predict_redshift", {}, {"z": z}), ("redshift_check", {"z0": z})]
+
+
+def _lookup_long(rng, o: Obj, V: dict):
+    """Plate/MJD/fiber with slashes and five-digit MJDs copied digit by digit; paths with ./ and ../."""
+    if rng.random() < 0.5:
+        plate, mjd, fib = rng.randint(266, 12000), rng.randint(51000, 59999), rng.randint(1, 1000)
+        t = rng.choice(["{p}/{m}/{f} in SDSS?", "{p}/{m}/{f}", "SDSS {p}/{m}/{f}", "what's {p}/{m}/{f}",
+                        "{p}-{m}-{f}?"]).format(p=plate, m=mjd, f=fib)
+        return _say(rng, t), [("sdss_lookup", {"plate": plate, "mjd": mjd, "fiberid": fib})]
+    p = rng.choice(["./", "../", "./reduced/", "../data/", "~/obs/", "/scratch/"]) + rng.choice(
+        ["obj42_coadd.txt", "n5548_blue.fits", "target-07.csv", "coadd_final.fits", "spec_b12.txt"])
+    t = rng.choice(["here's my reduced spectrum, {p} - read it in", "read {p}", "load {p} please", "my file: {p}"]).format(p=p)
+    return _say(rng, t), [("read_spectrum", {"path": p})]
+
+
+VOCAB[5] = {k: (v + EXTRA5.get(k, []) if isinstance(v, list) else v) for k, v in VOCAB[4].items()} | {"version": 5}
+INTENTS_V5: dict[str, tuple[float, Callable]] = INTENTS_V4 | {
+    "lookup_then_v5": (0.8, _lookup_then_v5), "cosmo_survey": (0.4, _cosmo_survey), "check_model": (0.4, _check_model),
+    "lookup_long": (0.4, _lookup_long)}
+INTENTS_BY_VERSION[5] = INTENTS_V5
+GENERATOR_VERSION = 5  # what `speclm data planner` writes; 1 = planner v1/v2's data, 2 = v3's, 3 = v4's, 4 = v5's, 5 = v6's
 
 
 def _result_for(name: str, rng: random.Random, given: dict | None) -> str:

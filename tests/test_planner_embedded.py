@@ -134,7 +134,29 @@ def test_generator_v4_wraps_requests_without_changing_their_plans():
 
     blob = json.dumps(pdata.generate(400, 3, 3), sort_keys=True, ensure_ascii=False).encode()
     assert hashlib.sha256(blob).hexdigest()[:16] == "0066a96e6d366265"
-    assert pdata.GENERATOR_VERSION == 4
+    # and generate(n, seed, 4) what planner v5 was trained on
+    blob = json.dumps(pdata.generate(400, 4, 4), sort_keys=True, ensure_ascii=False).encode()
+    assert hashlib.sha256(blob).hexdigest()[:16] == "6ece560fa2046f8d"
+
+
+def test_generator_v5_keeps_both_halves_of_a_two_step_request():
+    """v5: 'look it up, then which surveys / where does a line land' and 'how far, and which surveys'
+    are two calls, the second using the first's z; "check the model's z" checks the thread's model z
+    or predicts first."""
+    reqs = pdata.generate(2500, seed=8, version=5)
+    tools = build_tools(predict=lambda s: {})
+    for r in reqs:
+        for c in r["plan"]:
+            assert validate_call(c["name"], c["args"], tools, {"spectrum": {"path": "x.fits"}}) is None, (r, c)
+    two = [r for r in reqs if r["intent"] in ("lookup_then_v5", "cosmo_survey") and len(r["plan"]) == 2]
+    assert len(two) >= 100
+    assert {r["plan"][1]["name"] for r in two} == {"survey_reach", "cosmology"}
+    for r in two:
+        if r["plan"][0]["name"] == "sdss_lookup":  # the second call uses the looked-up z
+            assert r["plan"][1]["args"]["z"] == pytest.approx(float(r["plan"][0]["result"].split("z=")[1].split()[0].rstrip(",;")))
+    chk = [r for r in reqs if r["intent"] == "check_model"]
+    assert chk and all(r["plan"][-1]["name"] == "redshift_check" or "rror" in r["plan"][0]["result"] for r in chk)
+    assert pdata.GENERATOR_VERSION == 5
 
 HELD_OUT_SETS = list(ev.HELD_OUT_SETS.values())
 
