@@ -36,11 +36,13 @@ HELDOUT = Path(__file__).resolve().parent / "planner_heldout.yaml"
 #: "first" and "fresh" were read while generator v2 was designed (development sets for planner v3);
 #: "third" was kept unseen until v3's evaluation, whose failures then shaped generator v3; "fourth"
 #: was kept unseen until v4's final evaluation, whose failures then shaped generator v4; "fifth" was
-#: written by someone who never read the generator, and kept unseen until v5's final evaluation
+#: written by someone who never read the generator, and kept unseen until v5's final evaluation, whose
+#: failures then shaped generator v5; "sixth" likewise, unseen until v6's final evaluation
 HELD_OUT_SETS = {"first": HELDOUT, "fresh": HELDOUT.with_name("planner_heldout_fresh.yaml"),
                  "third": HELDOUT.with_name("planner_heldout_third.yaml"),
                  "fourth": HELDOUT.with_name("planner_heldout_fourth.yaml"),
-                 "fifth": HELDOUT.with_name("planner_heldout_fifth.yaml")}
+                 "fifth": HELDOUT.with_name("planner_heldout_fifth.yaml"),
+                 "sixth": HELDOUT.with_name("planner_heldout_sixth.yaml")}
 DEFAULTS = {"cosmology": "Planck18", "radius_arcsec": 3.0}
 
 
