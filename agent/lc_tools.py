@@ -57,13 +57,14 @@ class CosmologyInput(BaseModel):
     def _known_lines(cls, v):
         """Only names the line list knows: a planner's 'CIII1549' or 'QSO' is refused here, with the
         list of known names, instead of failing inside the tool."""
+        from speclm.tools.errors import UnknownLineError
         from speclm.tools.lines import LINES, get
 
         bad = []
         for n in v or []:
             try:
                 get(n)
-            except Exception:  # UnknownLineError
+            except UnknownLineError:
                 bad.append(n)
         if bad:
             raise ValueError(f"unknown line names {bad}; known: {', '.join(l.name for l in LINES)}")

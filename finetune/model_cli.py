@@ -82,6 +82,7 @@ def iter_inputs(paths, split: str, limit: int):
 def cmd_predict(args) -> int:
     from speclm.finetune.predict import RedshiftPredictor, spectrum_prompt
     from speclm.finetune.runtime import ModelRuntime, read_card, resolve_adapter
+    from speclm.tools.spectrum import r_band_snr
 
     adapter = resolve_adapter(args.adapter)
     base = args.base or read_card(adapter).get("base_model") or "embedded"
@@ -100,8 +101,6 @@ def cmd_predict(args) -> int:
             keep.append((label, s))
         except SpeclmError as exc:
             rows.append({"file": label, "error": str(exc), "error_type": type(exc).__name__})
-    from speclm.tools.spectrum import r_band_snr
-
     # the same per-S/N p(z) temperature as the agent and `speclm eval redshift` (predict_spectra)
     snr = [r_band_snr(s) for _, s in keep]
     results = pred.predict_prompts(prompts, batch_size=args.batch_size, progress=len(prompts) > 8, snr=snr)

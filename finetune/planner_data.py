@@ -619,8 +619,7 @@ def _lookup_v4(rng, o: Obj, V: dict):
 
 def _cosmo_v4(rng, o: Obj, V: dict):
     """Cosmology with the model named first, a purpose clause, or a line asked in the same breath."""
-    got = _cosmo(rng, o, V)
-    text, calls = got
+    text, calls = _cosmo(rng, o, V)
     args = dict(calls[0][1])
     if rng.random() < 0.4:
         cosmo = rng.choice(sorted(COSMO_FORMS))
@@ -753,8 +752,8 @@ ERRORS = ["ValidationError: z must be >= 0", "SDSSError: no SDSS spectrum matche
 def generate(n: int, seed: int = 0, version: int = 1) -> list[dict]:
     """``n`` requests: {text, context, intent, plan: [{name, args, result}]} (plans may be empty).
     ``version`` picks the phrase vocabulary (1: the original, reproduced exactly; 2: more phrasings and
-    near misses; 3: the schemas' whole argument space; 4: what people wrap around a request); the
-    same (n, seed, version) always gives the same requests."""
+    near misses; 3: the schemas' whole argument space; 4: what people wrap around a request; 5: both
+    halves of two-step requests); the same (n, seed, version) always gives the same requests."""
     if version not in VOCAB:
         raise ValueError(f"planner generator version {version} is unknown (have {sorted(VOCAB)})")
     V, intents = VOCAB[version], INTENTS_BY_VERSION[version]

@@ -47,3 +47,19 @@ def test_cli_options_come_from_fields():
     assert helps["min_snr"] == dataclasses.fields(MeasureConfig)[0].metadata["help"]
     with pytest.raises(ConfigError):
         MeasureConfig.from_args(p.parse_args(["--min-snr", "-1"]))
+
+
+def test_speclm_dtype_pins_the_precision_and_refuses_unknown_values(monkeypatch):
+    import torch
+
+    from speclm.finetune.runtime import pick_dtype
+    from speclm.tools.errors import ConfigError
+
+    monkeypatch.setenv("SPECLM_DTYPE", "float32")
+    assert pick_dtype("auto", "cuda") is torch.float32  # the pin wins over the device's default
+    monkeypatch.setenv("SPECLM_DTYPE", "bfloat16")
+    assert pick_dtype("auto", "cpu") is torch.bfloat16
+    assert pick_dtype("float32", "cpu") is torch.float32  # an explicit dtype is not overridden
+    monkeypatch.setenv("SPECLM_DTYPE", "fp16")
+    with pytest.raises(ConfigError, match="SPECLM_DTYPE='fp16'"):
+        pick_dtype("auto", "cpu")
