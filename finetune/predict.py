@@ -4,8 +4,9 @@ Why constrained: a free-running small model can answer "Redshift: 0.3.1" or drif
 only ever choosing among digit tokens at digit positions (and '.' in between) a parse failure
 cannot happen. Why p(z): the digit-token probabilities already *are* a distribution over answers.
 We expand the first two decimals exhaustively (100 leaves at 0.01 resolution, one extra forward
-step of 10 branches sharing the prompt's KV cache) and the third decimal on the most probable
-leaf, which gives a median, a mode and a 68% interval at the cost of ~1 prompt forward pass.
+step of 10 branches sharing the prompt's KV cache) and the third decimal on the ``THIRD_DIGIT_LEAVES``
+most probable leaves, which gives a median, a mode and a 68% interval at the cost of ~1 prompt
+forward pass.
 """
 from __future__ import annotations
 
@@ -98,6 +99,14 @@ def _left_pad(seqs: Sequence[list[int]], pad_id: int):
         ids[i, L - len(s):] = torch.tensor(s)
         mask[i, L - len(s):] = 1
     return ids, mask
+
+
+#: leaves (0.01 bins) whose third decimal is read from the model; the rest of p(z) is spread evenly
+#: over a leaf. Why 3 and not 1: a galaxy whose z sits near a leaf edge (z = 0.0298 vs 0.0302) splits
+#: its mass over two leaves, and spreading the second one evenly over 0.01 made its 68% interval up
+#: to ~0.007 wide for an answer good to 0.001 (issue 10). The two extra leaves cost B*2 rows of one
+#: token on the cached prompt.
+THIRD_DIGIT_LEAVES = 3
 
 
 def _check_snr_table(tab: dict) -> dict:
@@ -196,11 +205,15 @@ class RedshiftPredictor:
         def at(T: np.ndarray) -> list[RedshiftPrediction]:
             p1, p2, p3 = sm(raw["l1"], T), sm(raw["l2"], T), sm(raw["l3"], T)
             out = []
+            # raw["leaf"] (B, K) / raw["l3"] (B, K, 10): the K expanded leaves, most probable first
+            # (a (B,) / (B, 10) pair from one expanded leaf is read as K = 1)
+            leaves = np.asarray(raw["leaf"]).reshape(p1.shape[0], -1)
+            p3 = p3.reshape(p1.shape[0], leaves.shape[1], 10)
             for b in range(p1.shape[0]):
                 joint = (p1[b][:, None] * p2[b]).reshape(100)
                 g1 = int(p1[b].argmax())
                 g2 = int(p2[b, g1].argmax())
-                out.append(self._summarise(int(raw["d0"][b]), joint, int(raw["leaf"][b]), p3[b], g1, g2))
+                out.append(self._summarise(int(raw["d0"][b]), joint, [int(x) for x in leaves[b]], p3[b], g1, g2))
             return out
 
         raw1 = at(np.ones(B))
@@ -217,7 +230,8 @@ class RedshiftPredictor:
 
     def raw_logits(self, prompts: Sequence[str]) -> dict:
         """Digit logits of one batch: integer digit d0, first decimal l1 (B,10), second decimal given
-        the first l2 (B,10,10), third decimal on the most probable leaf l3 (B,10) (leaf chosen at T=1)."""
+        the first l2 (B,10,10), third decimal l3 (B,K,10) on the K = THIRD_DIGIT_LEAVES most probable
+        leaves ``leaf`` (B,K) (chosen at T=1, most probable first)."""
         import torch
 
         rt, tok = self.rt, self.rt.tokenizer
@@ -250,24 +264,27 @@ class RedshiftPredictor:
             l2 = logits[:, D].view(B, 10, 10)
             p2 = torch.softmax(l2, -1)  # p(d2 | d1)
             joint = (p1[:, :, None] * p2).reshape(B, 100)
-            # third decimal on the most probable leaf
-            leaf = joint.argmax(-1)  # (B,)
-            rows = torch.arange(B, device=dev) * 10 + leaf // 10
+            # third decimal on the K most probable leaves (rows of the 10-branch cache, repeats allowed)
+            K = THIRD_DIGIT_LEAVES
+            leaf = joint.topk(K, -1).indices  # (B, K), most probable first
+            rows = (torch.arange(B, device=dev)[:, None] * 10 + leaf // 10).reshape(-1)
             cache.reorder_cache(rows)
-            mask3 = torch.cat([mask10[rows], torch.ones(B, 1, dtype=mask.dtype, device=dev)], 1)
-            logits, _ = self._forward(D.to(dev)[leaf % 10][:, None], mask3, last10[rows] + 1, cache)
-            l3 = logits[:, D]
+            mask3 = torch.cat([mask10[rows], torch.ones(B * K, 1, dtype=mask.dtype, device=dev)], 1)
+            logits, _ = self._forward(D.to(dev)[leaf.reshape(-1) % 10][:, None], mask3, last10[rows] + 1, cache)
+            l3 = logits[:, D].view(B, K, 10)
         return {k: t.float().cpu().numpy() for k, t in (("d0", d0), ("l1", l1), ("l2", l2), ("l3", l3), ("leaf", leaf))}
 
-    def _summarise(self, d0, joint, leaf, p3, g1, g2) -> RedshiftPrediction:
+    def _summarise(self, d0, joint, leaves, p3, g1, g2) -> RedshiftPrediction:
+        """``leaves``: the expanded leaves, most probable first; ``p3`` (len(leaves), 10): p(d3) on each."""
         joint = joint / joint.sum()
-        # 0.001-resolution density: uniform inside each 0.01 leaf except the mode leaf (uses p(d3)).
+        # 0.001-resolution density: uniform inside each 0.01 leaf except the expanded ones (p(d3)).
         # The codec *rounds* labels (f"{z:.3f}"), so the answer "0.021" stands for 0.0205 <= z < 0.0215:
         # each digit's mass is centred on the digit, not on [0.021, 0.022) (that put every quantile
         # 0.0005 high; issue 10).
         nd = self.codec.z_decimals
         fine = np.repeat(joint / 10.0, 10)
-        fine[leaf * 10 : leaf * 10 + 10] = joint[leaf] * p3 / p3.sum()
+        for lf, p in zip(leaves, p3):
+            fine[lf * 10 : lf * 10 + 10] = joint[lf] * p / p.sum()
         centers = d0 + np.arange(1000) / 1000.0
         cdf = np.cumsum(fine)
         edges = d0 + (np.arange(1001) - 0.5) / 1000.0
@@ -275,8 +292,10 @@ class RedshiftPredictor:
         def q(p):
             return max(0.0, float(np.interp(p, np.concatenate([[0.0], cdf]), edges)))
 
-        z_mode = d0 + leaf / 100.0 + int(np.argmax(p3)) / 1000.0
-        g3 = int(np.argmax(p3)) if (g1 * 10 + g2) == leaf else 5
+        leaf = leaves[0]
+        z_mode = d0 + leaf / 100.0 + int(np.argmax(p3[0])) / 1000.0
+        gl = g1 * 10 + g2
+        g3 = int(np.argmax(p3[leaves.index(gl)])) if gl in leaves else 5
         z_greedy = d0 + g1 / 10.0 + g2 / 100.0 + g3 / 1000.0
         z_med = q(0.5)
         # the interval's ends keep one more decimal than the answer: rounding them to the answer's

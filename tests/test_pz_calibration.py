@@ -87,3 +87,24 @@ def test_digit_mass_is_centred_on_the_digit_the_codec_rounds_to():
     l3[0, 1], l3[0, 2] = big, big
     r2 = p.summarise_raw({"d0": np.zeros(1, int), "l1": l1, "l2": l2, "l3": l3, "leaf": np.array([2])}, 1.0)[0]
     assert 0.0205 < r2.z_lo < 0.0215 < r2.z_hi < 0.0225
+
+
+def test_a_p_z_split_over_two_leaves_keeps_its_third_digit_on_both():
+    """z = 0.0298 vs 0.0302: the model splits its mass over the leaves 0.02x and 0.03x, each sure of
+    its third digit (0.029 / 0.030). Both leaves are expanded, so the 68% interval stays ~0.002 wide
+    around 0.0295-0.030; spreading the second leaf evenly over 0.030-0.039 (one expanded leaf, as
+    before issue 10's fix) made it ~0.007 wide and its upper end ~0.036."""
+    p = _Pred(T=1.0)
+    big = 40.0
+    l1, l2 = np.zeros((1, 10)), np.zeros((1, 10, 10))
+    l1[0, 0] = big
+    l2[0, 0, 2], l2[0, 0, 3] = big + 0.3, big  # leaf 0.02x a little more probable than 0.03x
+    l3 = np.full((1, 3, 10), 0.0)
+    l3[0, 0, 9], l3[0, 1, 0] = big, big  # 0.029 on leaf 2, 0.030 on leaf 3
+    leaf = np.array([[2, 3, 4]])
+    r = p.summarise_raw({"d0": np.zeros(1, int), "l1": l1, "l2": l2, "l3": l3, "leaf": leaf}, 1.0)[0]
+    assert r.z_mode == 0.029 and r.z in (0.029, 0.030)
+    assert 0.0285 <= r.z_lo < 0.0295 and 0.0295 < r.z_hi <= 0.0305
+    # the same logits with only the first leaf expanded: the second leaf's mass smeared over 0.01
+    one = p.summarise_raw({"d0": np.zeros(1, int), "l1": l1, "l2": l2, "l3": l3[:, 0], "leaf": leaf[:, 0]}, 1.0)[0]
+    assert one.z_hi > 0.033 and (one.z_hi - one.z_lo) > 2 * (r.z_hi - r.z_lo)
