@@ -138,7 +138,14 @@ def test_model_alone_on_real_galaxies(predictor, ngc3522_fits, ngc3073_fits):
     # the best possible constant answer costs MAE 0.039 here (the galaxies span 0.004-0.26)
     best_const = min(_scores(z_true, np.full(len(z_true), c))[0] for c in np.linspace(0, 0.5, 501))
     assert best_const > 0.035
-    assert mae <= 0.02 and med <= 0.005, (mae, med)
+    # the targets for the model alone on real galaxies: MAE <= 0.01, none beyond 0.05 in dz/(1+z)
+    assert mae <= 0.01 and med <= 0.005, (mae, med)
+    worst = max(abs(r.z - z) / (1 + z) for r, z in zip(res, z_true))
+    assert worst <= 0.05, worst
+    # the 68% intervals are calibrated on simulations only; on 23 real galaxies a loose band (binomial
+    # noise is +-10 points) still fails an interval that is far too narrow or covers everything
+    cover = np.mean([r.z_lo <= z <= r.z_hi for r, z in zip(res, z_true)])
+    assert 0.4 <= cover <= 0.95, cover
     close = np.mean(np.abs(np.array([r.z for r in res]) - np.array(z_true)) < 0.01)
     best_const_close = max(np.mean(np.abs(c - np.array(z_true)) < 0.01) for c in np.linspace(0, 0.5, 501))
     assert close >= 0.75 and best_const_close < 0.6, (close, best_const_close)
