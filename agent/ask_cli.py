@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from speclm.tools.spectrum import target_file
 
 
 def register(subparsers) -> None:
@@ -56,7 +57,7 @@ def read_script(path: str) -> list[dict]:
         if extra:
             raise ScriptError(f"{p.name} line {i}: unknown key(s) {', '.join(sorted(extra))}")
         sp = obj.get("spectrum")
-        if sp is not None and not Path(sp).is_file():
+        if sp is not None and not target_file(sp).is_file():
             raise ScriptError(f"{p.name} line {i}: spectrum {sp} does not exist")
         if not obj.get("text", "").strip() and not sp:
             raise ScriptError(f"{p.name} line {i}: empty turn (no text and no spectrum)")
@@ -87,7 +88,7 @@ def run_ask(args) -> int:
     else:
         if not (args.text or args.spectrum or args.sdss_id):
             raise ScriptError("nothing to ask: give a question, --spectrum, --sdss-id or --script")
-        if args.spectrum and not Path(args.spectrum).is_file():
+        if args.spectrum and not target_file(args.spectrum).is_file():
             raise ScriptError(f"spectrum {args.spectrum} does not exist")
         turns = [{"text": args.text or "", "spectrum": args.spectrum, "sdss_id": args.sdss_id}]
     cfg = AgentConfig.from_args(args)

@@ -107,6 +107,9 @@ class SurveyReachInput(BaseModel):
         None, description="AB magnitudes by SDSS band, e.g. {'g': 18.1, 'r': 17.4, 'i': 17.0}")
     ra: Optional[float] = Field(None, ge=0, lt=360, description="right ascension, degrees")
     dec: Optional[float] = Field(None, ge=-90, le=90, description="declination, degrees")
+    fibre_arcsec: Optional[float] = Field(None, gt=0, le=10, description="fibre diameter of the magnitudes, arcsec")
+    total_magnitudes: Optional[dict[str, Optional[float]]] = Field(
+        None, description="total AB magnitudes from the file's own catalog (DESI FIBERMAP), by band")
 
 
 class PredictInput(BaseModel):
@@ -125,6 +128,10 @@ def _read_spectrum(path: str) -> dict:
 
 def _name(spec, path) -> str:
     m = spec.meta
+    if m.get("targetid") is not None:
+        from pathlib import Path
+
+        return f"{Path(str(m.get('file') or path)).name} TARGETID {m['targetid']}"
     if m.get("plate") and m.get("fiberid"):
         try:
             return f"{int(m['plate']):04d}-{int(m.get('mjd') or 0):05d}-{int(m['fiberid']):04d}"
@@ -177,10 +184,12 @@ def _measure(spectrum_path: str, z: float, spectype: str = "GALAXY", cosmology: 
 
 
 def _survey_reach(z: float, spectype: str = "GALAXY", magnitudes: dict | None = None, ra: float | None = None,
-                  dec: float | None = None) -> dict:
+                  dec: float | None = None, fibre_arcsec: float | None = None,
+                  total_magnitudes: dict | None = None) -> dict:
     from speclm.tools.survey_reach import survey_reach
 
-    return jsonable(survey_reach(z=z, spectype=spectype, magnitudes=magnitudes, ra=ra, dec=dec))
+    return jsonable(survey_reach(z=z, spectype=spectype, magnitudes=magnitudes, ra=ra, dec=dec,
+                                 fibre_arcsec=fibre_arcsec, total_magnitudes=total_magnitudes))
 
 
 def build_tools(*, predict: Callable | None = None, sdss_cfg=None,

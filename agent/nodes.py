@@ -264,6 +264,11 @@ class AgentNodes:
             args = {"z": max(float(z), 0.0), "spectype": state.get("spectype") or "GALAXY",
                     "magnitudes": {b: phot.get(b) for b in ("g", "r", "i")} if phot else None,
                     "ra": None if ra is None else float(ra) % 360.0, "dec": None if dec is None else float(dec)}
+            if phot.get("fibre_arcsec"):
+                args["fibre_arcsec"] = float(phot["fibre_arcsec"])
+            cat_phot = (m or {}).get("catalog_photometry") or {}
+            if any(cat_phot.get(b) is not None for b in ("g", "r")):
+                args["total_magnitudes"] = {b: cat_phot[b] for b in ("g", "r") if cat_phot.get(b) is not None}
             try:
                 reach, entry = self._tool("survey_reach", args)
                 upd.update(surveys=reach)

@@ -194,8 +194,16 @@ def spectrum_reply(*, spectrum: dict | None, pred: dict | None, check: dict | No
     if spectrum:
         s = spectrum["summary"]
         snr = f", median S/N {s['median_snr']:.1f}" if s.get("median_snr") else ""
-        out.append(f"Spectrum {spectrum['name']}: {s['n_good']} good pixels, "
+        survey = f" ({s['survey_name']})" if s.get("survey_name") else ""
+        out.append(f"Spectrum {spectrum['name']}{survey}: {s['n_good']} good pixels, "
                    f"{s['wave_min']:.0f}–{s['wave_max']:.0f} Å{snr}.")
+        n = s.get("n_targets") or 1
+        if n > 1:
+            out.append(f"The file holds {n} targets; this is target {int(s.get('target_index') or 0) + 1} of {n} "
+                       "(ask for another as FILE[TARGETID] or FILE[#index]).")
+        if str(s.get("noise", "")).startswith("estimated"):
+            out.append("The file has no uncertainties: its noise was estimated from the flux (DER_SNR), so the "
+                       "S/N and the fit statistics rest on that estimate.")
     if pred:
         out.append(prediction_sentence(pred))
     if search:

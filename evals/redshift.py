@@ -204,23 +204,34 @@ def load_folder(cfg: RedshiftEvalConfig, pre) -> EvalSet:
 
     from speclm.finetune.datasets import FOLDER_EXTENSIONS
     from speclm.finetune.preprocess import preprocess
-    from speclm.tools.spectrum import r_band_snr, read_spectrum
+    from speclm.tools.errors import SpectrumError
+    from speclm.tools.spectrum import expand_inputs, r_band_snr, read_targets
 
     folder = Path(cfg.folder).expanduser()
     if not folder.is_dir():
         raise ConfigError(f"{folder}: not a directory")
-    files = sorted(p for p in folder.iterdir() if p.is_file() and p.name.lower().endswith(FOLDER_EXTENSIONS))
+    files = [Path(f) for f in expand_inputs([folder]) if f.lower().endswith(FOLDER_EXTENSIONS)]
     if not files:
         raise ConfigError(f"{folder}: no spectrum files ({', '.join(FOLDER_EXTENSIONS)})")
     ids, zs, rows, skipped, spectra, classes = [], [], [], [], [], []
     h = hashlib.sha256()
     t0 = time.perf_counter()
-    for f in tqdm(files, desc="reading", unit="file", disable=not cfg.progress):
+
+    def targets():  # every target of every file (a DESI coadd holds many); a broken one is skipped
+        for f in files:
+            try:
+                for ref, s in read_targets(f):
+                    yield f, Path(ref).name, s
+            except SpectrumError as exc:
+                yield f, f.name, exc
+
+    for f, name, s in tqdm(targets(), desc="reading", unit="spectrum", disable=not cfg.progress):
         try:
-            s = read_spectrum(f)
+            if isinstance(s, Exception):
+                raise s
             z = s.z_catalog
             if z is None or not math.isfinite(z):
-                skipped.append({"id": f.name, "reason": "no catalog z in the file"})
+                skipped.append({"id": name, "reason": "no catalog z in the file"})
                 continue
             cls = str(s.meta.get("class") or "").strip().upper() or None
             if cfg.catalog_class and cls != cfg.catalog_class.upper():
@@ -229,14 +240,14 @@ def load_folder(cfg: RedshiftEvalConfig, pre) -> EvalSet:
                 continue
             x = preprocess(s, pre)
         except Exception as exc:  # noqa: BLE001 - one bad user file must not end the evaluation
-            skipped.append({"id": f.name, "reason": f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"})
+            skipped.append({"id": name, "reason": f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"})
             continue
-        ids.append(f.name)
+        ids.append(name)
         zs.append(float(z))
         rows.append(x)
         spectra.append(s)
         classes.append(cls)
-        h.update(f.name.encode() + b"\0" + hashlib.sha256(f.read_bytes()).digest())
+        h.update(name.encode() + b"\0" + hashlib.sha256(f.read_bytes()).digest())
     prep_s = time.perf_counter() - t0
     if not ids:
         raise ConfigError(f"{folder}: none of {len(files)} files is usable (first: {skipped[0]['reason']})")

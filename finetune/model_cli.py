@@ -8,7 +8,6 @@ from pathlib import Path
 from speclm.finetune.presets import TrainConfig
 from speclm.tools.errors import SpeclmError
 
-SPECTRUM_EXT = {".fits", ".fit", ".fts", ".gz", ".csv", ".txt", ".dat", ".npy", ".npz"}
 
 
 #: TrainConfig fields that ``speclm train`` exposes as options (overriding the preset's values)
@@ -53,10 +52,12 @@ def _is_dataset(p: Path) -> bool:
 
 
 def iter_inputs(paths, split: str, limit: int):
-    """Yield (label, Spectrum | SpeclmError) for files, folders and datasets; errors don't stop the batch."""
+    """Yield (label, Spectrum | SpeclmError) for files, folders, globs, datasets and every target of a
+    multi-target file (``FILE[TARGETID]`` labels); a broken file or target doesn't stop the batch."""
     from speclm.finetune.datasets import open_dataset
-    from speclm.tools.spectrum import read_spectrum
+    from speclm.tools.spectrum import expand_inputs, read_targets
 
+    n = 0
     for raw in paths:
         p = Path(raw)
         if _is_dataset(p):
@@ -65,22 +66,22 @@ def iter_inputs(paths, split: str, limit: int):
                 if limit and i >= limit:
                     break
                 yield f"{p}:{s.meta.get('id', i)}", s
-        elif p.is_dir():
-            files = sorted(f for f in p.iterdir() if f.is_file() and f.suffix.lower() in SPECTRUM_EXT)
-            for f in files[: limit or None]:
-                try:
-                    yield str(f), read_spectrum(f)
-                except SpeclmError as exc:
-                    yield str(f), exc
-        else:
+            continue
+        for f in expand_inputs([raw]):
             try:
-                yield str(p), read_spectrum(p)
+                targets = list(read_targets(f))
             except SpeclmError as exc:
-                yield str(p), exc
+                targets = [(f, exc)]
+            for label, s in targets:
+                if limit and n >= limit:
+                    return
+                n += 1
+                yield label, s
 
 
 def cmd_predict(args) -> int:
     from speclm.finetune.predict import RedshiftPredictor, spectrum_prompt
+    from speclm.finetune.preprocess import coverage_notes
     from speclm.finetune.runtime import ModelRuntime, read_card, resolve_adapter
     from speclm.tools.spectrum import r_band_snr
 
@@ -105,7 +106,8 @@ def cmd_predict(args) -> int:
     snr = [r_band_snr(s) for _, s in keep]
     results = pred.predict_prompts(prompts, batch_size=args.batch_size, progress=len(prompts) > 8, snr=snr)
     for (label, s), r, sn in zip(keep, results, snr):
-        d = {"file": label, **r.to_dict(), "z_catalog": s.z_catalog, "snr_r": sn, "pz_temperature": pred.temperature_for(sn)}
+        d = {"file": label, **r.to_dict(), "z_catalog": s.z_catalog, "snr_r": sn, "pz_temperature": pred.temperature_for(sn),
+             "preprocess_notes": coverage_notes(s, pred.pre)}
         if args.refine:
             d = refined_record(label, s, d)
         rows.append(d)
@@ -125,8 +127,9 @@ def cmd_predict(args) -> int:
     return 2 if n_err == len(rows) else 0
 
 
-REFINED_KEYS = ("file", "z", "z_err", "z_model", "z_lo", "z_hi", "z_source", "spectype", "confident", "warnings",
-                "alternatives", "features", "reason", "z_catalog", "seconds")
+REFINED_KEYS = ("file", "targetid", "ra", "dec", "survey_name", "z", "z_err", "z_model", "z_lo", "z_hi", "z_source",
+                "spectype", "confident", "warnings", "alternatives", "features", "reason", "z_catalog", "class_catalog",
+                "z_catalog_source", "noise", "preprocess_notes", "seconds")
 
 
 def refined_record(label: str, spectrum, pred: dict) -> dict:
@@ -135,7 +138,12 @@ def refined_record(label: str, spectrum, pred: dict) -> dict:
 
     ans = find_redshift(spectrum, pred).to_dict()
     ans["alternatives"] = [{k: a[k] for k in ("z", "spectype", "delta_chi2")} for a in ans["alternatives"]]
-    d = {**ans, "file": label, "z_catalog": pred.get("z_catalog")}
+    d = {**ans, "file": label, "z_catalog": pred.get("z_catalog"), "class_catalog": spectrum.meta.get("class"),
+         "z_catalog_source": spectrum.meta.get("z_source"), "targetid": spectrum.meta.get("targetid"),
+         "ra": spectrum.meta.get("ra"), "dec": spectrum.meta.get("dec"),
+         "survey_name": spectrum.meta.get("survey_name"), "noise": "estimated" if spectrum.meta.get("noise_estimated")
+         else ("none" if spectrum.meta.get("ivar_assumed") else "file"),
+         "preprocess_notes": pred.get("preprocess_notes") or []}
     return {k: d.get(k) for k in REFINED_KEYS}
 
 

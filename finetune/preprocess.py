@@ -134,6 +134,31 @@ def rebin(wave: np.ndarray, flux: np.ndarray, weight: np.ndarray, edges: np.ndar
     return out, coverage
 
 
+def coverage_notes(spectrum: Spectrum, cfg: PreprocessConfig) -> list[str]:
+    """What the preprocessing does with a spectrum's wavelength range, in words (e.g. DESI's
+    3600–9824 Å against the model's grid): the pixels outside the grid are not read by the model
+    (the redshift search and the measurements still use them); a grid end the spectrum does not
+    reach is filled by interpolation."""
+    wave = np.asarray(spectrum.wavelength, float)
+    good = spectrum.good
+    out = []
+    blue = int(np.sum(good & (wave < cfg.wave_min)))
+    red = int(np.sum(good & (wave > cfg.wave_max)))
+    if blue or red:
+        parts = []
+        if blue:
+            parts.append(f"{blue} good pixels below {cfg.wave_min:.0f} Å")
+        if red:
+            parts.append(f"{red} above {cfg.wave_max:.0f} Å")
+        out.append(f"the model reads {cfg.wave_min:.0f}–{cfg.wave_max:.0f} Å (its training range); "
+                   f"{' and '.join(parts)} of this {wave[0]:.0f}–{wave[-1]:.0f} Å spectrum are not in its input "
+                   "(the redshift search and the measurements use them)")
+    if wave[good].size and (wave[good][0] > cfg.wave_min + 50 or wave[good][-1] < cfg.wave_max - 50):
+        out.append(f"the spectrum's good pixels cover {wave[good][0]:.0f}–{wave[good][-1]:.0f} Å; the model's "
+                   f"bins outside that are filled by interpolation")
+    return out
+
+
 def preprocess(spectrum: Spectrum, cfg: PreprocessConfig) -> np.ndarray:
     """Resample, mask, normalise and scale a spectrum into ``cfg.n_bins`` float32 values."""
     wave = np.asarray(spectrum.wavelength, dtype=np.float64)

@@ -21,7 +21,8 @@ def register(subparsers) -> None:
                     "(emission Gaussians, Ca H&K, G band, Mg b, Na D, Balmer lines) over a fine z grid around Z0 "
                     "and report the refined z, the lines found and whether to trust it.",
     )
-    p.add_argument("file", metavar="FILE", help="spectrum file (SDSS spec FITS, or any format `speclm inspect` reads)")
+    p.add_argument("file", metavar="FILE", help="spectrum file (any format `speclm inspect` reads); every target of a "
+                                                "multi-target file (one JSON line each), or one as FILE[TARGETID]")
     p.add_argument("--z", dest="z0", type=float, default=None,
                    help="redshift to check (e.g. the model's answer); default: no Z0, search the whole range")
     p.add_argument("--halfwidth", type=float, default=None,
@@ -33,11 +34,33 @@ def register(subparsers) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    """Every target of the file (one for most files; a DESI coadd holds many): a broken target is
+    reported as its one-line error and the others are still checked."""
+    from speclm.tools.errors import SpectrumError
+    from speclm.tools.spectrum import read_targets
+
+    targets = list(read_targets(args.file))
+    if len(targets) == 1:
+        if isinstance(targets[0][1], SpectrumError):
+            raise targets[0][1]
+        return _run_one(args, targets[0][1], targets[0][0])
+    rc = 2
+    for ref, spectrum in targets:
+        if isinstance(spectrum, SpectrumError):
+            print(json.dumps({"file": ref, "error": str(spectrum), "error_type": type(spectrum).__name__})
+                  if args.json else f"{ref}: error: {spectrum}")
+            continue
+        if not args.json:
+            print(f"--- {ref}")
+        rc = min(rc, _run_one(args, spectrum, ref, compact=True))
+    return rc
+
+
+def _run_one(args: argparse.Namespace, spectrum, label: str, compact: bool = False) -> int:
     from speclm.tools.errors import ConfigError
     from speclm.tools.redshift_check import check_redshift
-    from speclm.tools.spectrum import read_spectrum
 
-    spectrum = read_spectrum(args.file)
+    args.label, args.compact = label, compact
     z0 = args.z0
     if z0 is None:
         if args.lines or args.halfwidth is not None:
@@ -47,8 +70,8 @@ def _run(args: argparse.Namespace) -> int:
     result = check_redshift(spectrum, z0, search_halfwidth=args.halfwidth, lines=names)
     if args.json:
         out = result.to_dict()
-        out["file"] = str(args.file)
-        print(json.dumps(out, indent=2, allow_nan=False))
+        out["file"] = args.label
+        print(json.dumps(out, indent=None if args.compact else 2, allow_nan=False))
         return 0
     print(result.describe())
     if result.lines:
@@ -66,9 +89,9 @@ def _search(args, spectrum) -> int:
     ans = find_redshift(spectrum, None)
     if args.json:
         out = ans.to_dict()
-        out["file"] = str(args.file)
+        out["file"] = args.label
         out["z_catalog"] = spectrum.z_catalog
-        print(json.dumps(out, indent=2, allow_nan=False))
+        print(json.dumps(out, indent=None if args.compact else 2, allow_nan=False))
         return 0
     print(ans.describe())
     if ans.features:

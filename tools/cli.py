@@ -15,7 +15,8 @@ def register(subparsers) -> None:
         "inspect", help="read a spectrum file and print what was read",
         description="Read a spectrum (SDSS/BOSS spec FITS, FITS table, CSV/TXT, .npy, .npz) and "
                     "print pixel counts, wavelength range, units, S/N and catalog metadata.")
-    p.add_argument("file", help="spectrum file")
+    p.add_argument("file", help="spectrum file; every target of a multi-target file (DESI coadd), or one as "
+                                "FILE[TARGETID] / FILE[#index]")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     p.add_argument("--air", action=argparse.BooleanOptionalAction, default=None,
                    help="declare the wavelengths air (--air) or vacuum (--no-air); "
@@ -28,21 +29,31 @@ def register(subparsers) -> None:
 
 
 def _inspect(args) -> int:
-    from speclm.tools.spectrum import read_spectrum, summary
+    from speclm.tools.errors import SpectrumError
+    from speclm.tools.spectrum import read_targets, summary
 
-    spec = read_spectrum(args.file, max_bytes=int(args.max_mb * 2**20),
-                         min_pixels=args.min_pixels, air=args.air)
-    info = summary(spec)
-    if args.json:
-        print(json.dumps(info, indent=2))
-        return 0
-    width = max(len(k) for k in info)
-    for key, value in info.items():
-        if key == "warnings":
+    kw = dict(max_bytes=int(args.max_mb * 2**20), min_pixels=args.min_pixels, air=args.air)
+    targets = list(read_targets(args.file, **kw))
+    if len(targets) == 1 and isinstance(targets[0][1], SpectrumError):
+        raise targets[0][1]
+    infos = [summary(s) if not isinstance(s, SpectrumError) else
+             {"source": ref, "error": str(s), "error_type": type(s).__name__} for ref, s in targets]
+    if args.json:  # one object for a one-target file, a list (one per target) for a multi-target file
+        print(json.dumps(infos[0] if len(infos) == 1 else infos, indent=2))
+        return 0 if any("error" not in i for i in infos) else 2
+    for k, info in enumerate(infos):
+        if len(infos) > 1:
+            print(f"--- target {k + 1} of {len(infos)}: {info['source']}")
+        if "error" in info:
+            print(f"error: {info['error']}")
             continue
-        if isinstance(value, float):
-            value = f"{value:.6g}" if key not in ("wave_min", "wave_max") else f"{value:.2f} A"
-        print(f"{key:<{width}}  {value}")
-    for w in info["warnings"]:
-        print(f"{'warning':<{width}}  {w}")
-    return 0
+        width = max(len(key) for key in info)
+        for key, value in info.items():
+            if key == "warnings":
+                continue
+            if isinstance(value, float):
+                value = f"{value:.6g}" if key not in ("wave_min", "wave_max") else f"{value:.2f} A"
+            print(f"{key:<{width}}  {value}")
+        for w in info["warnings"]:
+            print(f"{'warning':<{width}}  {w}")
+    return 0 if any("error" not in i for i in infos) else 2

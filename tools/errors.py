@@ -67,6 +67,10 @@ class TooFewPixelsError(SpectrumError):
     """Fewer valid pixels than the minimum needed for a redshift."""
 
 
+class TargetNotFoundError(SpectrumError):
+    """A ``FILE[TARGETID]`` / ``FILE[#index]`` address names a target the file does not hold."""
+
+
 class JunkRowsError(SpectrumError):
     """A text table whose rows are mostly not numbers."""
 

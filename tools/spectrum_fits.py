@@ -117,7 +117,28 @@ def _read_sdss_spec(hdul, coadd, path: Path) -> RawSpectrum:
                 raw.catalog[key] = val
     if "z" not in raw.catalog:
         raw.warnings.append("no SPECOBJ catalog redshift in file")
+    else:
+        raw.catalog["z_source"] = f"SDSS pipeline ({cat.name} HDU)"
+    raw.catalog.update(_sdss_instrument(hdul, raw))
     return raw
+
+
+def _sdss_instrument(hdul, raw: RawSpectrum) -> dict[str, Any]:
+    """Which SDSS spectrograph, from the content: SDSS-V files carry a SPALL HDU; BOSS spectra (2″
+    fibres, SDSS-III onward) reach 3600–10400 Å, the SDSS-I/II spectrograph (3″ fibres) 3800–9200 Å."""
+    names = {h.name.upper() for h in hdul}
+    wave = 10.0 ** np.asarray(raw.wave, float)
+    boss = bool(wave.size and (np.nanmax(wave) > 9400.0 or np.nanmin(wave) < 3700.0))
+    if "SPALL" in names:
+        survey, spectro = "SDSS-V", "BOSS spectrograph"
+    elif boss:
+        survey, spectro = "SDSS BOSS/eBOSS", "BOSS spectrograph"
+    else:
+        survey, spectro = "SDSS", "SDSS-I/II spectrograph"
+    fibre = 2.0 if spectro.startswith("BOSS") else 3.0
+    return {"survey_name": survey,
+            "instrument": {"name": spectro, "fibre_arcsec": fibre, "sigma_inst_kms": 69.0,
+                           "sigma_inst_from": "SDSS's typical instrumental σ (R ≈ 2000; the file's WDISP is not used)"}}
 
 
 def _read_spspec(hdu, path: Path) -> RawSpectrum:
@@ -140,6 +161,9 @@ def _read_spspec(hdu, path: Path) -> RawSpectrum:
                 raw.catalog[key] = val
     if "SPEC_CLN" in hdr:
         raw.catalog["class"] = _SPSPEC_CLASS.get(int(hdr["SPEC_CLN"]), "UNKNOWN")
+    raw.catalog.update({"survey_name": "SDSS", "instrument": {
+        "name": "SDSS-I/II spectrograph", "fibre_arcsec": 3.0, "sigma_inst_kms": 69.0,
+        "sigma_inst_from": "SDSS's typical instrumental σ (R ≈ 2000)"}})
     return raw
 
 
@@ -163,10 +187,17 @@ def _is_table(hdu) -> bool:
     return isinstance(hdu, (fits.BinTableHDU, fits.TableHDU))
 
 
-def _from_hdul(hdul, path: Path) -> RawSpectrum:
-    """Pick the reader for an opened FITS file by its structure, not its name."""
+def _from_hdul(hdul, path: Path) -> RawSpectrum | list[RawSpectrum]:
+    """Pick the reader for an opened FITS file by its structure, not its name (a list: one per target)."""
+    from speclm.tools.spectrum_desi import is_desi, read_desi
+    from speclm.tools.spectrum_lamost import is_lamost, read_lamost
+
     if len(hdul) == 0:
         raise CorruptFileError(f"{path}: FITS file has no HDUs")
+    if is_desi(hdul):
+        return read_desi(hdul, path)
+    if is_lamost(hdul):
+        return read_lamost(hdul, path)
     tables = [h for h in hdul if _is_table(h)]
     coadd = next((h for h in tables if h.name.upper() == "COADD"), None)
     if coadd is None and len(hdul) > 1 and _is_table(hdul[1]):
@@ -197,6 +228,10 @@ def _from_hdul(hdul, path: Path) -> RawSpectrum:
             raise ImageFITSError(
                 f"{path}: FITS holds a {naxis}-D image ({shape}), not a 1-D spectrum table "
                 "(expected an SDSS COADD HDU or a table with wavelength and flux columns)")
+    names = {h.name.upper() for h in hdul}
+    if names & {"REDSHIFTS", "ZBEST"}:
+        raise MissingColumnError(f"{path}: a redrock redshift catalog (REDSHIFTS table), not a spectrum; "
+                                 "keep it beside its coadd-/spectra- file, which is what to read")
     found = "; ".join(f"HDU{i} {h.name}: {', '.join(h.columns.names)}"
                       for i, h in enumerate(hdul) if _is_table(h)) or "no tables"
     raise MissingColumnError(
@@ -211,7 +246,7 @@ def _truncation(caught) -> str | None:
     return None
 
 
-def read_fits(path: Path) -> RawSpectrum:
+def read_fits(path: Path) -> RawSpectrum | list[RawSpectrum]:
     from astropy.io import fits
 
     # Record (do not print) astropy's warnings: a truncation warning becomes CorruptFileError,

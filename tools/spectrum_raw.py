@@ -2,6 +2,7 @@
 matching, units and air/vacuum as the file states them. Shared by the FITS and text readers."""
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -135,3 +136,14 @@ def columns_from_mapping(fmt: str, names: list[str], get, path: Path, *, units=N
         mask=get(mname) if mname else None, wave_unit=unit)
 
 
+
+
+_TARGET_RE = re.compile(r"^(?P<path>.+)\[(?P<sel>#?-?\d+)\]$")
+
+
+def split_target(ref: str) -> tuple[str, str | None]:
+    """A target address: ``"FILE[39633345008634465]"`` / ``"FILE[#3]"`` -> (FILE, selector); a plain path -> (path, None)."""
+    m = _TARGET_RE.match(ref)
+    if not m:
+        return ref, None
+    return m.group("path"), m.group("sel")

@@ -111,9 +111,18 @@ def _galactic_b(ra: float, dec: float) -> float:
 
 
 def survey_reach(*, z: float, spectype: str, magnitudes: dict | None, ra: float | None = None,
-                 dec: float | None = None, surveys=None) -> dict:
-    """Every survey's verdict for this object; see the module docstring for the tests."""
+                 dec: float | None = None, surveys=None, fibre_arcsec: float | None = None,
+                 total_magnitudes: dict | None = None) -> dict:
+    """Every survey's verdict for this object; see the module docstring for the tests.
+
+    magnitudes: fibre magnitudes synthesised from the spectrum (the light inside a fibre of
+    ``fibre_arcsec`` on the sky, when the reader knows it: SDSS 3″, BOSS 2″, DESI 1.5″, LAMOST 3.3″).
+    total_magnitudes: a galaxy's total magnitudes from the file's own catalog (DESI's FIBERMAP carries
+    Legacy Surveys photometry); a band found here is compared as it is, without the fibre allowance.
+    """
     kind = _TYPE.get(spectype, "galaxy")
+    fib = f"{fibre_arcsec:g}″ fibre" if fibre_arcsec else "fibre"
+    total = {k: v for k, v in (total_magnitudes or {}).items() if isinstance(v, (int, float))}
     point = kind == "quasar"  # a quasar is a point source: its fibre magnitude is its total
     b = _galactic_b(ra, dec) if ra is not None and dec is not None else None
     out = []
@@ -129,21 +138,28 @@ def survey_reach(*, z: float, spectype: str, magnitudes: dict | None, ra: float 
         else:
             reasons.append(f"z = {z:.3f} is inside its range {lo:g}–{hi:g}")
         m = (magnitudes or {}).get(s.band)
-        if m is None:
+        if s.band in total:
+            t = total[s.band]
+            if t <= s.mag_limit:
+                reasons.append(f"{s.band} = {t:.2f} (total, the file's catalog) is brighter than its limit {s.mag_limit:g}")
+            else:
+                reasons.append(f"{s.band} = {t:.2f} (total, the file's catalog) is fainter than its limit {s.mag_limit:g}")
+                fail = True
+        elif m is None:
             reasons.append(f"no {s.band} magnitude could be synthesised from the spectrum")
             unsure = True
         elif m <= s.mag_limit:
-            reasons.append(f"{s.band} = {m:.2f} ({'fibre' if not point else 'point source'}) is brighter than its "
+            reasons.append(f"{s.band} = {m:.2f} ({fib if not point else 'point source'}) is brighter than its "
                            f"limit {s.mag_limit:g}")
         elif point:
             reasons.append(f"{s.band} = {m:.2f} is fainter than its limit {s.mag_limit:g}")
             fail = True
         elif m > s.mag_limit + FIBRE_TOTAL_MAX_MAG:
-            reasons.append(f"{s.band} = {m:.2f} (fibre) is fainter than its limit {s.mag_limit:g} by more than the "
+            reasons.append(f"{s.band} = {m:.2f} ({fib}) is fainter than its limit {s.mag_limit:g} by more than the "
                            f"{FIBRE_TOTAL_MAX_MAG:g} mag a fibre can miss")
             fail = True
         else:
-            reasons.append(f"the fibre magnitude {s.band} = {m:.2f} is fainter than its limit {s.mag_limit:g}, but the "
+            reasons.append(f"the {fib} magnitude {s.band} = {m:.2f} is fainter than its limit {s.mag_limit:g}, but the "
                            "galaxy's total light is brighter")
             unsure = True
         if dec is None:
@@ -174,6 +190,7 @@ def survey_reach(*, z: float, spectype: str, magnitudes: dict | None, ra: float 
         verdict = "no" if fail else ("maybe" if unsure else "yes")
         out.append(Reach(survey=s.name, kind=s.kind, verdict=verdict, reasons=reasons, reference=s.reference,
                          status=s.status).to_dict())
-    return {"z": z, "spectype": spectype, "magnitudes": magnitudes, "ra": ra, "dec": dec,
+    return {"z": z, "spectype": spectype, "magnitudes": magnitudes, "total_magnitudes": total or None,
+            "fibre_arcsec": fibre_arcsec, "ra": ra, "dec": dec,
             "galactic_b": None if b is None else round(b, 2), "surveys": out,
             "source": "speclm/tools/data/surveys.yaml"}
