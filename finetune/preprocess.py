@@ -144,12 +144,12 @@ def coverage_notes(spectrum: Spectrum, cfg: PreprocessConfig) -> list[str]:
     out = []
     blue = int(np.sum(good & (wave < cfg.wave_min)))
     red = int(np.sum(good & (wave > cfg.wave_max)))
-    if blue or red:
+    if blue > 5 or red > 5:
         parts = []
-        if blue:
+        if blue > 5:
             parts.append(f"{blue} good pixels below {cfg.wave_min:.0f} Å")
-        if red:
-            parts.append(f"{red} above {cfg.wave_max:.0f} Å")
+        if red > 5:
+            parts.append(f"{red} good pixels above {cfg.wave_max:.0f} Å")
         out.append(f"the model reads {cfg.wave_min:.0f}–{cfg.wave_max:.0f} Å (its training range); "
                    f"{' and '.join(parts)} of this {wave[0]:.0f}–{wave[-1]:.0f} Å spectrum are not in its input "
                    "(the redshift search and the measurements use them)")

