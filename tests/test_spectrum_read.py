@@ -210,7 +210,11 @@ def test_round_trip(writer, tmp_path):
         np.testing.assert_allclose(spec.ivar, IVAR, rtol=max(rtol * 3, 1e-12))
         assert spec.meta["ivar_assumed"] is False
     else:
-        assert spec.meta["ivar_assumed"] is True and summary(spec)["median_snr"] is None
+        # no errors in the file: the noise is estimated from the flux (DER_SNR) and said to be
+        assert spec.meta["ivar_assumed"] is True and "DER_SNR" in spec.meta["noise_estimated"]
+        assert summary(spec)["noise"].startswith("estimated") and summary(spec)["median_snr"] is not None
+        flat = read_spectrum(path, estimate_noise=False)
+        assert np.all(flat.ivar[flat.good] == 1.0) and summary(flat)["median_snr"] is None
     assert spec.meta["air_or_vacuum"] == "vacuum"
 
 
