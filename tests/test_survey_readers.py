@@ -108,6 +108,7 @@ def test_multi_target_addressing(desi_three):
     got = [(ref, s.meta["targetid"], s.z_catalog) for ref, s in read_targets(path)]
     assert got == [(f"{path}[{t}]", t, z) for t, z in zip((101, 202, 303), zs)]
     s = read_spectrum(f"{path}[202]")
+    assert s.meta["format"] == "desi-coadd"
     assert s.meta["targetid"] == 202 and s.meta["dec"] == 0.0 and s.meta["target_index"] == 1
     assert read_spectrum(f"{path}[#2]").meta["targetid"] == 303
     assert read_spectrum(path, target=303).z_catalog == zs[2]

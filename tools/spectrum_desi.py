@@ -205,8 +205,8 @@ def read_desi(hdul, path: Path) -> list[RawSpectrum]:
         zpath, z_rows = _redrock_beside(path)
         z_from = f"{zpath.name} (REDSHIFTS)" if zpath else None
     hdr = hdul[0].header
-    fmt = "desi-coadd" if "COADD" in str(hdr.get("SPGRP", "")).upper() or path.name.startswith("coadd") or \
-        "SCORES" in names and "EXP_FIBERMAP" in names else "desi-spectra"
+    # desispec's coadds carry the per-exposure fibermap in EXP_FIBERMAP; spectra files have one FIBERMAP row per exposure
+    fmt = "desi-coadd" if "EXP_FIBERMAP" in names else "desi-spectra"
     survey = _scalar(hdr.get("SURVEY"))
     program = _scalar(hdr.get("PROGRAM"))
 
@@ -306,6 +306,8 @@ def write_desi_coadd(path, spectra, *, targetids, z=None, spectype=None, ra=None
             fits.Column("FLUX_R", "E", array=np.asarray(flux_r_nmgy if flux_r_nmgy is not None else np.zeros(n),
                                                         np.float32))]
     hdus.append(fits.BinTableHDU.from_columns(cols, name="FIBERMAP"))
+    hdus.append(fits.BinTableHDU.from_columns([fits.Column("TARGETID", "K", array=np.asarray(targetids, np.int64))],
+                                              name="EXP_FIBERMAP"))
     for arm, (lo, hi) in ARM_RANGES.items():
         wave = lo + 0.8 * np.arange(int(round((hi - lo) / 0.8)) + 1)
         flux = np.zeros((n, wave.size), np.float32)
