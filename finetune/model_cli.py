@@ -28,6 +28,13 @@ def register(sub) -> None:
     p.add_argument("--refine", action="store_true",
                    help="state the assistant's redshift: the model's p(z) modes plus a blind template search "
                         "(GALAXY 0-1.5, QSO 0-7, STAR z~0), with spectral type, confidence, warnings and alternatives")
+    p.add_argument("--out", default=None,
+                   help="write a catalog (.fits or .parquet) of every target instead of printing; resumable: rerun the "
+                        "same command after an interruption (README: the catalog's columns and ZWARN bits)")
+    p.add_argument("--workers", type=int, default=1,
+                   help="with --out: N > 1 spreads the chunks over a local Dask cluster of N worker processes")
+    p.add_argument("--scheduler", default="", help="with --out: address of a running Dask scheduler (tcp://host:8786)")
+    p.add_argument("--chunk-size", type=int, default=16, help="with --out: targets per chunk (resume/distribution unit)")
     p.set_defaults(func=cmd_predict)
 
     t = sub.add_parser("train", help="LoRA fine-tune a base model on a speclm dataset",
@@ -80,6 +87,15 @@ def iter_inputs(paths, split: str, limit: int):
 
 
 def cmd_predict(args) -> int:
+    if args.out:
+        from speclm.finetune.catalog import CatalogConfig, run_catalog
+
+        cfg = CatalogConfig(refine=args.refine, chunk_size=args.chunk_size, batch_size=args.batch_size,
+                            workers=args.workers, scheduler=args.scheduler, adapter=args.adapter,
+                            base=args.base or "", device=args.device)
+        info = run_catalog(args.paths, args.out, cfg)
+        print(json.dumps(info))
+        return 0 if info["n_bad"] < info["n_targets"] else 2
     from speclm.finetune.predict import RedshiftPredictor, spectrum_prompt
     from speclm.finetune.preprocess import coverage_notes
     from speclm.finetune.runtime import ModelRuntime, read_card, resolve_adapter
