@@ -136,9 +136,12 @@ class KNNRedshift:
                 if err[k]:
                     e = np.concatenate(err[k])
                     self.cv.append({"metric": metric, "k": k, "mae": float(np.mean(e)),
-                                    "abs_err_q68": float(np.percentile(e, 68))})
+                                    "abs_err_q68": float(np.percentile(e, 68)),
+                                    "abs_err_q95": float(np.percentile(e, 95)),
+                                    "abs_err_q99": float(np.percentile(e, 99))})
         best = min(self.cv, key=lambda r: r["mae"])
         self.halfwidth68 = best["abs_err_q68"]
+        self.halfwidths = {95: best["abs_err_q95"], 99: best["abs_err_q99"]}
         return best["k"], best["metric"]
 
     def predict(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -159,6 +162,13 @@ class KNNRedshift:
                 lo[good] = np.percentile(zn, 16, axis=1)
                 hi[good] = np.percentile(zn, 84, axis=1)
         return zp, lo, hi
+
+    def interval(self, zp: np.ndarray, level: int) -> tuple[np.ndarray, np.ndarray] | None:
+        """The kNN's ``level``% interval (95 or 99) around its answers: z ± that percentile of |CV error|."""
+        hw = getattr(self, "halfwidths", {}).get(level)
+        if hw is None:
+            return None
+        return np.maximum(zp - hw, 0.0), zp + hw
 
     def describe(self) -> dict:
         interval = (f"z ± {self.halfwidth68:.4f} (68th percentile of |CV error|)" if self.halfwidth68 is not None

@@ -36,7 +36,7 @@ def _f(x) -> float | None:
 
 def redshift_metrics(z_true: Sequence[float], z_pred: Sequence[float | None], z_lo: Sequence[float] | None = None,
                      z_hi: Sequence[float] | None = None, n_parse_fail: int = 0,
-                     train_median: float | None = None) -> dict:
+                     train_median: float | None = None, z95: tuple | None = None, z99: tuple | None = None) -> dict:
     """Metrics of predicted vs true redshifts.
 
     ``z_pred`` entries that are None/NaN count as parse failures (in addition to ``n_parse_fail``,
@@ -44,6 +44,8 @@ def redshift_metrics(z_true: Sequence[float], z_pred: Sequence[float | None], z_
     ``parse_fail_frac`` is over all attempted objects. ``z_lo``/``z_hi`` (same length as ``z_true``)
     give the 68% interval; coverage is the fraction of objects with ``z_lo <= z_true <= z_hi``.
     ``train_median``: if given, ``mae_constant`` is the MAE of always answering it (same objects).
+    ``z95`` / ``z99``: (lo, hi) of the 95% and 99% intervals; ``coverage_95`` and ``confidently_wrong``
+    (the truth outside the 99% interval: a wrong answer the p(z) did not warn about).
     """
     zt = np.asarray(z_true, dtype=np.float64)
     zp = np.asarray([np.nan if v is None else v for v in z_pred], dtype=np.float64)
@@ -57,7 +59,7 @@ def redshift_metrics(z_true: Sequence[float], z_pred: Sequence[float | None], z_
                  "parse_fail_frac": _f(n_fail / attempted) if attempted else None}
     if n == 0:
         for k in ("mae", "median_abs_dz", "rmse", "sigma_nmad", "bias_mean", "bias_median",
-                  "outlier_frac_0.15", "outlier_frac_0.05", "coverage_68"):
+                  "outlier_frac_0.15", "outlier_frac_0.05", "coverage_68", "coverage_95", "confidently_wrong"):
             out[k] = None
         out["mae_constant"] = None
         return out
@@ -81,6 +83,13 @@ def redshift_metrics(z_true: Sequence[float], z_pred: Sequence[float | None], z_
         out["median_interval_width"] = _f(np.median(hi - lo))
     else:
         out["coverage_68"] = None
+    for key, iv, inside in (("coverage_95", z95, True), ("confidently_wrong", z99, False)):
+        out[key] = None
+        if iv is not None:
+            lo = np.asarray(iv[0], dtype=np.float64)[ok]
+            hi = np.asarray(iv[1], dtype=np.float64)[ok]
+            cov = (lo <= t) & (t <= hi)
+            out[key] = _f(np.mean(cov if inside else ~cov))
     out["mae_constant"] = _f(np.mean(np.abs(t - train_median))) if train_median is not None else None
     return out
 
@@ -96,6 +105,8 @@ TABLE_ROWS = (
     ("outlier_frac_0.15", "outliers >0.15", "{:.1%}"),
     ("outlier_frac_0.05", "outliers >0.05", "{:.1%}"),
     ("coverage_68", "68% interval coverage", "{:.1%}"),
+    ("coverage_95", "95% interval coverage", "{:.1%}"),
+    ("confidently_wrong", "confidently wrong (outside 99%)", "{:.1%}"),
     ("parse_fail_frac", "parse failures", "{:.1%}"),
 )
 

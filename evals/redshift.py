@@ -384,7 +384,9 @@ def run_redshift_eval(cfg: RedshiftEvalConfig) -> dict:
     lo = np.array([r.z_lo for r in res])
     hi = np.array([r.z_hi for r in res])
     train_median = float(np.median(tr_z)) if tr_z is not None and len(tr_z) else None
-    metrics = {"model": redshift_metrics(ev.z, zm, lo, hi, train_median=train_median)}
+    iv95 = (np.array([r.z_lo95 for r in res], float), np.array([r.z_hi95 for r in res], float))
+    iv99 = (np.array([r.z_lo99 for r in res], float), np.array([r.z_hi99 for r in res], float))
+    metrics = {"model": redshift_metrics(ev.z, zm, lo, hi, train_median=train_median, z95=iv95, z99=iv99)}
     metrics["model_greedy"] = redshift_metrics(ev.z, [r.z_greedy for r in res])
     timing = {"device": rt.device, "base_load_seconds": round(load_s, 2), "predict_seconds": round(pred_s, 3),
               "spectra_per_s": round(len(res) / pred_s, 2) if pred_s > 0 else None, "batch_size": cfg.batch_size}
@@ -407,7 +409,8 @@ def run_redshift_eval(cfg: RedshiftEvalConfig) -> dict:
         knn = KNNRedshift().fit(tr_X, tr_z)
         kz, klo, khi = knn.predict(ev.X)
         knn_desc = knn.describe() | {"seconds": round(time.perf_counter() - t0, 3)}
-        metrics["knn"] = redshift_metrics(ev.z, kz, klo, khi, train_median=train_median)
+        metrics["knn"] = redshift_metrics(ev.z, kz, klo, khi, train_median=train_median,
+                                          z95=knn.interval(kz, 95), z99=knn.interval(kz, 99))
 
     # the assistant's stated redshift: find_redshift with the model's answer as evidence
     refined = None

@@ -36,6 +36,10 @@ class RedshiftPrediction:
     pz_grid: list = field(default_factory=list, repr=False)  # 0.01 leaves by their first answer (0.02: answers 0.020-0.029)
     pz: list = field(default_factory=list, repr=False)  # probability per bin
     parse_failed: bool = False
+    z_lo95: float | None = None  # 95% and 99% intervals of the same p(z)
+    z_hi95: float | None = None
+    z_lo99: float | None = None
+    z_hi99: float | None = None
 
     def modes(self, min_p: float = 0.05, max_n: int = 3) -> list[float]:
         """Centres of the peaks of p(z) (0.01 bins, local maxima holding >= min_p), most probable
@@ -305,6 +309,8 @@ class RedshiftPredictor:
             z_mean=round(max(0.0, float((fine * centers).sum())), nd), z_mode=round(z_mode, nd),
             z_greedy=round(z_greedy, nd), text=self.codec.answer_prefix + format_redshift(z_greedy, self.codec),
             pz_grid=[round(d0 + i / 100.0, 2) for i in range(100)], pz=[float(x) for x in joint],
+            z_lo95=round(q(0.025), nd + 1), z_hi95=round(q(0.975), nd + 1),
+            z_lo99=round(q(0.005), nd + 1), z_hi99=round(q(0.995), nd + 1),
         )
 
     def generate_unconstrained(self, prompts: Sequence[str], max_new_tokens: int = 8) -> list[float | None]:

@@ -231,3 +231,34 @@ def test_eval_cli_user_errors_are_one_line(tiny_setup, tmp_path, capsys):
     rc = main(["eval", "redshift", "--adapter", str(tiny_setup["adapter"]), "--dataset", str(tiny_setup["ds"]),
                "--split", "test", "--out", str(tmp_path / "o")])
     assert rc == 2 and "no 'test' split" in capsys.readouterr().err
+
+
+def test_confidently_wrong_counts_truths_outside_the_99_interval():
+    from speclm.evals.metrics import redshift_metrics
+
+    zt = [0.10, 0.20, 0.30, 0.40]
+    zp = [0.10, 0.20, 0.30, 0.10]
+    lo99, hi99 = [0.09, 0.19, 0.29, 0.09], [0.11, 0.21, 0.31, 0.11]  # the last: narrow and wrong
+    lo95, hi95 = [0.095, 0.15, 0.29, 0.0], [0.105, 0.25, 0.31, 0.5]
+    m = redshift_metrics(zt, zp, z95=(lo95, hi95), z99=(lo99, hi99))
+    assert m["confidently_wrong"] == 0.25 and m["coverage_95"] == 1.0
+    wide = redshift_metrics(zt, zp, z99=([0.0] * 4, [0.5] * 4))
+    assert wide["confidently_wrong"] == 0.0
+
+
+def test_model_p_z_intervals_nest():
+    """The 68% interval lies inside the 95%, which lies inside the 99%, on a real p(z)."""
+    import numpy as np
+
+    from speclm.finetune.predict import RedshiftPredictor
+
+    pred = RedshiftPredictor.__new__(RedshiftPredictor)
+    from speclm.finetune.presets import get_preset
+
+    pred.codec = get_preset("smollm2").codec
+    joint = np.zeros(100)
+    joint[[20, 21, 35]] = [0.6, 0.3, 0.1]
+    p3 = np.full((3, 10), 0.1)
+    r = pred._summarise(0, joint, [20, 21, 35], p3, 2, 0)
+    assert r.z_lo99 <= r.z_lo95 <= r.z_lo <= r.z <= r.z_hi <= r.z_hi95 <= r.z_hi99
+    assert r.z_hi99 >= 0.35  # the third peak's mass is inside the 99% interval
