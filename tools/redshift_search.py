@@ -61,6 +61,9 @@ class SearchConfig(Config):
     feature_dchi2: float = field(default=9.0, metadata={"help": "Δχ²/ν (3σ) for a line to count as support"})
     min_features: int = field(default=2, metadata={"help": "supporting features needed to be confident"})
     n_candidates: int = field(default=5, metadata={"help": "scan minima kept per spectral type"})
+    nnls: str = field(default="normal", metadata={
+        "help": "'normal': the template fits' NNLS on the normal equations (fast); 'full': on all pixels "
+                "(the same solution, ~2x slower search; kept to measure and check the fast one)"})
     model_z_max: float = field(default=0.5, metadata={
         "help": "the redshift model's training domain is galaxies with z up to this"})
     min_good_pixels: int = field(default=200, metadata={"help": "fewer usable pixels than this is an error"})
@@ -74,6 +77,8 @@ class SearchConfig(Config):
             raise ConfigError("need -0.01 <= galaxy_z_min < galaxy_z_max <= 3")
         if not (0 < self.qso_z_max <= 7.5):
             raise ConfigError("qso_z_max must be in (0, 7.5] (the templates start at 400 Å rest)")
+        if self.nnls not in ("normal", "full"):
+            raise ConfigError("nnls must be 'normal' or 'full'")
         if not (0 <= self.poly_order <= 8):
             raise ConfigError("poly_order must be in [0, 8]")
         for name in ("decisive_dchi2", "qso_penalty", "rival_kms", "feature_dchi2", "star_v_max_kms"):
@@ -271,37 +276,61 @@ def _design(data: _Data, T: np.ndarray, s: int) -> np.ndarray:
     return np.vstack([T[:, c : c + N], data.P]).T  # (N, nT + nP)
 
 
-def _nnls(data: _Data, D: np.ndarray, nT: int, drop: list[int] | None = None) -> tuple[float, np.ndarray]:
-    """Templates >= 0, polynomial free (as ± column pairs). Returns (chi2, coefficients)."""
+def _nnls(data: _Data, D: np.ndarray, nT: int, drop: list[int] | None = None,
+          full: bool = False) -> tuple[float, np.ndarray]:
+    """Templates >= 0, polynomial free (as ± column pairs). Returns (chi2, coefficients).
+
+    Solved on the normal equations: with M = [templates, polynomial] (N × m, columns scaled to unit
+    norm), G = MᵀM = L Lᵀ and h = Mᵀb, ‖Mx − b‖² = ‖Lᵀx − L⁻¹h‖² + const, so the NNLS runs on an
+    m × (m + nP) system instead of N × (m + nP) (N ≈ 4000 pixels, m ≈ 30): the same solution,
+    about 5× faster. χ² is then computed on the pixels themselves, exactly.
+    """
+    from scipy.linalg import cho_factor, solve_triangular
     from scipy.optimize import nnls
 
     sel = data.w > 0
     sw = np.sqrt(data.w[sel])
-    A = D[sel] * sw[:, None]
     keep = np.ones(nT, bool)
     if drop:
         keep[drop] = False
-    At = A[:, :nT][:, keep]
-    Ap = A[:, nT:]
-    X = np.hstack([At, Ap, -Ap])
-    norms = np.linalg.norm(X, axis=0)
+    cols = np.concatenate([np.flatnonzero(keep), np.arange(nT, D.shape[1])])
+    M = D[sel][:, cols] * sw[:, None]
+    b = data.f[sel] * sw
+    nK = int(keep.sum())
+    nP = D.shape[1] - nT
+    norms = np.sqrt(np.einsum("ij,ij->j", M, M))
     norms[norms == 0] = 1.0
-    x, rnorm = nnls(X / norms, data.f[sel] * sw, maxiter=50 * X.shape[1])
-    x = x / norms
-    coef = np.zeros(nT + Ap.shape[1])
-    coef[np.flatnonzero(keep)] = x[: keep.sum()]
-    nP = Ap.shape[1]
-    coef[nT:] = x[keep.sum() : keep.sum() + nP] - x[keep.sum() + nP :]
-    return float(rnorm**2), coef
+    Mn = M / norms
+    G = Mn.T @ Mn
+    G[np.diag_indices_from(G)] += 1e-10
+    h = Mn.T @ b
+    try:
+        if full:
+            raise ValueError("the full problem was asked for")
+        L, _ = cho_factor(G, lower=True, check_finite=False)
+        L = np.tril(L)
+        c = solve_triangular(L, h, lower=True, check_finite=False)
+        R = L.T
+        X = np.hstack([R[:, :nK], R[:, nK:], -R[:, nK:]])
+        x, _ = nnls(X, c, maxiter=50 * X.shape[1])
+    except (np.linalg.LinAlgError, ValueError):  # degenerate columns: the full problem
+        X = np.hstack([Mn[:, :nK], Mn[:, nK:], -Mn[:, nK:]])
+        x, _ = nnls(X, b, maxiter=50 * X.shape[1])
+    y = np.concatenate([x[:nK], x[nK:nK + nP] - x[nK + nP:]]) / norms
+    chi2 = float(np.sum((M @ y - b) ** 2))
+    coef = np.zeros(nT + nP)
+    coef[np.flatnonzero(keep)] = y[:nK]
+    coef[nT:] = y[nK:]
+    return chi2, coef
 
 
-def _refine(data: _Data, T: np.ndarray, nT: int, s0: int, s_lo: int, s_hi: int, half: int = 2):
+def _refine(data: _Data, T: np.ndarray, nT: int, s0: int, s_lo: int, s_hi: int, half: int = 2, full: bool = False):
     """NNLS χ² at s0-half..s0+half (walking downhill up to 6 px), parabola through the minimum."""
     cache: dict[int, tuple[float, np.ndarray]] = {}
 
     def at(s: int):
         if s not in cache:
-            cache[s] = _nnls(data, _design(data, T, s), nT)
+            cache[s] = _nnls(data, _design(data, T, s), nT, full=full)
         return cache[s]
 
     s = int(np.clip(s0, s_lo, s_hi))
@@ -365,6 +394,7 @@ def find_redshift(spectrum: Spectrum, prediction: dict | None = None,
     """
     t0 = time.perf_counter()
     cfg = config or SearchConfig()
+    full_nnls = cfg.nnls == "full"
     pred = prediction or {}
     z_model = pred.get("z")
     base = dict(z_model=z_model, z_lo=pred.get("z_lo"), z_hi=pred.get("z_hi"))
@@ -404,7 +434,7 @@ def find_redshift(spectrum: Spectrum, prediction: dict | None = None,
                     starts.append((int(s[win][np.argmin(chi2[win])]), "model p(z) mode"))
         seen = set()
         for s0, origin in starts:
-            sb, zs, errs, c2, coef = _refine(data, Tf, len(fit_set.names), s0, s_lo, s_hi)
+            sb, zs, errs, c2, coef = _refine(data, Tf, len(fit_set.names), s0, s_lo, s_hi, full=full_nnls)
             if sb in seen:
                 continue
             seen.add(sb)
@@ -438,7 +468,7 @@ def find_redshift(spectrum: Spectrum, prediction: dict | None = None,
         for key, idx in groups.items():
             if c.coef is None or np.all(c.coef[idx] <= 0):
                 continue
-            c_drop, _ = _nnls(data, D, nT, drop=idx)
+            c_drop, _ = _nnls(data, D, nT, drop=idx, full=full_nnls)
             dchi = (c_drop - c.chi2) / nu
             if dchi >= cfg.feature_dchi2:
                 out.append({"feature": key.replace("_narrow", ""),
