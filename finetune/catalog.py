@@ -52,7 +52,7 @@ ZWARN_BITS: dict[str, tuple[int, str]] = {
 COLUMNS: dict[str, tuple[str, str]] = {
     "FILE": ("", "spectrum file"),
     "TARGET": ("", "address of the target: FILE or FILE[TARGETID]"),
-    "TARGETID": ("", "the file's target id (DESI TARGETID, SDSS specObjID, LAMOST OBSID); -1 if none"),
+    "TARGETID": ("", "the file's target id (DESI TARGETID, SDSS specObjID, LAMOST OBSID); 0 if none"),
     "RA": ("deg", "right ascension from the file"),
     "DEC": ("deg", "declination from the file"),
     "Z": ("", "the stated redshift (the search's with --refine, else the model's median)"),
@@ -156,7 +156,7 @@ def process_chunk(refs: list[str], cfg: dict) -> list[dict]:
     pred = _predictor(cfg["adapter"], cfg["base"], cfg["device"])
     rows, keep, prompts = [], [], []
     for ref in refs:
-        row = {"TARGET": ref, "FILE": ref, "TARGETID": -1, "ERROR": ""}
+        row = {"TARGET": ref, "FILE": ref, "TARGETID": 0, "ERROR": ""}
         try:
             s = read_spectrum(ref)
             m = s.meta
@@ -276,8 +276,10 @@ def write_catalog(rows: list[dict], out: Path, meta: dict) -> Path:
         vals = [r.get(name) for r in rows]
         if name in ("FILE", "TARGET", "SPECTYPE", "CLASS_CATALOG", "SURVEY", "ERROR"):
             cols[name] = np.array([str(v or "") for v in vals], dtype=str)
-        elif name in ("TARGETID", "ZWARN"):
-            cols[name] = np.array([int(v) if v is not None else -1 for v in vals], dtype=np.int64)
+        elif name == "TARGETID":  # SDSS specObjIDs use all 64 bits: unsigned
+            cols[name] = np.array([int(v) if v is not None and int(v) >= 0 else 0 for v in vals], dtype=np.uint64)
+        elif name == "ZWARN":
+            cols[name] = np.array([int(v) for v in vals], dtype=np.int64)
         elif name == "CONFIDENT":
             cols[name] = np.array([bool(v) for v in vals])
         else:

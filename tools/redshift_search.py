@@ -317,7 +317,10 @@ def _nnls(data: _Data, D: np.ndarray, nT: int, drop: list[int] | None = None,
         X = np.hstack([Mn[:, :nK], Mn[:, nK:], -Mn[:, nK:]])
         x, _ = nnls(X, b, maxiter=50 * X.shape[1])
     y = np.concatenate([x[:nK], x[nK:nK + nP] - x[nK + nP:]]) / norms
-    chi2 = float(np.sum((M @ y - b) ** 2))
+    with np.errstate(all="ignore"):
+        chi2 = float(np.sum((M @ y - b) ** 2))
+    if not full and not np.isfinite(chi2):  # an ill-conditioned Gram matrix: solve on the pixels
+        return _nnls(data, D, nT, drop, full=True)
     coef = np.zeros(nT + nP)
     coef[np.flatnonzero(keep)] = y[:nK]
     coef[nT:] = y[nK:]
