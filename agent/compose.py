@@ -20,7 +20,8 @@ INTENTS: tuple[tuple[str, re.Pattern], ...] = (
                         r"\bwhat\s+(is|kind\s+of\s+object\s+is)\s+(it|this)\b|\bwhat\s+am\s+i\s+looking\s+at\b", re.I)),
     ("star_formation", re.compile(r"star[\s-]*form|forming\s+stars|\bsfr\b|\bpassive\b|quiescent|young\s+stars|"
                                   r"\bdead\b|\bretired\b", re.I)),
-    ("agn", re.compile(r"\bagn\b|active\s+(galactic\s+)?nucle|black\s+hole|\bquasar|\bseyfert|\bliner\b|"
+    ("quasar", re.compile(r"\bquasars?\b|\bqsos?\b", re.I)),
+    ("agn", re.compile(r"\bagn\b|active\s+(galactic\s+)?nucle|black\s+hole|\bseyfert|\bliner\b|"
                        r"broad[\s-]+lines?|\bnucleus\b", re.I)),
     ("mass", re.compile(r"how\s+(massive|luminous|bright|big|heavy)|\bmass(ive)?\b|luminosit|\bmagnitudes?\b|"
                         r"brightness|velocity\s+dispersion|\bsigma\b", re.I)),
@@ -84,7 +85,7 @@ def star_formation_answer(m: dict) -> str:
 def agn_answer(m: dict) -> str:
     cls = m["summary_class"]
     broad = [k for k, b in (m.get("broad") or {}).items() if b.get("detected")]
-    if cls in ("Seyfert", "LINER", "broad-line AGN", "composite"):
+    if cls in AGN_CLASSES:
         out = f"Yes: the class is {cls}"
         if broad:
             out += (" — broad " + " and ".join("Hα" if k == "Halpha" else "Hβ" for k in broad) + " lines (FWHM "
@@ -96,6 +97,29 @@ def agn_answer(m: dict) -> str:
     if cls in ("star-forming", "passive"):
         return f"No sign of an AGN: the class is {cls} and no broad Balmer line is detected."
     return "The spectrum does not say whether there is an AGN: the lines needed are not measured."
+
+
+#: measurement classes that mean an AGN powers (some of) the lines
+AGN_CLASSES = ("Seyfert", "LINER", "broad-line AGN", "composite")
+
+
+def quasar_answer(spectype: str | None, m: dict | None) -> str | None:
+    """Is it a quasar? Decided by the redshift search's spectral type (its quasar templates against the
+    galaxy and star ones), never by the line class: a Seyfert 2 has an AGN but is not a quasar."""
+    if spectype == "QSO":
+        out = "Yes: the redshift search types it as a quasar (QSO): its quasar templates fit best"
+        broad = [k for k, b in ((m or {}).get("broad") or {}).items() if b.get("detected")]
+        if broad:
+            out += (", with broad " + " and ".join("Hα" if k == "Halpha" else "Hβ" for k in broad) + " lines")
+        return out + "."
+    if spectype in ("GALAXY", "STAR"):
+        kind = "a galaxy" if spectype == "GALAXY" else "a star"
+        out = f"No: the redshift search types it as {kind} ({spectype}), not a quasar"
+        cls = (m or {}).get("summary_class")
+        if spectype == "GALAXY" and cls in AGN_CLASSES:
+            out += f"; its emission lines do show an AGN (class {cls}), but not a quasar's spectrum"
+        return out + "."
+    return None
 
 
 def lines_answer(m: dict) -> str:
@@ -185,6 +209,12 @@ def compose(text: str, *, measure: dict | None, reach: dict | None, cosmo: dict 
     parts: list[str] = []
     done: list[str] = []
     for it in asked:
+        if it == "quasar":
+            q = quasar_answer(spectype, measure)
+            if q:
+                parts.append(q)
+                done.append(it)
+            continue
         if it == "surveys":
             if reach:
                 parts.append(surveys_answer(reach))

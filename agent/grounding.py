@@ -60,12 +60,27 @@ _SENT = re.compile(r"(?<=[.!?])\s+(?=[A-Z(\"'])|(?<=[.!?]\))\s+(?=[A-Z(\"'])|\n+
 _CAP = re.compile(r"(?<![\w\-\[])([A-Z][\w\-]*(?:\s+[A-Z][\w\-]*)*)")
 
 
+#: yes/no topics and the tool field that decides each: (topic, field, values for which "Yes" is true).
+#: The first topic a "Yes…"/"No…" sentence names is checked against ``Facts.decides[field]``.
+POLARITY = (
+    (re.compile(r"\bquasars?\b|\bqsos?\b", re.I), "spectype", {"QSO"}),
+    (re.compile(r"\bagn\b|active\s+(galactic\s+)?nucle|\bseyfert|\bliner\b", re.I), "class",
+     {"Seyfert", "LINER", "broad-line AGN", "composite"}),
+    (re.compile(r"forming\s+stars|star[\s-]*formation|star[\s-]*forming", re.I), "class", {"star-forming", "composite"}),
+    (re.compile(r"\bpassive\b|quiescent", re.I), "class", {"passive"}),
+)
+_YESNO = re.compile(r"^\W*(yes|no)\b", re.I)
+
+
 @dataclass
 class Facts:
-    """What a reply may say: numbers and text collected from tool outputs and declared constants."""
+    """What a reply may say: numbers and text collected from tool outputs and declared constants;
+    ``decides``: the tool fields that decide yes/no questions (spectype: the search's type; class:
+    the measurements' class), checked against the polarity of a "Yes…" / "No…" sentence."""
 
     numbers: list[float] = field(default_factory=list)
     text: str = ""
+    decides: dict = field(default_factory=dict)
 
     def add(self, obj) -> "Facts":
         """Collect every number and string in a JSON-like object (dicts, lists, scalars)."""
@@ -157,7 +172,25 @@ def check_sentence(sentence: str, facts: Facts) -> list[dict]:
                     or w.lower() in low_facts or len(w) == 1):
                 continue
             out.append({"kind": "name", "text": w})
-    return out
+    return out + polarity_violations(sentence, facts)
+
+
+def polarity_violations(sentence: str, facts: Facts) -> list[dict]:
+    """A "Yes"/"No" that contradicts the tool field deciding the topic it names (e.g. "Yes" to a quasar
+    when the search says GALAXY). Sentences without a yes/no, or topics no tool decided, pass."""
+    m = _YESNO.match(sentence)
+    if not m:
+        return []
+    said_yes = m.group(1).lower() == "yes"
+    for rx, key, yes_values in POLARITY:
+        if rx.search(sentence):
+            value = facts.decides.get(key)
+            if value is None:
+                return []
+            if (value in yes_values) != said_yes:
+                return [{"kind": "polarity", "text": f"{m.group(1)} contradicts {key} = {value}"}]
+            return []
+    return []
 
 
 def check_reply(text: str, facts: Facts) -> list[dict]:

@@ -421,6 +421,7 @@ class AgentNodes:
         f.add(state.get("text", ""))
         f.add(self.cosmology_name)
         f.add([replies.CLARIFY_OBJECT, replies.CLARIFY_Z])  # fixed help texts with their examples
+        f.decides = {"spectype": state.get("spectype"), "class": (state.get("measure") or {}).get("summary_class")}
         return f
 
     def _grounded(self, text: str, state: AgentState, extra=()) -> tuple[str, list]:

@@ -123,3 +123,40 @@ def test_speclm_ask_script_json_end_to_end(tmp_path, ngc3522_fits, capsys):
     bad.write_text("{oops\n")
     assert main(["ask", "--script", str(bad), "--json"]) == 2
     assert "line 1: not JSON" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------------------
+# yes/no answers are decided by the tool field, and the claim check verifies their polarity
+
+SEYFERT2 = {"summary_class": "Seyfert", "evidence": ["BPT: above the Kewley et al. (2001) line"], "broad": {},
+            "bpt": {"log_nii_ha": 0.05, "log_oiii_hb": 0.9}, "dn4000": 1.3}
+
+
+def test_could_it_be_a_quasar_is_answered_from_the_search_type():
+    from speclm.agent.compose import compose
+
+    text, done = compose("Could this be a quasar instead?", measure=SEYFERT2, reach=None, cosmo=None, z=0.075,
+                         z_source="template fit (galaxy)", spectype="GALAXY")
+    assert done == ["quasar"] and text.startswith("No: the redshift search types it as a galaxy")
+    assert "Seyfert" in text  # the AGN the lines show is still said, as what it is
+    text, _ = compose("Is it a QSO?", measure=None, reach=None, cosmo=None, z=1.2, z_source="template fit (qso)",
+                      spectype="QSO")
+    assert text.startswith("Yes")
+
+
+def test_claim_check_drops_a_yes_that_contradicts_the_search():
+    from speclm.agent.grounding import Facts, keep_grounded
+
+    facts = Facts().add({"spectype": "GALAXY", "summary_class": "Seyfert", "z": 0.075})
+    facts.add("quasar QSO Seyfert")
+    facts.decides = {"spectype": "GALAXY", "class": "Seyfert"}
+    kept, dropped = keep_grounded("Yes: it is a quasar. The class is Seyfert.", facts)
+    assert kept == "The class is Seyfert." and dropped[0]["violations"][0]["kind"] == "polarity"
+    kept, dropped = keep_grounded("No: it is not a quasar.", facts)
+    assert kept == "No: it is not a quasar." and not dropped
+    # an AGN yes/no is checked against the measurements' class
+    kept, _ = keep_grounded("No sign of an AGN: the class is Seyfert.", facts)
+    assert kept == ""
+    facts.decides = {"spectype": "QSO", "class": "broad-line AGN"}
+    kept, _ = keep_grounded("No: it is not a quasar.", facts)
+    assert kept == ""
