@@ -57,8 +57,11 @@ def test_sql_error_and_dead_server_are_sdss_errors(sdss_sim, sdss_cfg):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     dead = sdss.resolve_config(sdss_cfg, skyserver_url=f"http://127.0.0.1:{port}", retries=1)
-    with pytest.raises(SDSSError, match="2 attempts"):
+    with pytest.raises(SDSSError, match="2 attempts") as err:
         sdss.query_sql("SELECT 1", dead)
+    # a message a person reads: the host, the reason in words, no URL path or query string
+    msg = str(err.value)
+    assert "cannot connect" in msg and "http" not in msg and "SELECT" not in msg and "\n" not in msg
 
 
 def test_query_retries_a_500(sdss_sim, sdss_cfg):

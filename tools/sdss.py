@@ -27,6 +27,7 @@ import io
 import json
 import os
 import random
+import re
 import threading
 import time
 import urllib.error
@@ -150,6 +151,26 @@ def _retryable(exc: BaseException) -> bool:
                             requests.exceptions.Timeout, requests.exceptions.ChunkedEncodingError))
 
 
+def _reason(exc: BaseException) -> str:
+    """A transport failure in a few words, without URLs or query strings (a chat message is no log)."""
+    import requests
+
+    status = _http_status(exc)
+    if status is not None:
+        return f"HTTP {status}"
+    if isinstance(exc, (requests.exceptions.Timeout, TimeoutError)):
+        return "the server did not answer in time"
+    if isinstance(exc, (requests.exceptions.ConnectionError, ConnectionError, urllib.error.URLError)):
+        return "cannot connect (no network, or the server is down)"
+    text = re.sub(r"https?://\S+", "", str(exc))
+    text = " ".join(text.split())[:120]
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _host_only(what: str) -> str:
+    return re.sub(r"https?://([^/\s)]+)[^\s)]*", r"\1", what)
+
+
 def _with_retries(fn: Callable[[], Any], cfg: SDSSConfig, what: str) -> Any:
     """Run fn, retrying transient failures with exponential backoff; map errors to SDSSError."""
     for attempt in range(cfg.retries + 1):
@@ -161,10 +182,9 @@ def _with_retries(fn: Callable[[], Any], cfg: SDSSConfig, what: str) -> Any:
             if _http_status(exc) == 404:
                 raise SDSSNotFound(f"{what}: not found (HTTP 404)") from exc
             if not _retryable(exc):
-                raise SDSSError(f"{what}: {type(exc).__name__}: {exc}") from exc
+                raise SDSSError(f"{_host_only(what)}: {_reason(exc)}") from exc
             if attempt == cfg.retries:
-                raise SDSSError(f"{what}: failed after {attempt + 1} attempts: "
-                                f"{type(exc).__name__}: {exc}") from exc
+                raise SDSSError(f"{_host_only(what)}: failed after {attempt + 1} attempts: {_reason(exc)}") from exc
             time.sleep(cfg.backoff * (2 ** attempt) * random.uniform(0.5, 1.0))
     raise AssertionError("unreachable")
 
