@@ -173,18 +173,18 @@ def surveys_answer(reach: dict) -> str:
     no = [r for r in rows if r["verdict"] == "no"]
     out = []
     if yes:
-        out.append("Could observe it: " + "; ".join(f"{r['survey']} ({r['kind']}: {', '.join(r['reasons'][:2])})"
-                                                    for r in yes) + ".")
+        out.append("Could observe it:\n" + "\n".join(f"- {r['survey']} ({r['kind']}: {', '.join(r['reasons'][:2])})."
+                                                     for r in yes))
     if maybe:
-        out.append("Possibly: " + "; ".join(
-            f"{r['survey']} ({next((x for x in r['reasons'] if 'not' in x or 'but' in x), r['reasons'][-1])})"
-            for r in maybe) + ".")
+        out.append("Possibly:\n" + "\n".join(
+            f"- {r['survey']} ({next((x for x in r['reasons'] if 'not' in x or 'but' in x), r['reasons'][-1])})."
+            for r in maybe))
     if no:
         out.append("Not: " + "; ".join(
             f"{r['survey']} ({next((x for x in r['reasons'] if 'outside' in x or 'not' in x or 'fainter' in x), '')})"
             for r in no) + ".")
     out.append("Limits and references: speclm's survey table (tools/data/surveys.yaml).")
-    return " ".join(out)
+    return "\n\n".join(out)  # blank lines: Markdown would fold the next group into the last bullet
 
 
 def cosmology_answer(c: dict, z_source: str | None) -> str:
@@ -237,4 +237,4 @@ def compose(text: str, *, measure: dict | None, reach: dict | None, cosmo: dict 
         return honest_reply(measure, z, z_source), []
     if cosmo and ("type" in done or "surveys" in done):
         parts.append(cosmology_answer(cosmo, z_source))
-    return " ".join(parts), done
+    return "\n\n".join(parts), done

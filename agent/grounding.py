@@ -202,13 +202,31 @@ def check_reply(text: str, facts: Facts) -> list[dict]:
     return out
 
 
+_MD_PREFIX = re.compile(r"^(\s*(?:[-*] |\d+\. |#+ )?)")
+
+
 def keep_grounded(text: str, facts: Facts) -> tuple[str, list[dict]]:
-    """The reply without the sentences that make an ungrounded claim, and what was dropped."""
-    kept, dropped = [], []
-    for s in sentences(text):
-        bad = check_sentence(s, facts)
-        if bad:
-            dropped.append({"sentence": s.strip(), "violations": bad})
-        else:
-            kept.append(s.strip())
-    return " ".join(kept), dropped
+    """The reply without the sentences that make an ungrounded claim, and what was dropped.
+
+    The reply's lines (Markdown bullets, paragraphs) keep their places; a line whose every sentence
+    was dropped goes, with its bullet."""
+    out_lines, dropped = [], []
+    for line in (text or "").split("\n"):
+        if not line.strip():
+            if out_lines and out_lines[-1] != "":
+                out_lines.append("")
+            continue
+        prefix = _MD_PREFIX.match(line).group(1)
+        body = line[len(prefix):]
+        kept = []
+        for s in sentences(body):
+            bad = check_sentence(s.replace("**", ""), facts)
+            if bad:
+                dropped.append({"sentence": s.strip(), "violations": bad})
+            else:
+                kept.append(s.strip())
+        if kept:
+            out_lines.append(prefix + " ".join(kept))
+    while out_lines and out_lines[-1] == "":
+        out_lines.pop()
+    return "\n".join(out_lines), dropped

@@ -364,8 +364,8 @@ class AgentNodes:
                                               lookup=state.get("lookup") if route == "lookup" else None,
                                               search=state.get("search"))
                 if state.get("measure"):
-                    text += " " + composer.class_answer(state["measure"], state.get("z"), state.get("z_source"))
-                text = " ".join([text, *(state.get("notes") or [])])
+                    text += "\n- " + composer.class_answer(state["measure"], state.get("z"), state.get("z_source"))
+                text = "\n".join([text, *("- " + n for n in state.get("notes") or [])])
                 if composer.intents(state.get("text", "")):
                     more, answered = self._compose(state)
                     if answered:

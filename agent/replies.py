@@ -184,40 +184,55 @@ def cosmology_sentence(cosmo: dict, *, lines: int = 2) -> str:
     return s + "."
 
 
+def headline(z: float | None, z_source: str | None, search: dict | None) -> str:
+    """The upload reply's first line: the redshift the assistant states, its type and whether it is sure."""
+    if z is None:
+        return "**No redshift yet.**"
+    if search and search.get("z_source") != "model":
+        kind = _TYPE_WORD.get(search["spectype"], search["spectype"])
+        verdict = "confident" if search.get("confident") else "NOT confident (see the search below)"
+        return f"**z = {fmt_z(z, z_source)}: a {kind}** ({z_source}), {verdict}."
+    return f"**z = {fmt_z(z, z_source)}** ({z_source})."
+
+
 def spectrum_reply(*, spectrum: dict | None, pred: dict | None, check: dict | None, cosmo: dict | None,
                    z: float | None, z_source: str | None, lookup: dict | None = None,
                    search: dict | None = None) -> str:
-    """Step 1 of the paper's dialogue, with the tools' numbers: prediction, check, catalog, cosmology."""
-    out = []
+    """Step 1 of the paper's dialogue, with the tools' numbers: a headline (the stated z, type, verdict),
+    then one Markdown bullet per tool — spectrum, model, search or line check, catalog, cosmology."""
+    out = [headline(z, z_source, search)]
     if lookup:
-        out.append(f"SDSS: {lookup['describe']}.")
+        out.append(f"- SDSS: {lookup['describe']}.")
     if spectrum:
         s = spectrum["summary"]
         snr = f", median S/N {s['median_snr']:.1f}" if s.get("median_snr") else ""
         survey = f" ({s['survey_name']})" if s.get("survey_name") else ""
-        out.append(f"Spectrum {spectrum['name']}{survey}: {s['n_good']} good pixels, "
-                   f"{s['wave_min']:.0f}–{s['wave_max']:.0f} Å{snr}.")
+        line = (f"- Spectrum {spectrum['name']}{survey}: {s['n_good']} good pixels, "
+                f"{s['wave_min']:.0f}–{s['wave_max']:.0f} Å{snr}.")
         n = s.get("n_targets") or 1
         if n > 1:
-            out.append(f"The file holds {n} targets; this is target {int(s.get('target_index') or 0) + 1} of {n} "
-                       "(ask for another as FILE[TARGETID] or FILE[#index]).")
+            line += (f" The file holds {n} targets; this is target {int(s.get('target_index') or 0) + 1} of {n} "
+                     "(ask for another as FILE[TARGETID] or FILE[#index]).")
         if str(s.get("noise", "")).startswith("estimated"):
-            out.append("The file has no uncertainties: its noise was estimated from the flux (DER_SNR), so the "
-                       "S/N and the fit statistics rest on that estimate.")
+            line += (" The file has no uncertainties: its noise was estimated from the flux (DER_SNR), so the "
+                     "S/N and the fit statistics rest on that estimate.")
+        out.append(line)
     if pred:
-        out.append(prediction_sentence(pred))
+        out.append("- " + prediction_sentence(pred))
     if search:
-        out.append(search_sentence(search, pred))
+        out.append("- " + search_sentence(search, pred))
     elif check:
-        out.append(check_sentence(check, pred))
+        out.append("- " + check_sentence(check, pred))
     z_cat = lookup["z"] if lookup else (spectrum or {}).get("summary", {}).get("z_catalog")
-    out.append(catalog_sentence(z_cat, pred, check, "SDSS's catalog has" if lookup else "the file's catalog redshift is",
-                                search=search))
+    cat = catalog_sentence(z_cat, pred, check, "SDSS's catalog has" if lookup else "the file's catalog redshift is",
+                           search=search)
+    if cat:
+        out.append("- " + cat)
     if z is not None:
-        out.append(f"Redshift I use from here on: z = {fmt_z(z, z_source)} ({z_source}).")
+        out.append(f"- Redshift I use from here on: z = {fmt_z(z, z_source)} ({z_source}).")
     if cosmo:
-        out.append(cosmology_sentence(cosmo))
-    return " ".join(p for p in out if p)
+        out.append("- " + cosmology_sentence(cosmo))
+    return "\n".join(p for p in out if p)
 
 
 def grounded_facts(*, z: float, z_source: str, pred: dict | None, cosmo: dict, spectype: str | None = None) -> str:

@@ -126,7 +126,7 @@ def test_chat_end_to_end(served, tmp_path):
             expect(zpanel).to_contain_text("68% interval")
             expect(page.locator("#speclm-plot img")).to_be_visible()
             expect(chat).to_contain_text("spec-emission.fits")
-            expect(chat).to_contain_text(first.reply.split("\n")[0][:60])
+            expect(chat).to_contain_text(first.reply.split("\n")[0].replace("**", "")[:60])
             shots(page, "1_upload")
 
             # 2. follow-up: the answer quotes the cosmology tool's lookback time for the stored z
