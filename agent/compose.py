@@ -20,6 +20,12 @@ INTENTS: tuple[tuple[str, re.Pattern], ...] = (
                         r"\bwhat\s+(is|kind\s+of\s+object\s+is)\s+(it|this)\b|\bwhat\s+am\s+i\s+looking\s+at\b", re.I)),
     ("star_formation", re.compile(r"star[\s-]*form|forming\s+stars|\bsfr\b|\bpassive\b|quiescent|young\s+stars|"
                                   r"\bdead\b|\bretired\b", re.I)),
+    ("summary", re.compile(r"\bsummar(y|ise|ize)\b|\bin\s+(one|two|three|a\s+few)\s+sentences?\b|"
+                           r"\bfor\s+a\s+paper\b|\babstract\b|\btl;?\s*dr\b", re.I)),
+    ("age", re.compile(r"\bhow\s+old\s+(are|is)\s+(its|the|their|these)\s+stars?\b|\bstellar\s+(ages?|populations?)\b|"
+                       r"\bages?\s+of\s+(its|the)\s+stars\b|\b(old|young)\s+or\s+(young|old)\s+stars\b", re.I)),
+    ("hypothetical", re.compile(r"\b(if|were)\s+(it|this|the\s+\w+)\s+(were\s+|was\s+)?(at|moved\s+to)\s+"
+                                r"(a\s+)?(z|redshift)\s*(=|of)?\s*\d|\bat\s+(z|redshift)\s*=?\s*\d[\d.]*\s+instead\b", re.I)),
     ("quasar", re.compile(r"\bquasars?\b|\bqsos?\b", re.I)),
     ("agn", re.compile(r"\bagn\b|active\s+(galactic\s+)?nucle|black\s+hole|\bseyfert|\bliner\b|"
                        r"broad[\s-]+lines?|\bnucleus\b", re.I)),
@@ -122,6 +128,73 @@ def quasar_answer(spectype: str | None, m: dict | None) -> str | None:
     return None
 
 
+#: intents that decide a turn even when it also uses cosmology words ("how old are its stars?")
+STRONG_INTENTS = ("summary", "age", "hypothetical")
+_Z_NAMED = re.compile(r"\b(?:z|redshift)\s*(?:=|of)?\s*(\d+(?:\.\d+)?)", re.I)
+
+
+def hypothetical_z(text: str) -> float | None:
+    """The redshift a what-if question names ("if it were at z = 1"), or None."""
+    if not any(n == "hypothetical" for n in intents(text)):
+        return None
+    m = _Z_NAMED.search(text or "")
+    return float(m.group(1)) if m else None
+
+
+def hypothetical_answer(h: dict, spectrum: dict | None) -> str:
+    """A what-if from the cosmology tool at the named z, beside the object's own (``h``: the node's record)."""
+    now, at = h["now"], h["at"]
+    out = [f"If it were at z = {at['z']:g} instead of its z = {now['z']:.5g} ({h['z_source']}) — a what-if, from the "
+           f"cosmology tool ({at['cosmology']}):",
+           f"- its light would have left it {fmt_gyr(at['lookback_gyr'])} ago (now {fmt_gyr(now['lookback_gyr'])}), "
+           f"from a luminosity distance of {at['luminosity_distance_mpc']:,.0f} Mpc (now "
+           f"{now['luminosity_distance_mpc']:,.0f} Mpc);",
+           f"- it would look fainter by {h['dimming_mag']:.2f} mag (the distance alone, before k-corrections and "
+           "evolution);"]
+    s = (spectrum or {}).get("summary") or {}
+    lo, hi = s.get("wave_min"), s.get("wave_max")
+    for l in [x for x in at.get("lines", []) if x.get("kind") != "break"][:6]:
+        where = ""
+        if lo is not None and hi is not None:
+            where = (" — inside this spectrum's range" if lo <= l["observed_A"] <= hi else
+                     f" — beyond this spectrum's red end ({hi:.0f} Å)" if l["observed_A"] > hi else
+                     f" — below this spectrum's blue end ({lo:.0f} Å)")
+        out.append(f"- {l['display']} {l['rest_A']:.1f} Å would be observed at {l['observed_A']:,.1f} Å{where};")
+    out[-1] = out[-1].rstrip(";") + "."
+    return "\n".join(out)
+
+
+def age_answer(m: dict) -> str | None:
+    """How old its stars are, from the absorption indices the measurements give (Dn4000, HδA)."""
+    d4, hd = m.get("dn4000"), m.get("hdelta_a")
+    if d4 is None and hd is None:
+        return None
+    out = "Its stars, from the spectrum's age indicators:"
+    if d4 is not None:
+        out += (f" Dn4000 = {d4:.2f} — " + ("mostly old stars, over about a gigayear" if d4 > 1.5 else
+                                             "young or mixed stars") + " (split at 1.5)")
+    if hd is not None:
+        out += (";" if d4 is not None else "") + (f" HδA = {hd:.2f} Å (Balmer absorption of A stars: the higher, "
+                                                   "the more star formation in the last gigayear or so)")
+    return out + ". These are luminosity-weighted indicators, not an age measurement."
+
+
+def summary_answer(m: dict | None, z: float | None, z_source: str | None, spectype: str | None,
+                   cosmo: dict | None) -> str | None:
+    """Two sentences for a paper, every fact from the tools: what it is and where, then the evidence."""
+    if z is None:
+        return None
+    kind = {"GALAXY": "a galaxy", "QSO": "a quasar", "STAR": "a star"}.get(spectype or "", "an object")
+    if m and spectype in (None, "GALAXY"):
+        kind = _CLASS_PHRASE.get(m["summary_class"], kind)
+    first = f"The object is {kind} at {_z_phrase(z, z_source)}"
+    if cosmo:
+        first += f", seen {fmt_gyr(cosmo['lookback_gyr'])} back in time ({cosmo['cosmology']})"
+    ev = "; ".join((m or {}).get("evidence") or [])
+    second = f"Evidence: {ev}." if ev else ""
+    return (first + ". " + second).strip()
+
+
 def lines_answer(m: dict) -> str:
     rows = []
     for k, l in (m.get("lines") or {}).items():
@@ -203,12 +276,30 @@ def honest_reply(m: dict | None, z: float | None, z_source: str | None) -> str:
 
 
 def compose(text: str, *, measure: dict | None, reach: dict | None, cosmo: dict | None, z: float | None,
-            z_source: str | None, spectype: str | None = None) -> tuple[str, list[str]]:
+            z_source: str | None, spectype: str | None = None, hypothetical: dict | None = None,
+            spectrum: dict | None = None) -> tuple[str, list[str]]:
     """The answer to ``text`` from the facts, and the intents it answered ([] = honest reply)."""
     asked = intents(text)
     parts: list[str] = []
     done: list[str] = []
     for it in asked:
+        if it == "hypothetical":
+            if hypothetical:
+                parts.append(hypothetical_answer(hypothetical, spectrum))
+                done.append(it)
+            continue
+        if it == "summary":
+            q = summary_answer(measure, z, z_source, spectype, cosmo)
+            if q:
+                parts.append(q)
+                done.append(it)
+            continue
+        if it == "age" and measure:
+            q = age_answer(measure)
+            if q:
+                parts.append(q)
+                done.append(it)
+            continue
         if it == "quasar":
             q = quasar_answer(spectype, measure)
             if q:
@@ -235,6 +326,6 @@ def compose(text: str, *, measure: dict | None, reach: dict | None, cosmo: dict 
         done.append(it)
     if not parts:
         return honest_reply(measure, z, z_source), []
-    if cosmo and ("type" in done or "surveys" in done):
+    if cosmo and ("type" in done or "surveys" in done) and "summary" not in done:
         parts.append(cosmology_answer(cosmo, z_source))
     return "\n\n".join(parts), done

@@ -256,6 +256,22 @@ class AgentNodes:
                 upd["tool_trace"].append(getattr(exc, "trace_entry", {"name": "measure_spectrum", "error": str(exc)}))
         elif not spec:
             m = None
+        z_h = composer.hypothetical_z(state.get("text", ""))
+        if z is not None and z_h is not None and 0 <= z_h <= 20:
+            import math
+
+            lines = list(dict.fromkeys(lines_in_text(state.get("text", "")) + list(DEFAULT_SUMMARY_LINES)))
+            try:
+                now, e1 = self._tool("cosmology", {"z": max(float(z), 1e-4), "cosmology": self.cosmology_name,
+                                                   "lines": lines})
+                at, e2 = self._tool("cosmology", {"z": float(z_h), "cosmology": self.cosmology_name, "lines": lines})
+                dim = 5.0 * math.log10(at["luminosity_distance_mpc"] / now["luminosity_distance_mpc"])
+                upd["hypothetical"] = {"now": now, "at": at, "dimming_mag": round(dim, 2),
+                                       "z_source": state.get("z_source") or "model"}
+                upd["tool_trace"] += [e1, e2]
+                upd["produced"].append("hypothetical")
+            except Exception as exc:  # noqa: BLE001 -- a what-if that cannot run is said, the turn goes on
+                upd["notes"] = [f"The what-if could not run: {exc}."]
         if z is not None and "surveys" in composer.intents(state.get("text", "")):
             phot = (m or {}).get("photometry") or {}
             pos = (m or {}).get("position") or {}
@@ -411,7 +427,8 @@ class AgentNodes:
         from speclm.tools.survey_reach import load_surveys
 
         f = grounding.Facts()
-        for key in ("spectrum", "prediction", "search", "check", "cosmology", "lookup", "measure", "surveys"):
+        for key in ("spectrum", "prediction", "search", "check", "cosmology", "lookup", "measure", "surveys",
+                    "hypothetical"):
             if state.get(key):
                 f.add(state[key])
         f.add(replies.METHOD)
@@ -437,7 +454,10 @@ class AgentNodes:
         text, answered = composer.compose(state.get("text", ""), measure=state.get("measure"),
                                           reach=state.get("surveys"), cosmo=state.get("cosmology"),
                                           z=state.get("z"), z_source=state.get("z_source"),
-                                          spectype=state.get("spectype"))
+                                          spectype=state.get("spectype"),
+                                          hypothetical=state.get("hypothetical") if "hypothetical" in (
+                                              state.get("produced") or []) else None,
+                                          spectrum=state.get("spectrum"))
         self._answered = answered
         return text, answered
 

@@ -147,6 +147,12 @@ def _asks_about_object(text: str) -> bool:
     return bool(intents(text))
 
 
+def _strong_intent(text: str) -> bool:
+    from speclm.agent.compose import STRONG_INTENTS, intents
+
+    return any(i in STRONG_INTENTS for i in intents(text))
+
+
 def decide(text: str, *, upload_path: str | None = None, sdss_id: str | None = None,
            has_spectrum: bool = False, has_z: bool = False) -> Decision:
     """Apply the rule table (module docstring). Pure: no model, no I/O."""
@@ -157,7 +163,8 @@ def decide(text: str, *, upload_path: str | None = None, sdss_id: str | None = N
         return Decision("lookup", "an SDSS identifier was given")
     if sdss_identifier_in(t):
         return Decision("lookup", "the message contains an SDSS identifier")
-    if has_z and not PREDICT_WORDS.search(t) and not COSMO_WORDS.search(t) and _asks_about_object(t):
+    if has_z and not PREDICT_WORDS.search(t) and (_strong_intent(t) or (not COSMO_WORDS.search(t)
+                                                                       and _asks_about_object(t))):
         return Decision("chat", "question about the object's properties (answered from the measurements)",
                         grounded=True)
     if LOOKUP_WORDS.search(t):

@@ -41,6 +41,7 @@ class AgentState(TypedDict, total=False):
     cosmology: dict | None  # CosmologySummary.to_dict()
     measure: dict | None  # Measurements.to_dict() at the trusted z (class, lines, photometry)
     surveys: dict | None  # survey_reach() output for the current object
+    hypothetical: dict | None  # a what-if: the cosmology tool at a z the user named, beside the object's own
     lookup: dict | None  # LookupResult.to_dict()
     z: float | None  # the redshift we currently trust
     z_source: str | None  # "template fit (galaxy|qso|star)" | "line fit" | "model" | "SDSS catalog" | "user"

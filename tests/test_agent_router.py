@@ -107,3 +107,41 @@ def test_qualitative_filter_drops_numeric_claims():
     f = replies.SentenceFilter()
     streamed = "".join(f.feed(llm[i:i + 7]) for i in range(0, len(llm), 7)) + f.flush()
     assert streamed.split() == out.split()
+
+
+@pytest.mark.parametrize("text", ["How old are its stars, roughly?", "Summarize this object in two sentences for a paper.",
+                                  "What would its spectrum look like if it were at z = 1?"])
+def test_age_summary_and_what_if_are_answered_from_the_measurements(text):
+    """Not the lookback time ("how old" is a cosmology word), not a refusal: the grounded follow-up."""
+    from speclm.agent.router import decide
+
+    d = decide(text, has_spectrum=True, has_z=True)
+    assert d.route == "chat" and d.grounded, d
+
+
+def test_what_if_answer_comes_from_two_cosmology_calls():
+    from speclm.agent.compose import compose, hypothetical_z
+    from speclm.tools.cosmology import summarize
+
+    assert hypothetical_z("What would its spectrum look like if it were at z = 1?") == 1.0
+    assert hypothetical_z("What is its redshift?") is None
+    now, at = (summarize(z, "Planck18", lines=["Halpha", "OII"]).to_dict() for z in (0.05, 1.0))
+    h = {"now": now, "at": at, "dimming_mag": 7.77, "z_source": "template fit (galaxy)"}
+    spec = {"summary": {"wave_min": 3800.0, "wave_max": 9200.0}}
+    text, done = compose("And if it were at z = 1?", measure=None, reach=None, cosmo=None, z=0.05,
+                         z_source="template fit (galaxy)", hypothetical=h, spectrum=spec)
+    assert done == ["hypothetical"]
+    assert "beyond this spectrum's red end" in text and "13,129.2 Å" in text  # Hα at z = 1
+    assert "7,457.0 Å — inside" in text and "7.77 mag" in text
+
+
+def test_age_and_summary_answers_quote_the_indices():
+    from speclm.agent.compose import compose
+
+    m = {"summary_class": "passive", "evidence": ["Dn4000 = 1.91 (old stellar population; split at 1.5)"],
+         "dn4000": 1.91, "hdelta_a": -1.2, "broad": {}}
+    text, done = compose("How old are its stars?", measure=m, reach=None, cosmo=None, z=0.1, z_source="template fit")
+    assert done == ["age"] and "Dn4000 = 1.91 — mostly old stars" in text and "HδA = -1.20 Å" in text
+    text, done = compose("Summarize it in two sentences for a paper.", measure=m, reach=None, cosmo=None, z=0.1,
+                         z_source="template fit", spectype="GALAXY")
+    assert done == ["summary"] and text.startswith("The object is a passive galaxy") and text.count(". ") <= 2
