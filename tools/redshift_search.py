@@ -316,8 +316,8 @@ def _nnls(data: _Data, D: np.ndarray, nT: int, drop: list[int] | None = None,
     except (np.linalg.LinAlgError, ValueError):  # degenerate columns: the full problem
         X = np.hstack([Mn[:, :nK], Mn[:, nK:], -Mn[:, nK:]])
         x, _ = nnls(X, b, maxiter=50 * X.shape[1])
-    y = np.concatenate([x[:nK], x[nK:nK + nP] - x[nK + nP:]]) / norms
     with np.errstate(all="ignore"):
+        y = np.concatenate([x[:nK], x[nK:nK + nP] - x[nK + nP:]]) / norms
         chi2 = float(np.sum((M @ y - b) ** 2))
     if not full and not np.isfinite(chi2):  # an ill-conditioned Gram matrix: solve on the pixels
         return _nnls(data, D, nT, drop, full=True)
