@@ -623,7 +623,8 @@ def calibrate_temperature(adapter: str, dataset: str, split: str = "val", limit:
     at1 = min(rows, key=lambda r: abs(math.log(r["T"])))
     out = {"pz_temperature": best["T"], "target_coverage": target, "coverage_at_T": best["coverage_68"],
            "coverage_at_T1": at1["coverage_68"], "dataset": str(Path(dataset).resolve()), "split": split,
-           "fingerprint": ds.fingerprint(), "n": int(len(z)), "seed": seed, "grid": rows}
+           "fingerprint": ds.fingerprint(), "n": int(len(z)), "seed": seed, "grid": rows,
+           "simulated": bool(ds.meta.get("simulated"))}
     if snr_bins:
         edges = np.quantile(snr, np.linspace(0, 1, snr_bins + 1))
         bins = []
