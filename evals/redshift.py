@@ -210,7 +210,7 @@ def load_folder(cfg: RedshiftEvalConfig, pre) -> EvalSet:
     folder = Path(cfg.folder).expanduser()
     if not folder.is_dir():
         raise ConfigError(f"{folder}: not a directory")
-    files = [Path(f) for f in expand_inputs([folder]) if f.lower().endswith(FOLDER_EXTENSIONS)]
+    files = [Path(f) for f in expand_inputs([folder])]  # its spectrum files, redrock catalogs left out
     if not files:
         raise ConfigError(f"{folder}: no spectrum files ({', '.join(FOLDER_EXTENSIONS)})")
     ids, zs, rows, skipped, spectra, classes = [], [], [], [], [], []

@@ -477,7 +477,7 @@ def merge_datasets(paths: Sequence[str | os.PathLike], out: str | os.PathLike, *
 
 # ----------------------------------------------------------------------------- folder source
 
-FOLDER_EXTENSIONS = (".fits", ".fit", ".fits.gz", ".fit.gz", ".fts", ".csv", ".txt", ".dat", ".npy", ".npz")
+from speclm.tools.spectrum import SPECTRUM_SUFFIXES as FOLDER_EXTENSIONS  # noqa: E402 -- the one list
 
 
 def dataset_from_folder(folder: str | os.PathLike, out: str | os.PathLike, *, val_frac: float = 0.0,
