@@ -7,7 +7,10 @@ output in the thread (as JSON: numbers and strings), the line list, the survey t
 constants the reply templates quote (:data:`speclm.agent.replies.METHOD`) and the user's own words:
 
 * **numbers**: each number in the sentence must equal a fact number at the printed precision
-  (|x − f| ≤ half a unit of the last printed digit), or appear verbatim in a fact string;
+  (|x − f| ≤ half a unit of the last printed digit), or appear verbatim in a fact string; a number
+  with a unit (:data:`UNITS`: "3.8 billion years", "420 Mpc") must equal a fact *of that unit* — a
+  tool field named ``…_gyr`` / ``…_mpc`` or a "<number> <unit>" in a tool's words — so a coincidence
+  with some other measured number (an equivalent width of 3.8 Å) does not ground an age;
 * **classes and object types** (:data:`CLASS_TERMS`: Seyfert, LINER, elliptical, supergiant, …) and
   **survey, catalog and instrument names** (:data:`NAME_TERMS` + the survey table): each must
   appear in the facts' text;
@@ -71,6 +74,25 @@ POLARITY = (
 )
 _YESNO = re.compile(r"^\W*(yes|no)\b", re.I)
 
+#: units a number in a reply may carry: (kind, regex right after the number, factor to the kind's base
+#: unit). Base units: Gyr for time, Mpc for distance. Fact fields carry their unit as a key suffix.
+UNITS = (
+    ("time", re.compile(r"\s*(?:gyrs?|gigayears?|billion\s+(?:light[\s-]+)?years?|byr)\b", re.I), 1.0),
+    ("time", re.compile(r"\s*(?:myrs?|megayears?|million\s+(?:light[\s-]+)?years?)\b", re.I), 1e-3),
+    ("distance", re.compile(r"\s*(?:mpc|megaparsecs?)\b", re.I), 1.0),
+    ("distance", re.compile(r"\s*(?:gpc|gigaparsecs?)\b", re.I), 1e3),
+)
+#: fact-field suffixes that carry a unit: suffix → (kind, factor to base)
+UNIT_KEYS = {"_gyr": ("time", 1.0), "_myr": ("time", 1e-3), "_mpc": ("distance", 1.0)}
+
+
+def unit_after(text: str, end: int) -> tuple[str, float] | None:
+    """The (kind, factor) of the unit right after position ``end`` of ``text``, if any."""
+    for kind, rx, factor in UNITS:
+        if rx.match(text, end):
+            return kind, factor
+    return None
+
 
 @dataclass
 class Facts:
@@ -81,27 +103,36 @@ class Facts:
     numbers: list[float] = field(default_factory=list)
     text: str = ""
     decides: dict = field(default_factory=dict)
+    #: numbers with a unit, in the kind's base unit: {"time": [Gyr…], "distance": [Mpc…]}
+    units: dict = field(default_factory=dict)
 
-    def add(self, obj) -> "Facts":
-        """Collect every number and string in a JSON-like object (dicts, lists, scalars)."""
+    def add(self, obj, unit: tuple[str, float] | None = None) -> "Facts":
+        """Collect every number and string in a JSON-like object (dicts, lists, scalars); a number
+        under a key with a unit suffix (``lookback_gyr``) is also kept as a number of that unit."""
         if isinstance(obj, dict):
             for k, v in obj.items():
                 self.text += f" {k} "
-                self.add(v)
+                ku = next((u for suf, u in UNIT_KEYS.items() if str(k).lower().endswith(suf)), None)
+                self.add(v, ku or unit)
         elif isinstance(obj, (list, tuple, set)):
             for v in obj:
-                self.add(v)
+                self.add(v, unit)
         elif isinstance(obj, bool) or obj is None:
             pass
         elif isinstance(obj, (int, float)):
             if math.isfinite(float(obj)):
                 self.numbers.append(float(obj))
+                if unit:
+                    self.units.setdefault(unit[0], []).append(float(obj) * unit[1])
         elif isinstance(obj, str):
             self.text += " " + obj + " "
             for m in _NUM.finditer(obj):
                 v = _parse(m.group(0))
                 if v is not None:
                     self.numbers.append(v)
+                    u = unit_after(obj, m.end())
+                    if u:
+                        self.units.setdefault(u[0], []).append(v * u[1])
         return self
 
 
@@ -117,17 +148,22 @@ def _decimals(s: str) -> int:
     return len(s.split(".")[1]) if "." in s else 0
 
 
-def number_grounded(token: str, facts: Facts) -> bool:
+def number_grounded(token: str, facts: Facts, unit: tuple[str, float] | None = None) -> bool:
+    """Is ``token`` a fact at its printed precision? With ``unit`` (kind, factor), only facts of that
+    kind count: "3.8 billion years" needs a 3.8 Gyr fact, not any 3.8."""
     v = _parse(token)
     if v is None:
-        return True
-    if token.lstrip("−-+") in facts.text:
         return True
     d = _decimals(token)
     tol = 0.5 * 10 ** (-d) + 1e-9 * max(1.0, abs(v))
     if "e" in token.lower():
         tol = abs(v) * 0.05
     av = abs(v)
+    if unit is not None:
+        kind, factor = unit
+        return any(abs(av * factor - abs(f)) <= tol * factor for f in facts.units.get(kind, ()))
+    if token.lstrip("−-+") in facts.text:
+        return True
     return any(abs(av - abs(f)) <= tol for f in facts.numbers)
 
 
@@ -144,7 +180,7 @@ def check_sentence(sentence: str, facts: Facts) -> list[dict]:
     out = []
     low_facts = facts.text.lower()
     for m in _NUM.finditer(sentence):
-        if not number_grounded(m.group(0), facts):
+        if not number_grounded(m.group(0), facts, unit_after(sentence, m.end())):
             out.append({"kind": "number", "text": m.group(0)})
     low = sentence.lower()
     masked = low

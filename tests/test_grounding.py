@@ -160,3 +160,20 @@ def test_claim_check_drops_a_yes_that_contradicts_the_search():
     facts.decides = {"spectype": "QSO", "class": "broad-line AGN"}
     kept, _ = keep_grounded("No: it is not a quasar.", facts)
     assert kept == ""
+
+
+def test_a_number_with_a_unit_needs_a_fact_of_that_unit():
+    """CI once kept "Its light left it 3.8 billion years ago" because some measured number (an
+    equivalent width, an S/N) happened to be 3.8: an age must match an age."""
+    f = grounding.Facts().add({"measure": {"ew_halpha": 3.8, "snr": 12.0},
+                               "cosmology": {"lookback_gyr": 1.3312, "comoving_distance_mpc": 452.7}})
+    bad = grounding.check_sentence("Its light left it 3.8 billion years ago.", f)
+    assert bad and bad[0]["kind"] == "number"
+    assert grounding.check_sentence("Its light left it 1.33 billion years ago.", f) == []
+    assert grounding.check_sentence("Its light left it 1.33 Gyr ago.", f) == []
+    assert grounding.check_sentence("That is about 1331 million years.", f) == []
+    assert grounding.check_sentence("It lies 453 Mpc away.", f) == []
+    assert grounding.check_sentence("It lies 3.8 Mpc away.", f)  # a width is not a distance
+    assert grounding.check_sentence("The Hα equivalent width is 3.8 Å.", f) == []  # unitless match still works
+    g = grounding.Facts().add("the light left the galaxy 2.41 Gyr ago")  # a tool's words carry units too
+    assert grounding.check_sentence("It left 2.41 billion years ago.", g) == []
