@@ -41,9 +41,9 @@ class Assistant:
 
     def __init__(self, cfg: AgentConfig | None = None, *, runtime=None, backend=None):
         from speclm.agent.graph import build_graph
-        from speclm.agent.lc_tools import build_tools
-        from speclm.agent.nodes import AgentNodes
+        from speclm.agent.nodes import AgentNodes, _emit
         from speclm.agent.planner import make_planner
+        from speclm.agent.registry import ToolContext, build_tools
 
         self.cfg = cfg = cfg or AgentConfig()
         self.backend = backend or self._make_backend(cfg, runtime)
@@ -52,7 +52,8 @@ class Assistant:
             from speclm.tools.sdss import SDSSConfig
 
             sdss = SDSSConfig(**sdss)
-        self.tools = build_tools(predict=self.backend.predict, sdss_cfg=sdss, cosmology=cfg.cosmology)
+        self.tools = build_tools(ToolContext(predict=self.backend.predict, sdss_cfg=sdss, cosmology=cfg.cosmology,
+                                             emit=_emit))
         self.nodes = AgentNodes(self.backend, self.tools, adapter_mode=cfg.adapter_mode,
                                 max_new_tokens=cfg.max_new_tokens, cosmology=cfg.cosmology,
                                 narrate=cfg.narrator == "model" or (cfg.narrator == "auto" and cfg.backend == "openai"),
@@ -150,9 +151,10 @@ class Assistant:
             measure=st.get("measure") if "measure" in produced or st.get("answered") else None,
             surveys=st.get("surveys") if "surveys" in produced else None,
             grounding=st.get("grounding"), answered=list(st.get("answered") or []),
-            planner=("model" if (st.get("planner_used") or "rules") == "rules"
-                     and any(c.get("purpose") == "route" for c in calls) else st.get("planner_used") or "rules"),
-            cosmology=st.get("cosmology") if "cosmology" in produced else None,
+            planner=st.get("planner_used") or "",
+            plan=[{k: c.get(k) for k in ("name", "args", "planned_by", "error")} for c in st.get("calls") or []],
+            cosmology=(st.get("cosmology_at") or st.get("cosmology")) if "cosmology" in produced or "cosmology_at" in produced
+            or st.get("answered") else None,
             spectrum_summary=(st.get("spectrum") or {}).get("summary") if "spectrum" in produced else None,
             tool_trace=list(st.get("tool_trace") or []), error=st.get("error"),
             adapter_on=any(c.get("adapter_on") for c in calls),
@@ -186,7 +188,7 @@ class Assistant:
             "spectrum_path": spec.get("path"), "spectrum_name": spec.get("name"),
             "spectrum_summary": spec.get("summary"),
             "prediction": st.get("prediction"), "check": st.get("check"), "cosmology": st.get("cosmology"),
-            "lookup": st.get("lookup"), "n_messages": len(st.get("messages") or []),
+            "lookup": st.get("lookup"), "n_messages": len(self.history(thread_id)),
             "last_route": st.get("route"), "backend": self.backend.describe(),
             "adapter_mode": self.cfg.adapter_mode,
         })

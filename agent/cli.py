@@ -20,6 +20,7 @@ STEP2 = ("What type of galaxy is expected at the redshift you just predicted? "
 
 
 def register(subparsers) -> None:
+    _register_planner_data(subparsers)
     p = subparsers.add_parser(
         "demo", help="play the paper's two-step dialogue (spectrum -> redshift, then a follow-up)",
         description=__doc__.splitlines()[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -127,3 +128,36 @@ def transcript(turns, backend: str, adapter_mode: str) -> dict:
 
 def _brief_check(c: dict | None) -> dict | None:
     return None if not c else {k: c.get(k) for k in ("z", "z_input", "confident", "n_lines", "reason")}
+
+
+def _register_planner_data(subparsers) -> None:
+    """``speclm data planner``: the planner's synthetic requests (the generator lives with the agent,
+    whose tools it plans; ``speclm data`` is the finetune layer's command group)."""
+    import argparse as _ap
+
+    data = subparsers.choices.get("data")
+    if data is None:
+        return
+    dsub = next(a for a in data._actions if isinstance(a, _ap._SubParsersAction))
+    p = dsub.add_parser("planner", help="synthetic requests -> tool calls for the embedded planner's LoRA",
+                        description="Varied requests (an attached file, cosmology, line positions, what-ifs, class, "
+                        "surveys, the model's z, template search, line checks, SDSS lookups, files, multi-step, "
+                        "nothing to call) with the tool calls that answer them, phrased from the tool registry's "
+                        "vocabulary; `speclm eval planner` checks that none of its held-out phrasings occurs in them.")
+    p.add_argument("--n", type=int, required=True, help="number of requests")
+    p.add_argument("--out", required=True, help="output directory")
+    p.add_argument("--seed", type=int, default=0, help="seed (default 0)")
+    p.add_argument("--val-frac", type=float, default=0.05, help="validation fraction (default 0.05)")
+    p.set_defaults(func=_planner_data)
+
+
+def _planner_data(args) -> int:
+    from speclm.agent.planner_data import write_dataset
+    from speclm.tools.errors import ConfigError
+
+    if args.n < 2:
+        raise ConfigError("--n must be at least 2")
+    meta = write_dataset(args.out, args.n, seed=args.seed, val_frac=args.val_frac)
+    print(f"wrote {meta['counts']} requests ({meta['steps']} planning steps) to {args.out} "
+          f"(generator v{meta['generator_version']})")
+    return 0

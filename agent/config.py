@@ -30,10 +30,10 @@ class AgentConfig(Config):
     sdss: Any = setting(None, "SDSSConfig (or a dict of its fields) for lookups; None = environment defaults")
     openai_adapter_model: str | None = setting(None, "name under which the server serves the LoRA adapter "
                                           "(vLLM --lora-modules NAME=DIR); default: the adapter directory's name")
-    planner: str = setting("rules", "who chooses a text turn's tool calls: 'rules' (agent/router.py) or 'model': with the "
-                           "local backend the embedded model's planner LoRA (planner_adapter) or, with planner_adapter "
-                           "None, the base's own chat-template tool support; with the openai backend the endpoint's "
-                           "tool calling (see agent/planner.py)")
+    planner: str = setting("model", "who plans every turn's tool calls: 'model' (default) — with the local backend the "
+                           "embedded model's planner LoRA (planner_adapter) or, with planner_adapter None, the base's "
+                           "own chat-template tool support; with the openai backend the endpoint's tool calling — with "
+                           "the rules as its fallback; or 'rules' (agent/router.py's table alone). See agent/planner.py")
     planner_adapter: str | None = setting("bundled-planner", "the local planner LoRA: 'bundled-planner' (shipped, "
                                           "trained by `speclm train --preset planner`), a directory, or None to "
                                           "plan through the base model's chat template instead")

@@ -1,23 +1,29 @@
-"""Planners: who chooses a text turn's tool calls. One interface, chosen by ``AgentConfig.planner``.
+"""Planners: who chooses each turn's tool calls. One interface, :class:`Planner`; every turn is planned.
 
-* ``"rules"`` (default): the rule table of :mod:`speclm.agent.router` picks a route and the fixed
-  pipeline runs its tools — no model in the loop. Also the fallback of the embedded planner when
-  its proposal does not parse or fails the tool's schema.
-* ``"model"`` with the local backend: :class:`EmbeddedPlanner` — the embedded SmolLM2-135M with its
-  planner LoRA (a second adapter on the same base, next to the redshift adapter; trained by
-  ``speclm train --preset planner`` on ``speclm data planner`` requests) reads one planning step
-  in the compact format of :mod:`speclm.finetune.plan_text` and writes one call or ``done``.
-  With ``planner_adapter=None`` and a base whose chat template renders tools (Llama-3.1, Qwen2.5,
-  Hermes), :class:`ChatTemplatePlanner` uses that template's tool support instead.
-* ``"model"`` with the OpenAI backend: a tool-calling chat model on an OpenAI-compatible endpoint (vLLM with
-  Llama-3.1-8B-Instruct and its tool-call parser, or anything speaking the OpenAI tools API) sees
-  the tools' JSON schemas and the thread's object, and answers with ``tool_calls``. The graph runs
-  them through LangGraph's ToolNode (schema-validated; a bad argument or a tool error comes back as
-  an error ToolMessage the planner can react to) and asks again, up to ``plan_max_steps``; then the
-  reply is composed from the tool outputs and the planner's own words pass the claim check.
+``plan(state, tools) -> AIMessage``: the next call(s) as ``tool_calls`` (the graph's ToolNode runs
+them and the planner is asked again), or none = the tools' results answer the message.
+``additional_kwargs["fallback"]`` marks a proposal that was not run (it did not parse, named no tool,
+failed the schema, or skipped the analysis of an attached file).
 
-A spectrum upload or an SDSS identifier always takes the fixed spectrum path, whatever the planner:
-its guarantees (the model's redshift, the search, the measurements) do not depend on a model's plan.
+* :class:`RulesPlanner` (``AgentConfig.planner="rules"``): the rule table of
+  :mod:`speclm.agent.router`, now emitting tool calls — no model in the loop.
+* :class:`EmbeddedPlanner` (the default, ``planner="model"`` with the local backend): the embedded
+  SmolLM2-135M with its planner LoRA (a second adapter on the same base, next to the redshift
+  adapter; trained by ``speclm train --preset planner`` on ``speclm data planner`` requests) reads
+  one planning step in the compact format of :mod:`speclm.agent.plan_text` and writes one call or
+  ``done``.
+* :class:`ChatTemplatePlanner` (``planner_adapter=None``): a local chat model's own tool template
+  (Llama-3.1, Qwen2.5, Hermes).
+* :class:`OpenAIToolPlanner` (the OpenAI backend): a tool-calling model on an OpenAI-compatible
+  endpoint (vLLM with Llama-3.1-8B-Instruct and its tool parser) through the OpenAI tools API.
+
+Fallback is composition: :class:`FallbackPlanner` asks a model planner first and, when its first
+proposal fails validation or the model cannot run, the rules plan the turn (recorded as
+``"rules (fallback)"``). Every AIMessage records who planned it (``additional_kwargs["planned_by"]``).
+
+An attached file is always analysed first (``analyze_spectrum``: the model's p(z), the search,
+cosmology, measurements): a planner that proposes anything else for the first call of such a turn
+fails validation, so the rules' plan — the analysis — runs.
 """
 from __future__ import annotations
 
@@ -47,6 +53,9 @@ def object_context(state: dict) -> str:
     spec = state.get("spectrum") or {}
     if spec.get("path"):
         parts.append(f"Its spectrum file is {spec['path']}.")
+    if attached_pending(state):
+        parts.append("A spectrum file is attached to this message: call analyze_spectrum first (its path is "
+                     "filled in for you).")
     return " ".join(parts) or "No object is loaded in this conversation yet."
 
 
@@ -59,7 +68,7 @@ def this_turn(messages: Sequence[BaseMessage]) -> list[BaseMessage]:
 class OpenAIToolPlanner:
     """Tool calls from an OpenAI-compatible chat endpoint (``tools=``, ``tool_choice="auto"``)."""
 
-    name = "model"
+    name = "openai"
 
     def __init__(self, base_url: str, model: str, *, api_key_env: str = "OPENAI_API_KEY", timeout: float = 60.0):
         import openai
@@ -114,19 +123,29 @@ def tool_output(m) -> tuple[object, str | None]:
 
 
 def current_file(state: dict) -> str | None:
-    """The spectrum file a call should use: this turn's lookup download or file read, else the thread's."""
+    """The spectrum file a call should use: this turn's lookup download, file read or analysis, else
+    the file attached to this message, else the thread's."""
     path = None
     for m in this_turn(state.get("messages") or []):
-        if isinstance(m, ToolMessage) and m.name in ("sdss_lookup", "read_spectrum"):
+        if isinstance(m, ToolMessage) and m.name in ("sdss_lookup", "read_spectrum", "analyze_spectrum"):
             out, err = tool_output(m)
             if not err and isinstance(out, dict):
-                path = out.get("spectrum_path") or out.get("path") or path
-    return path or (state.get("spectrum") or {}).get("path")
+                path = (out.get("spectrum_path") or out.get("path") or (out.get("spectrum") or {}).get("path")
+                        or path)
+    return path or state.get("upload_path") or (state.get("spectrum") or {}).get("path")
+
+
+def attached_pending(state: dict) -> bool:
+    """This message brings a file that no call of this turn has analysed yet."""
+    if not state.get("upload_path"):
+        return False
+    return not any(isinstance(m, ToolMessage) and m.name == "analyze_spectrum"
+                   for m in this_turn(state.get("messages") or []))
 
 
 def turn_steps(messages: Sequence[BaseMessage]) -> list[tuple[str, dict, str]]:
     """This turn's calls so far as (name, args, one-line result) for the compact planner format."""
-    from speclm.finetune.plan_text import result_summary
+    from speclm.agent.plan_text import result_summary
 
     calls, done = {}, []
     for m in this_turn(messages):
@@ -140,11 +159,144 @@ def turn_steps(messages: Sequence[BaseMessage]) -> list[tuple[str, dict, str]]:
 
 
 def state_context(state: dict) -> str:
-    """The thread's object as the compact planner reads it."""
-    from speclm.finetune.plan_text import context_line
+    """The thread's object (and an attached file still to analyse) as the compact planner reads it."""
+    from speclm.agent.plan_text import context_line
 
     return context_line(state.get("z"), state.get("z_source"), state.get("spectype"),
-                        bool((state.get("spectrum") or {}).get("path")))
+                        bool((state.get("spectrum") or {}).get("path")), attached_pending(state))
+
+
+def _call(name: str, args: dict) -> dict:
+    return {"name": name, "args": args, "id": f"call_{uuid.uuid4().hex[:8]}"}
+
+
+def _done(planned_by: str, content: str = "", **kw) -> AIMessage:
+    return AIMessage(content=content, name="planner", additional_kwargs={"planned_by": planned_by, **kw})
+
+
+class RulesPlanner:
+    """The rule table (:func:`speclm.agent.router.decide`) as a planner: the whole turn's calls at the
+    first step (independent calls together, run in parallel by the ToolNode), then done — except
+    after an analysis whose message asked about surveys, which needs the analysis' z first."""
+
+    name = "rules"
+
+    def plan(self, state: dict, tools: dict | None = None) -> AIMessage:
+        from speclm.agent import compose
+        from speclm.agent.router import decide, lines_in_text
+
+        text = state.get("text", "")
+        done = turn_steps(state.get("messages") or [])
+        if done:
+            names = [d[0] for d in done]
+            ok = "error" not in done[-1][2]
+            if names == ["analyze_spectrum"] and "surveys" in compose.intents(text) and state.get("z") is not None and ok:
+                return AIMessage(content="", name="planner", additional_kwargs={"planned_by": self.name},
+                                 tool_calls=[_call("survey_reach", self._reach_args(state))])
+            if names == ["redshift_check"] and ok and state.get("z") is not None:  # what the checked z means
+                return AIMessage(content="", name="planner", additional_kwargs={"planned_by": self.name},
+                                 tool_calls=[_call("cosmology", {"z": max(float(state["z"]), 0.0)})])
+            return _done(self.name)
+        spec = state.get("spectrum") or {}
+        d = decide(text, upload_path=state.get("upload_path"), sdss_id=state.get("sdss_id"),
+                   has_spectrum=bool(spec.get("path")), has_z=state.get("z") is not None)
+        z, calls = state.get("z"), []
+        if d.route == "spectrum":
+            calls = [_call("analyze_spectrum", {})]
+        elif d.route == "lookup":
+            from speclm.agent.router import sdss_identifier_in
+
+            ident = state.get("sdss_id") or sdss_identifier_in(text)
+            calls = [_call("analyze_spectrum", {"sdss_id": str(ident)})] if ident else \
+                [_call("sdss_lookup", {"identifier": text})]  # its parse error is the reply
+        elif d.route == "cosmology":
+            args = {"z": float(d.z_text if d.z_text is not None else z)}
+            if lines_in_text(text):
+                args["lines"] = lines_in_text(text)
+            calls = [_call("cosmology", args)]
+        elif d.route == "check":
+            z0 = d.z_text if d.z_text is not None else (state.get("prediction") or {}).get("z", z)
+            calls = [_call("redshift_check", {"z0": float(z0)})]
+        elif d.route == "clarify":
+            from speclm.agent import replies
+
+            msg = replies.CLARIFY_Z if "no redshift is known" in d.reason else replies.CLARIFY_OBJECT
+            return _done(self.name, msg, clarify=True, reason=d.reason)
+        elif d.route == "chat" and d.grounded and z is not None:
+            asked = compose.intents(text)
+            z_h = compose.hypothetical_z(text)
+            if z_h is not None and 0 <= z_h <= 20:
+                calls.append(_call("cosmology", {"z": float(z_h)}))
+            if spec.get("path") and any(i not in ("surveys", "hypothetical") for i in asked):
+                calls.append(_call("measure_spectrum", {"z": float(z), "spectype": state.get("spectype") or "GALAXY"}))
+            if "surveys" in asked:
+                calls.append(_call("survey_reach", self._reach_args(state)))
+            if not calls:
+                calls = [_call("cosmology", {"z": max(float(z), 0.0)})]
+        if not calls:
+            return _done(self.name, reason=d.reason)
+        return AIMessage(content="", name="planner", tool_calls=calls,
+                         additional_kwargs={"planned_by": self.name, "reason": d.reason})
+
+    @staticmethod
+    def _reach_args(state: dict) -> dict:
+        """survey_reach's arguments from the thread: z, type, and the measured magnitudes and position."""
+        m, lk = state.get("measure") or {}, state.get("lookup") or {}
+        phot, pos = m.get("photometry") or {}, m.get("position") or {}
+        args = {"z": max(float(state["z"]), 0.0), "spectype": state.get("spectype") or "GALAXY"}
+        if phot:
+            args["magnitudes"] = {b: phot.get(b) for b in ("g", "r", "i")}
+            if phot.get("fibre_arcsec"):
+                args["fibre_arcsec"] = float(phot["fibre_arcsec"])
+        ra, dec = pos.get("ra", lk.get("ra")), pos.get("dec", lk.get("dec"))
+        if ra is not None and dec is not None:
+            args.update(ra=float(ra) % 360.0, dec=float(dec))
+        cat = m.get("catalog_photometry") or {}
+        if any(cat.get(b) is not None for b in ("g", "r")):
+            args["total_magnitudes"] = {b: cat[b] for b in ("g", "r") if cat.get(b) is not None}
+        return args
+
+
+class FallbackPlanner:
+    """A model planner, and the rules when its first proposal is not run (module docstring)."""
+
+    def __init__(self, primary, fallback=None, *, validate: bool = True):
+        """``validate``: check each proposed call against its schema before it runs (the embedded
+        planner); a tool-calling endpoint's model instead reads the ToolNode's validation error back."""
+        self.primary, self.fallback, self.validate = primary, fallback or RulesPlanner(), validate
+        self.name = primary.name
+
+    def plan(self, state: dict, tools: dict) -> AIMessage:
+        from speclm.tools.errors import SpeclmError
+
+        first = not turn_steps(state.get("messages") or [])
+        prev = [m for m in this_turn(state.get("messages") or []) if isinstance(m, AIMessage)]
+        if prev and prev[-1].additional_kwargs.get("planned_by", "").endswith("(fallback)"):
+            fb = self.fallback.plan(state, tools)  # the rules took this turn: they finish it
+            fb.additional_kwargs["planned_by"] = f"{self.fallback.name} (fallback)"
+            return fb
+        try:
+            msg = self.primary.plan(state, tools)
+            problem = msg.additional_kwargs.get("fallback")
+            if not problem and self.validate:
+                for c in msg.tool_calls:
+                    problem = validate_call(c["name"], c["args"], tools, state)
+                    if problem:
+                        break
+        except SpeclmError as exc:
+            msg, problem = None, f"the {self.primary.name} planner could not run: {exc}"
+        if not problem and first and attached_pending(state) and (
+                not msg.tool_calls or msg.tool_calls[0]["name"] != "analyze_spectrum"):
+            problem = "an attached file is analysed first"
+        if not problem:
+            msg.additional_kwargs.setdefault("planned_by", self.primary.name)
+            return msg
+        if not first:  # mid-turn: stop and answer with what the tools returned
+            return _done(f"{self.primary.name}", fallback=problem, raw=(msg.additional_kwargs.get("raw") if msg else None))
+        fb = self.fallback.plan(state, tools)
+        fb.additional_kwargs.update(planned_by=f"{self.fallback.name} (fallback)", fallback=problem,
+                                    raw=(msg.additional_kwargs.get("raw") if msg else None))
+        return fb
 
 
 class EmbeddedPlanner:
@@ -186,42 +338,55 @@ class EmbeddedPlanner:
         return rt
 
     def propose(self, context: str, text: str, done: Sequence[tuple[str, dict, str]] = ()) -> str:
-        from speclm.finetune.plan_text import step_prompt
+        from speclm.agent.plan_text import step_prompt
 
         rt = self._attached()
         return rt.complete(step_prompt(context, text, done), adapter=self._name, max_new_tokens=72)
 
     def plan(self, state: dict, tools: dict) -> AIMessage:
-        from speclm.finetune.plan_text import parse_step
+        from speclm.agent.plan_text import parse_step
 
         raw = self.propose(state_context(state), state.get("text", ""), turn_steps(state.get("messages") or []))
         got = parse_step(raw)
-        problem = None
         if got is None:
-            problem = f"the planner wrote {raw.strip()[:80]!r}, which is not a call"
-        elif got[0] is not None:
-            problem = validate_call(got[0], got[1], tools, state)
-        if problem:
-            return AIMessage(content="", name="planner", additional_kwargs={"fallback": problem, "raw": raw})
+            return AIMessage(content="", name="planner",
+                             additional_kwargs={"fallback": f"the planner wrote {raw.strip()[:80]!r}, which is not a call",
+                                                "raw": raw})
         if got[0] is None:
             return AIMessage(content="", name="planner", additional_kwargs={"raw": raw})
         return AIMessage(content="", name="planner", additional_kwargs={"raw": raw},
-                         tool_calls=[{"name": got[0], "args": got[1], "id": f"call_{uuid.uuid4().hex[:8]}"}])
+                         tool_calls=[_call(got[0], got[1])])
+
+
+def fill_implicit(name: str, args: dict, state: dict) -> dict:
+    """The arguments the agent supplies itself: the spectrum file (this turn's, the attached one or
+    the thread's) — a planner never writes a path it was not given."""
+    from speclm.agent.registry import REGISTRY
+
+    spec = REGISTRY.get(name)
+    a = dict(args)
+    if spec is None:
+        return a
+    if "spectrum_path" in spec.implicit and "spectrum_path" in spec.schema.model_fields and not a.get("spectrum_path"):
+        a["spectrum_path"] = current_file(state)
+    if name == "analyze_spectrum" and not a.get("path") and not a.get("sdss_id"):
+        a["path"] = state.get("upload_path") if attached_pending(state) else current_file(state)
+    return a
 
 
 def validate_call(name: str, args: dict, tools: dict, state: dict) -> str | None:
-    """None when the tool exists and its schema accepts ``args`` (with the thread's file filled in)."""
+    """None when the tool exists and its schema accepts ``args`` (with the implicit ones filled in)."""
     tool = tools.get(name)
     if tool is None:
         return f"there is no tool {name!r} here"
     schema = getattr(tool, "args_schema", None)
     if schema is None:
         return None
-    a = dict(args)
-    if "spectrum_path" in schema.model_fields and "spectrum_path" not in a:
-        a["spectrum_path"] = current_file(state)
-        if not a["spectrum_path"]:
-            return f"{name} needs a spectrum, and none is loaded"
+    a = fill_implicit(name, args, state)
+    if "spectrum_path" in schema.model_fields and not a.get("spectrum_path"):
+        return f"{name} needs a spectrum, and none is loaded"
+    if name == "analyze_spectrum" and not (a.get("path") or a.get("sdss_id")):
+        return "analyze_spectrum needs a file or an SDSS object, and none is given"
     try:
         schema.model_validate(a)
     except Exception as exc:  # pydantic.ValidationError
@@ -294,11 +459,12 @@ class ChatTemplatePlanner:
 
 
 def make_planner(cfg, backend=None):
-    """The configured planner, or None for the rules (AgentConfig validates the combination)."""
+    """The configured planner: the rules, or a model planner with the rules as its fallback."""
     if cfg.planner == "rules":
-        return None
+        return RulesPlanner()
     if cfg.backend == "openai":
-        return OpenAIToolPlanner(cfg.openai_base_url, cfg.openai_model, api_key_env=cfg.openai_api_key_env)
+        return FallbackPlanner(OpenAIToolPlanner(cfg.openai_base_url, cfg.openai_model,
+                                                 api_key_env=cfg.openai_api_key_env), validate=False)
     if cfg.planner_adapter:
-        return EmbeddedPlanner(backend, cfg.planner_adapter)
-    return ChatTemplatePlanner(backend)
+        return FallbackPlanner(EmbeddedPlanner(backend, cfg.planner_adapter))
+    return FallbackPlanner(ChatTemplatePlanner(backend), validate=False)

@@ -42,6 +42,7 @@ class AgentState(TypedDict, total=False):
     measure: dict | None  # Measurements.to_dict() at the trusted z (class, lines, photometry)
     surveys: dict | None  # survey_reach() output for the current object
     hypothetical: dict | None  # a what-if: the cosmology tool at a z the user named, beside the object's own
+    cosmology_at: dict | None  # this turn's cosmology at a z other than the object's
     lookup: dict | None  # LookupResult.to_dict()
     z: float | None  # the redshift we currently trust
     z_source: str | None  # "template fit (galaxy|qso|star)" | "line fit" | "model" | "SDSS catalog" | "user"
@@ -64,9 +65,10 @@ class AgentState(TypedDict, total=False):
     notes: Annotated[list, turn_list]  # sentences appended to the reply (e.g. a check that could not run)
     grounding: dict | None  # the claim check of this turn's reply: {"checked", "dropped": [...]}
     answered: list  # the question intents the composed reply answered
-    planner_used: str  # who chose this turn's calls: "rules", the planner's name, or "rules (fallback)"
-    rules_route: str  # what the rules would do with this turn (the embedded planner's fallback)
-    plan_fallback: str | None  # why the planner's proposal was not run (then the rules take the turn)
+    planner_used: str  # who chose this turn's first calls: "embedded", "rules", "rules (fallback)", ...
+    plan_fallback: str | None  # why the model planner's proposal was not run (then the rules took the turn)
+    calls: Annotated[list, turn_list]  # this turn's planned calls: {name, args, output, error, planned_by}
+    clarify: str | None  # the planner's clarifying question (no call could answer the message)
 
 
 def turn_input(text: str, upload_path: str | None, sdss_id: str | None) -> dict:
@@ -79,7 +81,7 @@ def turn_input(text: str, upload_path: str | None, sdss_id: str | None) -> dict:
         "text": text or "", "upload_path": upload_path, "sdss_id": sdss_id,
         "route": "", "attempted_route": "", "route_reason": "", "z_text": None, "grounded": False, "error": None, "reply": "", "adapter_on": False,
         "tool_trace": None, "produced": None, "llm_calls": None, "notes": None, "grounding": None, "answered": [],
-        "planner_used": "rules", "rules_route": "", "plan_fallback": None,
+        "planner_used": "", "plan_fallback": None, "calls": None, "clarify": None, "cosmology_at": None,
     }
 
 
@@ -102,7 +104,8 @@ class TurnResult:
     surveys: dict | None = None
     grounding: dict | None = None
     answered: list[str] = field(default_factory=list)
-    planner: str = "rules"  # who chose this turn's tool calls: "rules" (agent/router.py) or "model"
+    planner: str = ""  # who chose this turn's first calls: "embedded", "rules", "rules (fallback)", "openai", ...
+    plan: list[dict] = field(default_factory=list)  # this turn's calls: {name, args, planned_by, error}
     spectrum_summary: dict | None = None
     tool_trace: list[dict] = field(default_factory=list)
     error: str | None = None

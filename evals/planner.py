@@ -37,8 +37,11 @@ HELDOUT = Path(__file__).resolve().parent / "planner_heldout.yaml"
 #: "third" was kept unseen until v3's evaluation, whose failures then shaped generator v3; "fourth"
 #: was kept unseen until v4's final evaluation, whose failures then shaped generator v4; "fifth" was
 #: written by someone who never read the generator, and kept unseen until v5's final evaluation, whose
-#: failures then shaped generator v5; "sixth" likewise, unseen until v6's final evaluation
+#: failures then shaped generator v5; "sixth" likewise, unseen until v6's final evaluation; "seventh"
+#: (2026-12-06, the registry's tools incl. analyze_spectrum, attached files) written by a helper that
+#: never read the rules, the generator or the earlier sets, unseen until planner v7's final evaluation
 HELD_OUT_SETS = {"first": HELDOUT, "fresh": HELDOUT.with_name("planner_heldout_fresh.yaml"),
+                 "seventh": HELDOUT.with_name("planner_heldout_seventh.yaml"),
                  "third": HELDOUT.with_name("planner_heldout_third.yaml"),
                  "fourth": HELDOUT.with_name("planner_heldout_fourth.yaml"),
                  "fifth": HELDOUT.with_name("planner_heldout_fifth.yaml"),
@@ -58,7 +61,7 @@ def load_held_out(path: str | Path = HELDOUT) -> list[dict]:
 
 def dataset_items(path: str | Path, split: str = "val") -> list[dict]:
     """A planner dataset's split as scoring items (its requests' context lines are kept as written)."""
-    from speclm.finetune.planner_data import read_split
+    from speclm.agent.planner_data import read_split
 
     return [{"text": r["text"], "context_line": r["context"], "plan": r["plan"]} for r in read_split(path, split)]
 
@@ -68,14 +71,62 @@ def held_out_texts(path: str | Path = HELDOUT) -> list[str]:
 
 
 def _dataset_requests(info: dict) -> list[dict]:
-    from speclm.finetune.planner_data import generate, read_split
+    from speclm.agent.planner_data import generate, read_split
 
     p = Path(info.get("path") or "/nonexistent")
     if (p / "train.jsonl").is_file():
         return read_split(p, "train") + read_split(p, "val")
     if info.get("n") is not None and info.get("seed") is not None:
-        return generate(int(info["n"]), int(info["seed"]), int(info.get("generator_version", 1)))
+        from speclm.agent.planner_data import GENERATOR_VERSION
+
+        version = int(info.get("generator_version", 1))
+        if version == GENERATOR_VERSION:
+            return generate(int(info["n"]), int(info["seed"]))
+        return legacy_generate(int(info["n"]), int(info["seed"]), version)
     raise ValueError("the card names no readable planner dataset and no (n, seed) to regenerate it")
+
+
+#: the commit whose finetune/planner_data.py holds generator versions 1-5 (planners v1-v6), before the
+#: generator became one version; their requests are regenerated from it, not from code kept here
+LEGACY_GENERATOR_COMMIT = "fe6ea40"
+
+
+@functools.lru_cache(maxsize=4)
+def _legacy_module(commit: str):
+    """The old generator module, built from the repository's history (``git show``)."""
+    import subprocess
+    import sys
+    import types
+
+    root = Path(__file__).resolve().parent.parent
+
+    def show(path: str) -> str:
+        try:
+            return subprocess.run(["git", "show", f"{commit}:{path}"], cwd=root, capture_output=True, text=True,
+                                  check=True, timeout=30).stdout
+        except (OSError, subprocess.SubprocessError) as exc:
+            raise ValueError(f"generator versions 1-5 live in commit {commit}, which git cannot show here ({exc})") from None
+
+    pt = types.ModuleType(f"speclm_legacy_plan_text_{commit}")
+    sys.modules[pt.__name__] = pt  # dataclasses look their module up by name
+    exec(compile(show("finetune/plan_text.py"), f"{commit}:finetune/plan_text.py", "exec"), pt.__dict__)
+    pd = types.ModuleType(f"speclm_legacy_planner_data_{commit}")
+    sys.modules[pd.__name__] = pd
+    saved = sys.modules.get("speclm.finetune.plan_text")
+    sys.modules["speclm.finetune.plan_text"] = pt
+    try:
+        exec(compile(show("finetune/planner_data.py"), f"{commit}:finetune/planner_data.py", "exec"), pd.__dict__)
+    finally:
+        if saved is None:
+            sys.modules.pop("speclm.finetune.plan_text", None)
+        else:
+            sys.modules["speclm.finetune.plan_text"] = saved
+    return pd
+
+
+def legacy_generate(n: int, seed: int, version: int, commit: str = LEGACY_GENERATOR_COMMIT) -> list[dict]:
+    """The requests generator version 1-5 gave for (n, seed): the earlier planners' training data."""
+    return _legacy_module(commit).generate(n, seed, version)
 
 
 def training_requests(adapter_dir: str | Path, _depth: int = 0) -> list[dict]:
@@ -104,10 +155,11 @@ def training_requests(adapter_dir: str | Path, _depth: int = 0) -> list[dict]:
 
 
 def _context(ctx: dict | None) -> str:
-    from speclm.finetune.plan_text import context_line
+    from speclm.agent.plan_text import context_line
 
     ctx = ctx or {}
-    return context_line(ctx.get("z"), ctx.get("z_source"), ctx.get("spectype"), bool(ctx.get("has_spectrum")))
+    return context_line(ctx.get("z"), ctx.get("z_source"), ctx.get("spectype"), bool(ctx.get("has_spectrum")),
+                        bool(ctx.get("attached")))
 
 
 def _norm_value(k, v):
@@ -151,6 +203,9 @@ def args_match(got: dict, want: dict, tool: str | None = None) -> bool:
     """Same arguments after normalisation (module docstring); spectrum_path is never compared."""
     if tool == "sdss_lookup":
         got, want = _lookup_key(got), _lookup_key(want)
+    if tool == "analyze_spectrum":  # an SDSS object however it is written: the object the parser reads
+        got = {**got, "sdss_id": _lookup_key({"identifier": got["sdss_id"]})} if got.get("sdss_id") else got
+        want = {**want, "sdss_id": _lookup_key({"identifier": want["sdss_id"]})} if want.get("sdss_id") else want
     def meaningful(a: dict) -> dict:  # a default may be left out or written, on either side
         return {k: v for k, v in a.items() if k != "spectrum_path" and not (k in DEFAULTS and v == DEFAULTS[k])}
 
@@ -169,7 +224,7 @@ def args_match(got: dict, want: dict, tool: str | None = None) -> bool:
 
 @functools.lru_cache(maxsize=1)
 def _tools() -> dict:
-    from speclm.agent.lc_tools import build_tools
+    from speclm.agent.registry import build_tools
 
     return build_tools(predict=lambda s: {})
 
@@ -183,7 +238,7 @@ def _schema_problem(name: str, args: dict) -> str | None:
 def score_planner(propose, items: list[dict]) -> dict:
     """Plan every item step by step with ``propose(context, text, done) -> raw text``; per-item rows
     and the totals."""
-    from speclm.finetune.plan_text import parse_step, result_summary
+    from speclm.agent.plan_text import parse_step, result_summary
 
     rows, step_secs = [], []
     for it in items:
@@ -229,47 +284,99 @@ def score_planner(propose, items: list[dict]) -> dict:
             "steps": len(step_secs)}
 
 
-RULE_TOOL = {"lookup": "sdss_lookup", "check": "redshift_check", "cosmology": "cosmology", "spectrum": "predict_redshift"}
+def _state(it: dict) -> dict:
+    """A thread state standing for a held-out item's context (the object, a loaded file, an attachment)."""
+    from langchain_core.messages import HumanMessage
+
+    ctx = it.get("context") or {}
+    st = {"text": it["text"], "messages": [HumanMessage(content=it["text"] or "[spectrum attached]")],
+          "z": ctx.get("z"), "z_source": ctx.get("z_source"), "spectype": ctx.get("spectype")}
+    if ctx.get("has_spectrum"):
+        st["spectrum"] = {"path": "held-out.fits", "name": "held-out", "summary": {}}
+    if ctx.get("attached"):
+        st["upload_path"] = "attached.fits"
+    return st
 
 
-def rules_first_tool(text: str, ctx: dict | None) -> str | None:
-    """The first tool the rules would run for this message."""
-    from speclm.agent.compose import intents
-    from speclm.agent.router import decide
+def _fake_output(name: str, want: dict | None, st: dict) -> dict:
+    """What a tool 'returned' in scoring: the item's recorded output, else values the next step may read."""
+    if want and want.get("name") == name and want.get("output"):
+        return dict(want["output"])
+    z = st.get("z") if st.get("z") is not None else 0.1
+    if name in ("analyze_spectrum", "find_redshift", "predict_redshift", "redshift_check"):
+        return {"z": z, "spectype": st.get("spectype") or "GALAXY"}
+    if name == "sdss_lookup":
+        return {"z": z, "obj_class": "GALAXY"}
+    return {}
 
-    ctx = ctx or {}
-    d = decide(text, has_spectrum=bool(ctx.get("has_spectrum")), has_z=ctx.get("z") is not None)
-    if d.route in RULE_TOOL:
-        return RULE_TOOL[d.route]
-    if d.route == "chat" and ctx.get("z") is not None:
-        got = intents(text)
-        if got == ["surveys"]:
-            return "survey_reach"
-        if got:
-            return "measure_spectrum"
-    return None
+
+def score_agent_planner(planner, items: list[dict], max_steps: int = 4) -> dict:
+    """Drive the agent's own planner object (``plan(state, tools)``: the rules, or the default — the
+    embedded planner with the rules as its fallback) through every item, feeding back tool results,
+    and compare its whole plan with the expected one. Counts the turns the fallback planned."""
+    import uuid
+
+    from langchain_core.messages import AIMessage, ToolMessage
+
+    tools = _tools()
+    rows, step_secs = [], []
+    for it in items:
+        st, got, by = _state(it), [], []
+        want = [(c["name"], c.get("args") or {}) for c in it["plan"]]
+        for _ in range(max_steps):
+            t0 = time.perf_counter()
+            msg = planner.plan(st, tools)
+            step_secs.append(time.perf_counter() - t0)
+            by.append(msg.additional_kwargs.get("planned_by", getattr(planner, "name", "?")))
+            if not msg.tool_calls:
+                break
+            st["messages"] = list(st["messages"]) + [msg]
+            for c in msg.tool_calls:
+                c["id"] = c.get("id") or f"call_{uuid.uuid4().hex[:8]}"
+                exp = it["plan"][len(got)] if len(got) < len(it["plan"]) else None
+                got.append((c["name"], {k: v for k, v in c["args"].items() if k not in ("spectrum_path", "path")}))
+                out = _fake_output(c["name"], exp, st)
+                st["messages"].append(ToolMessage(content=json.dumps(out), tool_call_id=c["id"], name=c["name"]))
+                if out.get("z") is not None:
+                    st["z"] = out["z"]
+                    st["spectype"] = out.get("spectype") or out.get("obj_class") or st.get("spectype")
+        names_ok = [g[0] for g in got] == [w[0] for w in want]
+        args_ok = names_ok and all(args_match(g[1], w[1], w[0]) for g, w in zip(got, want))
+        fb = any(str(b).endswith("(fallback)") for b in by)
+        rows.append({"text": it["text"], "want": want, "got": got, "planned_by": by, "first_tool":
+                     (got[0][0] if got else None) == (want[0][0] if want else None), "tools": names_ok,
+                     "args": args_ok, "right": args_ok, "fallback": fb})
+    n = len(rows)
+    return {"n": n, "rows": rows, "first_tool": sum(r["first_tool"] for r in rows) / n,
+            "tools": sum(r["tools"] for r in rows) / n, "right": sum(r["right"] for r in rows) / n,
+            "args_given_tools": sum(r["args"] for r in rows) / max(1, sum(r["tools"] for r in rows)),
+            "fallback": sum(r["fallback"] for r in rows) / n,
+            "step_seconds_median": statistics.median(step_secs) if step_secs else None, "steps": len(step_secs)}
 
 
 def score_rules(items: list[dict]) -> dict:
-    right = [rules_first_tool(it["text"], it.get("context")) == (it["plan"][0]["name"] if it["plan"] else None)
-             for it in items]
-    return {"n": len(items), "first_tool": sum(right) / len(items)}
+    """The rules planner (agent/router.py's table emitting calls) on the same items, whole plans."""
+    from speclm.agent.planner import RulesPlanner
+
+    return score_agent_planner(RulesPlanner(), items)
 
 
-def table(model: dict | None, rules: dict) -> str:
+def table(model: dict | None, rules: dict, default: dict | None = None) -> str:
+    """Markdown: the embedded planner alone, the default configuration (it, with the rules' fallback)
+    and the rules planner, on the same requests."""
     def pct(x):
         return "—" if x is None else f"{100 * x:.1f}%"
 
-    m = model or {}
-    rows = [("requests", str(m.get("n", rules["n"])), str(rules["n"])),
-            ("first tool right", pct(m.get("first_tool")), pct(rules["first_tool"])),
-            ("every tool right (sequence + done)", pct(m.get("tools")), "—"),
-            ("arguments right (given the tools)", pct(m.get("args_given_tools")), "—"),
-            ("**whole plan right**", pct(m.get("right")), "—"),
-            ("fallbacks (unparsable / schema-invalid)", pct(m.get("fallback")), "—"),
-            ("median seconds per planning step", f"{m['step_seconds_median']:.2f}" if m.get("step_seconds_median") else "—", "0")]
-    out = ["| metric | embedded planner | rules |", "|---|---|---|"]
-    out += [f"| {a} | {b} | {c} |" for a, b, c in rows]
+    m, d, r = model or {}, default or {}, rules
+    keys = [("requests", "n"), ("first tool right", "first_tool"), ("every tool right (sequence + done)", "tools"),
+            ("arguments right (given the tools)", "args_given_tools"), ("**whole plan right**", "right"),
+            ("turns planned by the fallback (rules)", "fallback")]
+    out = ["| metric | embedded planner alone | default (embedded + rules fallback) | rules |", "|---|---|---|---|"]
+    for label, k in keys:
+        cell = (lambda x: str(x.get(k)) if k == "n" and x else pct(x.get(k)))
+        out.append(f"| {label} | {cell(m)} | {cell(d)} | {cell(r) if k != 'fallback' else '—'} |")
+    med = lambda x: f"{x['step_seconds_median']:.2f}" if x and x.get("step_seconds_median") else "—"  # noqa: E731
+    out.append(f"| median seconds per planning step | {med(m)} | {med(d)} | {med(r)} |")
     return "\n".join(out)
 
 
@@ -290,11 +397,11 @@ def register_eval(esub) -> None:
 
 
 def _cmd(args: argparse.Namespace) -> int:
-    from speclm.finetune.planner_data import assert_not_in
+    from speclm.agent.planner_data import assert_not_in
 
     items = dataset_items(args.dataset) if args.dataset else load_held_out(args.held_out)
     rules = score_rules(items)
-    model = None
+    model = default = None
     if not args.rules_only:
         from tqdm.auto import tqdm
 
@@ -303,6 +410,8 @@ def _cmd(args: argparse.Namespace) -> int:
 
         if not args.dataset:
             assert_not_in([it["text"] for it in items], training_requests(args.adapter))
+        from speclm.agent.planner import FallbackPlanner
+
         planner = EmbeddedPlanner(LocalBackend(args.base, None, device=args.device), args.adapter)
         bar = tqdm(total=len(items), desc="planner", unit="request", file=sys.stderr)
 
@@ -314,12 +423,14 @@ def _cmd(args: argparse.Namespace) -> int:
 
         model = score_planner(propose, items)
         bar.close()
-    print(table(model, rules))
+        default = None if args.dataset else score_agent_planner(FallbackPlanner(planner), items)
+    print(table(model, rules, default if not args.rules_only else None))
     if model:
         wrong = [r for r in model["rows"] if not r["right"]]
         for r in wrong:
             print(f"  wrong: {r['text']!r}: want {r['want']}, got {r['got']}", file=sys.stderr)
     if args.json:
-        Path(args.json).write_text(json.dumps({"model": model, "rules": rules, "adapter": args.adapter}, indent=1,
+        Path(args.json).write_text(json.dumps({"model": model, "default": default, "rules": rules,
+                                               "adapter": args.adapter}, indent=1,
                                               default=str))
     return 0

@@ -65,23 +65,6 @@ def register(subparsers) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_merge)
 
-    p = dsub.add_parser("planner", help="synthetic requests -> tool calls for the embedded planner's LoRA",
-                        description="Varied requests (cosmology, line positions, class, surveys, the model's z, "
-                        "template search, line checks, SDSS lookups, files, multi-step, nothing to call) with "
-                        "the tool calls that answer them; `speclm eval planner` checks that none of its held-out "
-                        "phrasings occurs in them.")
-    p.add_argument("--n", type=int, required=True, help="number of requests")
-    p.add_argument("--out", required=True, help="output directory")
-    p.add_argument("--seed", type=int, default=0, help="seed (default 0)")
-    p.add_argument("--val-frac", type=float, default=0.05, help="validation fraction (default 0.05)")
-    p.add_argument("--generator-version", type=int, default=None,
-                   help="phrase vocabulary: 1 = the original (planner v1/v2), 2 = more phrasings and near misses "
-                        "(v3), 3 = every line, named cosmologies, cone radii, surveys by name (v4), 4 = purpose "
-                        "clauses, thank-yous, indices, blind scans, signed declinations (v5), 5 = both halves of two-step "
-                        "requests, checking the model's z, terse abbreviations, long numbers and paths (v6) "
-                        "(default: the newest)")
-    p.set_defaults(func=_planner)
-
     p = dsub.add_parser("info", help="summarise a dataset (counts, z histogram, tokens per spectrum)",
                         description="Counts per split, source, redshift histogram, and tokens per "
                                     "spectrum of the encoded prompt under a preset's codec.")
@@ -326,17 +309,3 @@ def _encode(args) -> int:
     return 0
 
 
-def _planner(args) -> int:
-    from speclm.finetune.planner_data import write_dataset
-    from speclm.tools.errors import ConfigError
-
-    if args.n < 2:
-        raise ConfigError("--n must be at least 2")
-    from speclm.finetune.planner_data import GENERATOR_VERSION, VOCAB
-
-    version = GENERATOR_VERSION if args.generator_version is None else args.generator_version
-    if version not in VOCAB:
-        raise ConfigError(f"--generator-version {version}: known versions are {sorted(VOCAB)}")
-    meta = write_dataset(args.out, args.n, seed=args.seed, val_frac=args.val_frac, version=version)
-    print(f"wrote {meta['counts']} requests ({meta['steps']} planning steps) to {args.out}")
-    return 0

@@ -202,9 +202,7 @@ def cmd_train(args) -> int:
     if args.base:
         over["base"] = args.base
     preset = get_preset(args.preset, **{k: v for k, v in over.items() if v})
-    from speclm.finetune.planner_data import is_planner_dataset
-
-    if is_planner_dataset(args.dataset):
+    if is_pairs_dataset(args.dataset):
         return _train_planner(args, preset)
     ds = open_dataset(args.dataset)
     if "train" not in ds.splits or "val" not in ds.splits:
@@ -229,21 +227,40 @@ def cmd_train(args) -> int:
     return 0
 
 
+PAIRS_FORMATS = ("speclm-planner-dataset",)
+
+
+def is_pairs_dataset(path) -> bool:
+    """A text-pairs dataset (``speclm data planner``): requests with their rendered (prompt, answer) steps."""
+    try:
+        return json.loads((Path(path) / "meta.json").read_text()).get("format") in PAIRS_FORMATS
+    except (OSError, ValueError):
+        return False
+
+
+def _read_jsonl(path: Path) -> list[dict]:
+    with open(path) as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
 def _train_planner(args, preset) -> int:
     """``speclm train --preset planner --dataset DIR`` on a planner dataset (``speclm data planner``):
-    one (prompt, answer) pair per planning step of every training request."""
-    from speclm.finetune.planner_data import read_split, step_examples
+    one (prompt, answer) pair per planning step of every training request, as the dataset rendered them."""
     from speclm.finetune.train import train_pairs
 
-    train, val = read_split(args.dataset, "train"), read_split(args.dataset, "val")
+    train, val = _read_jsonl(Path(args.dataset) / "train.jsonl"), _read_jsonl(Path(args.dataset) / "val.jsonl")
+    if any("steps" not in r for r in train[:1]):
+        raise SpeclmError(f"{args.dataset} was written before datasets carried their rendered steps; "
+                          "write it again with `speclm data planner`")
     n = preset.train.n_train
     if n and n < len(train):
         train = train[:n]
-    pairs = [p for r in train for p in step_examples(r)]
+    pairs = [tuple(p) for r in train for p in r["steps"]]
     meta = json.loads((Path(args.dataset) / "meta.json").read_text())
     info = {"path": str(Path(args.dataset).resolve()), "task": "planner", "source": meta.get("source"),
             "simulated": True, "seed": meta.get("seed"), "n": meta.get("n"),
-            "generator_version": meta.get("generator_version", 1), "n_requests": len(train), "n_steps": len(pairs)}
+            "generator_version": meta.get("generator_version", 1), "generator_commit": meta.get("generator_commit"),
+            "n_requests": len(train), "n_steps": len(pairs)}
     print(f"training {preset.name} on {len(pairs)} planning steps of {len(train)} synthetic requests, "
           f"base {preset.base}", file=sys.stderr)
     train_pairs(preset, args.out, pairs, train_ids=[r["id"] for r in train], val_ids=[r["id"] for r in val],

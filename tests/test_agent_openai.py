@@ -52,7 +52,8 @@ class FakeOpenAI(LoopbackServer):
         self.start(H)
 
     def models(self, kind: str) -> list[str]:
-        return [b["model"] for p, b in self.requests if p.endswith(kind)]
+        """The models of the requests to ``kind``, the planner's (with ``tools``) left out."""
+        return [b["model"] for p, b in self.requests if p.endswith(kind) and "tools" not in b]
 
 
 @pytest.fixture(scope="module")
@@ -71,6 +72,9 @@ def fake():
 
 
 def _assistant(fake, adapter_dir, tmp_path, **kw):
+    """The backend's text and completion paths, planned by the rules (a fake that only answers text
+    cannot plan; the endpoint's tool calling is tested in test_agent_planner.py)."""
+    kw.setdefault("planner", "rules")
     return Assistant(AgentConfig(backend="openai", openai_base_url=fake.url, openai_model="base-llm",
                                  openai_adapter_model="redshift-lora", adapter=str(adapter_dir),
                                  checkpoint_db=str(tmp_path / "c.sqlite"), **kw))

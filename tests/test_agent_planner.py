@@ -71,7 +71,8 @@ def test_multi_step_plan_with_tool_results_fed_back(serve, tmp_path):
                  "It is far away, and several surveys reach that redshift."])
     a = _assistant(srv, tmp_path)
     r = a.turn("t", "At z = 0.3, how far is it, where would Hβ land, and which surveys could observe it?")
-    assert r.route == "planned" and r.planner == "model" and r.error is None
+    assert r.route == "cosmology" and r.planner == "openai" and r.error is None
+    assert [(c["name"], c["planned_by"]) for c in r.plan] == [("cosmology", "openai"), ("survey_reach", "openai")]
     assert [t["name"] for t in r.tool_trace] == ["cosmology", "survey_reach"]
     c = r.cosmology
     hb = next(l for l in c["lines"] if l["name"] == "Hbeta")
@@ -91,7 +92,7 @@ def test_invalid_arguments_come_back_as_errors_and_the_thread_goes_on(serve, tmp
     srv = serve([[("cosmology", {"z": -5})], "I could not compute that."])
     a = _assistant(srv, tmp_path)
     r = a.turn("t", "lookback time at a negative redshift please")
-    assert r.route == "planned" and r.tool_trace[0].get("error") and "did not run" in r.reply
+    assert r.route == "cosmology" and r.tool_trace[0].get("error") and "did not run" in r.reply
     err_msg = [m for m in srv.requests[1]["messages"] if m["role"] == "tool"][0]["content"]
     assert "greater than or equal to 0" in err_msg  # the schema's validation error, read back by the planner
     assert "I could not compute that." not in r.reply or "own words" in r.reply
@@ -114,11 +115,13 @@ def test_step_limit(serve, tmp_path):
     assert replies.fmt_gyr(r.cosmology["lookback_gyr"]) in r.reply
 
 
-def test_spectrum_turns_keep_the_fixed_path(serve, tmp_path, ngc3522_fits):
+def test_an_attached_file_is_always_analysed(serve, tmp_path, ngc3522_fits):
+    """A planner that skips the analysis of an attached file is overruled: the rules' plan runs it."""
     srv = serve(["no tools needed"])
     a = _assistant(srv, tmp_path)
     r = a.turn("t", "what is its redshift?", spectrum_path=ngc3522_fits)  # no redshift adapter: a clear error
-    assert r.route == "error" and "adapter" in r.reply and not any("tools" in q for q in srv.requests)
+    assert r.planner == "rules (fallback)" and [c["name"] for c in r.plan] == ["analyze_spectrum"]
+    assert r.route == "error" and "adapter" in r.reply and "Error:" not in r.reply  # one line, no class names
 
 
 def test_planner_config_choices():

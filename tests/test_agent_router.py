@@ -7,7 +7,7 @@ import pytest
 from pydantic import ValidationError
 
 from speclm.agent import replies
-from speclm.agent.lc_tools import (CosmologyInput, RedshiftCheckInput, SDSSLookupInput, build_tools)
+from speclm.agent.registry import (CosmologyInput, RedshiftCheckInput, SDSSLookupInput, build_tools)
 from speclm.agent.router import decide, lines_in_text, z_from_text
 
 FOLLOWUP = ("What type of galaxy is expected at the redshift you just predicted? "
@@ -70,8 +70,8 @@ def test_z_and_lines_in_text():
 
 def test_tool_schemas_validate():
     tools = build_tools()
-    assert set(tools) == {"read_spectrum", "sdss_lookup", "cosmology", "redshift_check", "find_redshift",
-                          "measure_spectrum", "survey_reach"}
+    assert set(tools) == {"analyze_spectrum", "read_spectrum", "sdss_lookup", "cosmology", "redshift_check",
+                          "find_redshift", "measure_spectrum", "survey_reach", "predict_redshift"}
     assert "predict_redshift" in build_tools(predict=lambda s: {})
     schema = tools["cosmology"].args_schema.model_json_schema()
     assert schema["properties"]["z"]["maximum"] == 20 and "z" in schema["required"]

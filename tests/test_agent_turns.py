@@ -26,6 +26,9 @@ def tiny_rt(tmp_path_factory):
 
 
 def _cfg(tmp_path, **kw) -> AgentConfig:
+    """The tiny random model cannot plan: these turn-mechanics tests use the rules planner (the embedded
+    planner's default path is tested end to end in test_embedded_end_to_end and test_planner_embedded)."""
+    kw.setdefault("planner", "rules")
     return AgentConfig(base="tiny", adapter=None, checkpoint_db=str(tmp_path / "chat.sqlite"),
                        max_new_tokens=12, **kw)
 

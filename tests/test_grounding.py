@@ -116,7 +116,8 @@ def test_speclm_ask_script_json_end_to_end(tmp_path, ngc3522_fits, capsys):
     for key in ("reply", "route", "tool_calls", "planner", "z", "z_source", "spectype"):
         assert key in recs[0] and key in recs[1]
     assert [c["name"] for c in recs[0]["tool_calls"]][:3] == ["read_spectrum", "predict_redshift", "find_redshift"]
-    assert recs[0]["planner"] == "rules" and recs[0]["spectype"] == "GALAXY" and recs[0]["class"]
+    # the default planner is the embedded model's; a tiny random base cannot plan, so the rules took the turn
+    assert recs[0]["planner"] == "rules (fallback)" and recs[0]["spectype"] == "GALAXY" and recs[0]["class"]
     assert recs[1]["answered"] == ["star_formation", "surveys"] and recs[1]["class"] in recs[1]["reply"]
     assert "survey_reach" in [c["name"] for c in recs[1]["tool_calls"]] and recs[1]["dropped_sentences"] == 0
     bad = tmp_path / "bad.jsonl"

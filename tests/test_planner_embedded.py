@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 
 from sdss_server import sdss_cfg, sdss_objects, sdss_sim  # noqa: F401  (pytest fixtures)
-from speclm.agent.lc_tools import build_tools
+from speclm.agent.registry import build_tools
 from speclm.agent.planner import ChatTemplatePlanner, parse_template_calls, validate_call
 from speclm.evals import planner as ev
-from speclm.finetune import plan_text as pt
-from speclm.finetune import planner_data as pdata
+from speclm.agent import plan_text as pt
+from speclm.agent import planner_data as pdata
 from speclm.finetune.runtime import bundled_adapter_dir
 
 
@@ -41,10 +41,12 @@ def test_generated_plans_are_valid_calls_and_deterministic():
     assert reqs == pdata.generate(400, seed=3) and reqs != pdata.generate(400, seed=4)
     tools = build_tools(predict=lambda s: {})
     intents = {r["intent"] for r in reqs}
-    assert {"lookup_then", "line_position", "nothing", "check", "predict_check"} <= intents
+    assert {"attached", "analyze_sdss", "lookup_then", "line_position", "hypothetical", "nothing", "check"} <= intents
     for r in reqs:
         for c in r["plan"]:
-            assert validate_call(c["name"], c["args"], tools, {"spectrum": {"path": "x.fits"}}) is None, (r, c)
+            st = {"spectrum": {"path": "x.fits"}, "upload_path": "up.fits"}
+            assert validate_call(c["name"], c["args"], tools, st) is None, (r, c)
+            assert c["name"] in pt.TOOL_NAMES
         pairs = pdata.step_examples(r)
         assert len(pairs) == len(r["plan"]) + 1 and pairs[-1][1] == " done"
     multi = [r for r in reqs if len(r["plan"]) == 2 and "error" not in r["plan"][0]["result"]]
@@ -54,109 +56,45 @@ def test_generated_plans_are_valid_calls_and_deterministic():
                for r in multi)
 
 
-def test_generator_v1_is_reproduced_exactly():
-    """generate(n, seed, 1) must stay what planner v1/v2 were trained on (their cards name only n and
-    seed): a change to v1's vocabulary or draw order would silently change the held-out check."""
+def test_an_attached_file_is_analysed_first_whatever_the_message_asks():
+    reqs = [r for r in pdata.generate(1500, seed=11) if r["intent"] == "attached"]
+    assert len(reqs) > 50
+    for r in reqs:
+        assert r["context"].endswith(pt.ATTACHED) and r["plan"][0]["name"] == "analyze_spectrum", r
+        assert r["plan"][0]["args"] == {}  # the agent fills in the attached file
+    texts = {r["text"].lower() for r in reqs}
+    assert any("surveys" in t or "desi" in t for t in texts) and any("how far" in t for t in texts)
+    two = [r for r in reqs if len(r["plan"]) == 2]
+    assert two and all(r["plan"][1]["name"] == "survey_reach" for r in two)
+    sdss = [r for r in pdata.generate(1500, seed=11) if r["intent"] == "analyze_sdss"]
+    assert sdss and all(set(r["plan"][0]["args"]) == {"sdss_id"} for r in sdss)
+
+
+def test_whatifs_ages_and_summaries_are_planned_to_tools():
+    reqs = pdata.generate(3000, seed=12)
+    hyp = [r for r in reqs if r["intent"] == "hypothetical"]
+    assert hyp and all(r["plan"] == [] or r["plan"][0]["name"] == "cosmology" for r in hyp)
+    # the named z, not the object's, is the argument
+    assert all(pt.format_number(r["plan"][0]["args"]["z"]) in r["text"] for r in hyp if r["plan"])
+    measured = {r["text"].lower() for r in reqs if r["plan"] and r["plan"][0]["name"] == "measure_spectrum"}
+    assert any("stars" in t and "old" in t for t in measured) and any("summar" in t for t in measured)
+    assert any("quasar" in t for t in measured)  # a yes/no about the object's nature: measured, then decided
+
+
+def test_one_generator_version_and_the_earlier_ones_from_their_commit():
+    """The generator is one version in code; versions 1-5 (planners v1-v6) come back from the commit
+    that held them, exactly (v1's requests keep the hash pinned when v1 was in code)."""
     import hashlib
+    import inspect
     import json
 
-    assert pdata.generate(300, 0) == pdata.generate(300, 0, 1)
-    blob = json.dumps(pdata.generate(300, 0, 1), ensure_ascii=False).encode()
-    assert hashlib.sha256(blob).hexdigest()[:16] == "eab896026aba4acc"
-    with pytest.raises(ValueError, match="unknown"):
-        pdata.generate(3, 0, 99)
+    assert "version" not in inspect.signature(pdata.generate).parameters
+    try:
+        old = ev.legacy_generate(300, 0, 1)
+    except ValueError as exc:  # a checkout without history: nothing to compare against
+        pytest.skip(str(exc))
+    assert hashlib.sha256(json.dumps(old, ensure_ascii=False).encode()).hexdigest()[:16] == "eab896026aba4acc"
 
-
-def test_generator_v2_near_misses_and_exact_numbers():
-    reqs = pdata.generate(1500, seed=5, version=2)
-    assert reqs == pdata.generate(1500, seed=5, version=2) and reqs != pdata.generate(1500, seed=5, version=1)
-    by = {}
-    for r in reqs:
-        by.setdefault(r["intent"], []).append(r)
-    assert {"measure_line", "cosmo_two"} <= set(by)
-    forms = {f.lower() for fs in pdata.LINE_FORMS.values() for f in fs}
-    for r in by["measure_line"]:  # names a line, but asks for its strength: a measurement, not cosmology
-        assert any(f in r["text"].lower() for f in forms) and [c["name"] for c in r["plan"][:1]] == ["measure_spectrum"]
-    assert all([c["name"] for c in r["plan"]] == ["cosmology"] for r in by["cosmo_two"])
-    coords = [c["args"] for r in reqs for c in r["plan"] if c["name"] == "sdss_lookup" and "ra" in c["args"]]
-    signed = [r for r in reqs for c in r["plan"][:1] if "dec" in c["args"] and "+" + pt.format_number(c["args"]["dec"]) in r["text"]]
-    assert len(coords) > 20 and signed
-    for r in reqs:  # every coordinate is written in the request exactly as the call must carry it
-        for c in r["plan"]:
-            if c["name"] == "sdss_lookup" and "ra" in c["args"]:
-                assert pt.format_number(c["args"]["ra"]) in r["text"], r
-    assert pt.format_number(151.1446) == "151.1446" and pt.format_number(3.0) == "3"
-    assert pt.parse_step('sdss_lookup {"ra": 150.1163, "dec": +2.2058}') == ("sdss_lookup", {"ra": 150.1163, "dec": 2.2058})
-    assert pt.parse_step('sdss_lookup {"identifier": "SDSS J1+02"}') == ("sdss_lookup", {"identifier": "SDSS J1+02"})
-
-
-def test_generator_v3_spans_the_schemas_arguments():
-    from speclm.tools.lines import LINES
-
-    reqs = pdata.generate(2000, seed=6, version=3)
-    tools = build_tools(predict=lambda s: {})
-    calls = [c for r in reqs for c in r["plan"]]
-    for r in reqs:
-        for c in r["plan"]:
-            assert validate_call(c["name"], c["args"], tools, {"spectrum": {"path": "x.fits"}}) is None, (r, c)
-    named = {ln for c in calls if c["name"] == "cosmology" for ln in c["args"].get("lines", [])}
-    assert len(named) >= 0.9 * len(LINES)  # nearly every line the line list knows is asked for somewhere
-    assert {c["args"].get("cosmology") for c in calls if c["name"] == "cosmology"} >= {"WMAP9", "Planck15"}
-    radius = [c for c in calls if c["name"] == "sdss_lookup" and "radius_arcsec" in c["args"]]
-    assert radius and all(pt.format_number(c["args"]["ra"]) in r["text"] for r in reqs for c in r["plan"]
-                          if c in radius)
-    assert pdata.generate(300, 0, 1) == pdata.generate(300, 0)  # v1 untouched by the later versions
-
-
-
-def test_generator_v4_wraps_requests_without_changing_their_plans():
-    """v4's additions: purpose clauses and thank-yous that name results must not change the plan;
-    negative declinations are written with their sign; v3 (planner v4's data) is reproduced exactly."""
-    reqs = pdata.generate(3000, seed=7, version=4)
-    tools = build_tools(predict=lambda s: {})
-    for r in reqs:
-        for c in r["plan"]:
-            assert validate_call(c["name"], c["args"], tools, {"spectrum": {"path": "x.fits"}}) is None, (r, c)
-    purpose = [r for r in reqs if any(r["text"].rstrip("?.! ").lower().endswith(p.strip(" ,-()").lower().rstrip(")"))
-                                      or p.strip(" ,") in r["text"] for p in pdata.PURPOSES)]
-    assert len(purpose) >= 50 and {r["plan"][0]["name"] for r in purpose if r["plan"]} >= {"cosmology", "measure_spectrum"}
-    thanks = [r for r in reqs if r["intent"] == "nothing" and any(w in r["text"] for w in ("BPT", "distance", "Hα"))]
-    assert thanks and all(r["plan"] == [] for r in thanks)
-    south = [c for r in reqs for c in r["plan"] if c["name"] == "sdss_lookup" and (c["args"].get("dec") or 0) < 0]
-    assert len(south) >= 20
-    for r in reqs:
-        for c in r["plan"]:
-            if c["name"] == "sdss_lookup" and (c["args"].get("dec") or 0) < 0:
-                assert pt.format_number(c["args"]["dec"]) in r["text"], r  # the minus sign is in the text
-    # generate(n, seed, 3) must stay what planner v4 was trained on (its card names n, seed, version)
-    import hashlib
-    import json
-
-    blob = json.dumps(pdata.generate(400, 3, 3), sort_keys=True, ensure_ascii=False).encode()
-    assert hashlib.sha256(blob).hexdigest()[:16] == "0066a96e6d366265"
-    # and generate(n, seed, 4) what planner v5 was trained on
-    blob = json.dumps(pdata.generate(400, 4, 4), sort_keys=True, ensure_ascii=False).encode()
-    assert hashlib.sha256(blob).hexdigest()[:16] == "6ece560fa2046f8d"
-
-
-def test_generator_v5_keeps_both_halves_of_a_two_step_request():
-    """v5: 'look it up, then which surveys / where does a line land' and 'how far, and which surveys'
-    are two calls, the second using the first's z; "check the model's z" checks the thread's model z
-    or predicts first."""
-    reqs = pdata.generate(2500, seed=8, version=5)
-    tools = build_tools(predict=lambda s: {})
-    for r in reqs:
-        for c in r["plan"]:
-            assert validate_call(c["name"], c["args"], tools, {"spectrum": {"path": "x.fits"}}) is None, (r, c)
-    two = [r for r in reqs if r["intent"] in ("lookup_then_v5", "cosmo_survey") and len(r["plan"]) == 2]
-    assert len(two) >= 100
-    assert {r["plan"][1]["name"] for r in two} == {"survey_reach", "cosmology"}
-    for r in two:
-        if r["plan"][0]["name"] == "sdss_lookup":  # the second call uses the looked-up z
-            assert r["plan"][1]["args"]["z"] == pytest.approx(float(r["plan"][0]["result"].split("z=")[1].split()[0].rstrip(",;")))
-    chk = [r for r in reqs if r["intent"] == "check_model"]
-    assert chk and all(r["plan"][-1]["name"] == "redshift_check" or "rror" in r["plan"][0]["result"] for r in chk)
-    assert pdata.GENERATOR_VERSION == 5
 
 HELD_OUT_SETS = list(ev.HELD_OUT_SETS.values())
 
@@ -165,7 +103,10 @@ HELD_OUT_SETS = list(ev.HELD_OUT_SETS.values())
 def test_held_out_phrasings_are_never_training_requests(path):
     held = ev.held_out_texts(path)
     assert len(held) >= 60
-    trained = ev.training_requests(bundled_adapter_dir("bundled-planner"))  # rebuilt from the card alone in CI
+    try:
+        trained = ev.training_requests(bundled_adapter_dir("bundled-planner"))  # rebuilt from the card alone in CI
+    except ValueError as exc:  # the warm start's data need the repository's history
+        pytest.skip(str(exc))
     assert len(trained) >= 1000
     pdata.assert_not_in(held, trained)
     with pytest.raises(ValueError, match="held-out phrasings are in the training"):
@@ -262,7 +203,7 @@ def test_planned_lookup_then_predict_and_a_multi_step_follow_up(embedded_backend
     a = Assistant(AgentConfig(planner="model", sdss=sdss_cfg, checkpoint_db=str(tmp_path / "p.sqlite")),
                   backend=embedded_backend)
     r = a.turn("t", f"Look up {obj.name} and predict its redshift with the model")
-    assert r.planner == "embedded" and r.route == "planned" and r.error is None, r.reply
+    assert r.planner == "embedded" and r.route == "lookup" and r.error is None, r.reply
     assert [e["name"] for e in r.tool_trace] == ["sdss_lookup", "predict_redshift"]
     assert r.tool_trace[0]["input"] == {"plate": obj.plate, "mjd": obj.mjd, "fiberid": obj.fiberid}
     assert r.tool_trace[1]["input"]["spectrum_path"].endswith(f"{obj.name}.fits")  # filled from the lookup

@@ -30,7 +30,9 @@ def tiny_rt(tmp_path_factory):
 
 
 def _cfg(**kw) -> S.AgentEvalConfig:
-    return S.AgentEvalConfig(base="tiny", adapter=None, max_new_tokens=4, out=None, **kw)
+    from speclm.agent.config import AgentConfig
+
+    return S.AgentEvalConfig(agent=AgentConfig(base="tiny", adapter=None, max_new_tokens=4), out=None, **kw)
 
 
 @pytest.fixture(scope="module")

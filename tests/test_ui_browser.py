@@ -77,7 +77,9 @@ def served(tmp_path_factory):
 
     tmp = tmp_path_factory.mktemp("ui_e2e")
     adapter = init_adapter(get_preset("tiny"), tmp / "adapter")
-    cfg = ChatConfig(base="tiny", adapter=str(adapter), checkpoint_db=str(tmp / "chat.sqlite"),
+    from speclm.agent.config import AgentConfig
+
+    cfg = ChatConfig(agent=AgentConfig(base="tiny", adapter=str(adapter), checkpoint_db=str(tmp / "chat.sqlite")),
                      port=_free_port(), max_upload_mb=5, n_simulated_examples=0)
     srv = launch(cfg, assistant=make_assistant(cfg), examples=sdss_examples(), block=False)
     yield srv
@@ -129,20 +131,23 @@ def test_chat_end_to_end(served, tmp_path):
             expect(chat).to_contain_text(first.reply.split("\n")[0].replace("**", "")[:60])
             shots(page, "1_upload")
 
-            # 2. follow-up: the answer quotes the cosmology tool's lookback time for the stored z
+            # 2. follow-up: planned to the measurement and survey tools; the answer also quotes the
+            # cosmology tool's lookback time for the stored z (from the upload's analysis)
             box = page.locator("#speclm-msg textarea")
             box.fill(FOLLOW_UP)
             box.press("Enter")
             _wait_turns(service, 2)
             follow = next(reversed(service.last_results.values()))
             assert follow.error is None, follow.error
-            assert follow.cosmology is not None, "the follow-up did not call the cosmology tool"
+            assert [c["name"] for c in follow.plan] == ["measure_spectrum", "survey_reach"], follow.plan
+            assert follow.cosmology is not None, "the follow-up's answer used no cosmology"
             lookback = follow.cosmology["lookback_gyr"]
             assert lookback == pytest.approx(summarize(follow.z).lookback_gyr, rel=1e-6)
             expect(chat).to_contain_text(f"{lookback:.3g} Gyr")
             expect(chat).to_contain_text("What type of galaxy")
             page.locator("#speclm-trace-accordion").get_by_text("Tool trace").click()
-            expect(page.locator("#speclm-trace")).to_contain_text("cosmology")
+            expect(page.locator("#speclm-trace")).to_contain_text("survey_reach")
+            expect(page.locator("#speclm-trace")).to_contain_text("measure_spectrum")
             shots(page, "2_follow_up")
 
             # 2b. check a redshift against the lines: the fit refines it, the panel and the plot

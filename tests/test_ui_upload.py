@@ -98,8 +98,10 @@ def test_chat_config_validation():
     from speclm.tools.errors import ConfigError
 
     assert ChatConfig(max_upload_mb=1.5).max_upload_bytes == int(1.5 * 2**20)
-    assert ChatConfig(adapter="none").adapter is None
-    for bad in ({"port": 70000}, {"adapter_mode": "sometimes"}, {"max_upload_mb": 0}, {"concurrency": 0}):
+    assert ChatConfig(agent={"adapter": "none"}).agent.adapter is None  # the assistant's one config
+    assert ChatConfig().agent.planner == "model"  # the chat plans with the embedded model by default
+    for bad in ({"port": 70000}, {"agent": {"adapter_mode": "sometimes"}}, {"max_upload_mb": 0}, {"concurrency": 0},
+                {"agent": 3}):
         with pytest.raises(ConfigError):
             ChatConfig(**bad)
 

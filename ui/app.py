@@ -45,11 +45,8 @@ class ChatConfig(Config):
 
     host: str = setting("127.0.0.1", "interface to listen on (0.0.0.0 exposes it on the network)")
     port: int = setting(7860, "TCP port (0 = any free port)")
-    base: str = setting("embedded", "base model: embedded, tiny, a Hugging Face id or a local path")
-    adapter: str | None = setting("bundled", "LoRA adapter directory, 'bundled', or None for the bare base")
-    adapter_mode: str = setting("toggle", "toggle: adapter on only for spectrum -> redshift (ours); always: on for text too (the paper)")
-    backend: str = setting("local", "agent LLM backend (see speclm.agent)")
-    checkpoint_db: str | None = setting(None, "SQLite file for conversation memory (default: cache dir)")
+    agent: Any = setting(None, "the assistant's AgentConfig (model, adapter, planner, backend, memory); None = its "
+                         "defaults with the conversations in the cache dir. One config for chat, ask, demo and evals")
     max_upload_mb: float = setting(20.0, "largest spectrum file accepted, MiB")
     concurrency: int = setting(4, "how many sessions' events run at once (generation is still serialised)")
     n_simulated_examples: int = setting(3, "simulated example spectra offered (0 = none)")
@@ -59,16 +56,20 @@ class ChatConfig(Config):
     def __post_init__(self) -> None:
         if not (0 <= int(self.port) <= 65535):
             raise ConfigError(f"port must be in 0-65535, got {self.port}")
-        if self.adapter_mode not in ("toggle", "always"):
-            raise ConfigError(f"adapter_mode must be toggle or always, got {self.adapter_mode!r}")
         if not (0 < float(self.max_upload_mb) <= 1024):
             raise ConfigError(f"max_upload_mb must be in (0, 1024], got {self.max_upload_mb}")
         if int(self.concurrency) < 1:
             raise ConfigError(f"concurrency must be >= 1, got {self.concurrency}")
         if int(self.n_simulated_examples) < 0:
             raise ConfigError("n_simulated_examples must be >= 0")
-        if self.adapter in ("", "none", "None"):
-            self.adapter = None
+        from speclm.agent.config import AgentConfig
+
+        if self.agent is None:
+            self.agent = AgentConfig(checkpoint_db=default_checkpoint_db())
+        elif isinstance(self.agent, dict):
+            self.agent = AgentConfig(**self.agent)
+        elif not isinstance(self.agent, AgentConfig):
+            raise ConfigError(f"agent must be an AgentConfig or a dict of its fields, got {type(self.agent).__name__}")
 
     @property
     def max_upload_bytes(self) -> int:
@@ -89,11 +90,9 @@ def default_checkpoint_db() -> str:
 
 def make_assistant(cfg: ChatConfig, runtime=None):
     """The one Assistant all sessions share (loads the model runtime unless one is given)."""
-    from speclm.agent.assistant import AgentConfig, Assistant
+    from speclm.agent.assistant import Assistant
 
-    acfg = AgentConfig(base=cfg.base, adapter=cfg.adapter, adapter_mode=cfg.adapter_mode,
-                       checkpoint_db=cfg.checkpoint_db or default_checkpoint_db(), backend=cfg.backend)
-    return Assistant(acfg) if runtime is None else Assistant(acfg, runtime=runtime)
+    return Assistant(cfg.agent) if runtime is None else Assistant(cfg.agent, runtime=runtime)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -271,8 +270,8 @@ class ChatService:
                         history[-1] = {"role": "assistant",
                                        "content": f"… running {ev.get('name', 'a tool')}"}
                     yield Update(history, trace=trace)
-                elif kind == "plan":  # a planner step: the tool calls the model proposed
-                    trace.append({"name": f"planner step {ev.get('step')}",
+                elif kind == "plan":  # a planner step: the tool calls the planner chose, and who chose them
+                    trace.append({"name": f"planner step {ev.get('step')} ({ev.get('planned_by') or 'planner'})",
                                   "input": {"tool_calls": ev.get("tool_calls")},
                                   "output": {"fallback to the rules": ev["fallback"]} if ev.get("fallback") else None})
                     yield Update(history, trace=trace)
@@ -325,6 +324,7 @@ class ChatService:
                 fig = self._figure_for_session(session, session["prediction"], session["check"])
         full_trace = list(result.tool_trace or trace)
         full_trace.append({"name": "turn", "route": result.route, "thread_id": session["thread_id"],
+                           "planner": result.planner, "plan": result.plan,
                            "adapter_on": result.adapter_on, "seconds": round(time.perf_counter() - t0, 3)})
         yield Update(history, redshift=redshift, figure=fig, trace=full_trace, session=session)
 

@@ -25,8 +25,12 @@ def register_eval(esub) -> None:
                     "print a pass/fail table and write JSON. Exit 0 if all pass, 1 if any check fails, 2 on "
                     "user errors (bad scenario file, missing model).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    AgentEvalConfig.add_arguments(p, ("base", "adapter", "adapter_mode", "scenarios", "out", "max_new_tokens",
-                                      "device", "cosmology", "ignore_model_dependent"))
+    AgentEvalConfig.add_arguments(p, ("scenarios", "out", "ignore_model_dependent"))
+    from speclm.agent.ask_cli import ASSISTANT_OPTIONS
+    from speclm.agent.config import AgentConfig
+
+    AgentConfig.add_arguments(p, [o for o in ASSISTANT_OPTIONS if o != "checkpoint_db"] + ["device"])
+    p.set_defaults(max_new_tokens=120)
     p.add_argument("--only", metavar="NAME,...", default=None, help="run only these scenarios")
     p.add_argument("--exclude", metavar="NAME,...", default=None, help="skip these scenarios")
     p.add_argument("--list", action="store_true", help="list the scenarios and exit")
@@ -35,7 +39,10 @@ def register_eval(esub) -> None:
 
 
 def _cmd_agent(args) -> int:
-    cfg = AgentEvalConfig.from_args(args, only=_names(args.only), exclude=_names(args.exclude))
+    from speclm.agent.config import AgentConfig
+
+    cfg = AgentEvalConfig.from_args(args, only=_names(args.only), exclude=_names(args.exclude),
+                                    agent=AgentConfig.from_args(args, checkpoint_db=":memory:"))
     scenarios = select(load_scenarios(cfg.scenarios), cfg.only, cfg.exclude)
     if args.list:
         for s in scenarios:

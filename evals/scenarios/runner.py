@@ -1,6 +1,9 @@
 """Playing scenarios against the real graph: one fresh thread and checkpoint db per scenario; reports."""
 from __future__ import annotations
 
+import dataclasses
+from typing import Any
+
 import json
 import math
 import os
@@ -25,26 +28,22 @@ from speclm.tools.errors import ConfigError
 class AgentEvalConfig(Config):
     """How `speclm eval agent` runs the suite."""
 
-    base: str = setting("embedded", "base model: embedded, tiny, a Hugging Face id or a path")
-    adapter: str | None = setting("bundled", "LoRA adapter directory, 'bundled', or None")
-    adapter_mode: str = setting("toggle", "toggle (adapter only for spectrum->z) or always (the paper's setup)")
+    agent: Any = setting(None, "the assistant's AgentConfig (model, adapter, planner, ...); None = its defaults. "
+                         "Each scenario gets its own thread database; a scenario may set adapter_mode")
     scenarios: str | None = setting(None, "scenario YAML file or directory (default: the bundled suite)")
     only: tuple = setting((), "run only these scenario names")
     exclude: tuple = setting((), "skip these scenario names")
     out: str | None = setting("agent_eval.json", "JSON report path (None: do not write)")
-    max_new_tokens: int = setting(120, "most tokens per free-text reply")
-    device: str = setting("auto", "torch device")
-    cosmology: str = setting("Planck18", "cosmology the agent uses")
     ignore_model_dependent: bool = setting(False, "failures of model_dependent scenarios do not fail the run")
 
     def __post_init__(self):
-        if self.adapter_mode not in ("toggle", "always"):
-            raise ConfigError(f"adapter_mode must be 'toggle' or 'always', got {self.adapter_mode!r}")
-        if self.adapter in ("", "none", "None"):
-            self.adapter = None
+        from speclm.agent.config import AgentConfig
+
+        if self.agent is None:
+            self.agent = AgentConfig(max_new_tokens=120)
+        elif isinstance(self.agent, dict):
+            self.agent = AgentConfig(**self.agent)
         self.only, self.exclude = tuple(self.only), tuple(self.exclude)
-        if not 1 <= int(self.max_new_tokens) <= 4096:
-            raise ConfigError(f"max_new_tokens must be in 1..4096, got {self.max_new_tokens}")
 
 
 def _row(sc: Scenario, turn: int, check: str, status: str, detail: str) -> dict:
@@ -54,9 +53,9 @@ def _row(sc: Scenario, turn: int, check: str, status: str, detail: str) -> dict:
 
 def run_scenario(sc: Scenario, cfg: AgentEvalConfig, runtime, fixtures: Fixtures, work: Path) -> dict:
     """Play one scenario in a fresh thread + checkpoint db; returns its record (turns and check rows)."""
-    from speclm.agent.assistant import AgentConfig, Assistant
+    from speclm.agent.assistant import Assistant
 
-    mode = sc.adapter_mode or cfg.adapter_mode
+    mode = sc.adapter_mode or cfg.agent.adapter_mode
     rec = {"name": sc.name, "description": sc.description, "source": sc.source, "adapter_mode": mode,
            "model_dependent": sc.model_dependent, "turns": [], "checks": [], "status": PASS}
     t0 = time.perf_counter()
@@ -70,10 +69,8 @@ def run_scenario(sc: Scenario, cfg: AgentEvalConfig, runtime, fixtures: Fixtures
                 sim = stack.enter_context(sim_mod.SkyServerSim(objects))
                 sdss_cfg = {"skyserver_url": sim.skyserver_url, "sas_url": sim.sas_url,
                             "cache_dir": str(work / "sdss-cache"), "timeout": 20.0, "retries": 1, "backoff": 0.01}
-            a = stack.enter_context(Assistant(AgentConfig(
-                base=cfg.base, adapter=cfg.adapter, adapter_mode=mode, checkpoint_db=str(work / "chat.sqlite"),
-                max_new_tokens=cfg.max_new_tokens, cosmology=cfg.cosmology, sdss=sdss_cfg, device=cfg.device),
-                runtime=runtime))
+            a = stack.enter_context(Assistant(dataclasses.replace(
+                cfg.agent, adapter_mode=mode, checkpoint_db=str(work / "chat.sqlite"), sdss=sdss_cfg), runtime=runtime))
             tid = a.new_thread_id()
             truth = catalog = None
             base_dir = Path(sc.source).parent if sc.source and Path(sc.source).is_file() else None
@@ -130,7 +127,7 @@ def load_runtime(cfg: AgentEvalConfig):
     """One ModelRuntime for the whole suite (base + adapter), shared by every scenario's Assistant."""
     from speclm.finetune.runtime import ModelRuntime
 
-    return ModelRuntime.load(cfg.base, cfg.adapter, device=cfg.device)
+    return ModelRuntime.load(cfg.agent.base, cfg.agent.adapter, device=cfg.agent.device)
 
 
 def run_suite(scenarios: list[Scenario], cfg: AgentEvalConfig, *, runtime=None, progress: bool = True) -> dict:
@@ -154,6 +151,7 @@ def run_suite(scenarios: list[Scenario], cfg: AgentEvalConfig, *, runtime=None, 
         "seconds": round(time.perf_counter() - t0, 1),
     }
     cfg_d = asdict(cfg)
+    cfg_d["agent"] = {k: v for k, v in asdict(cfg.agent).items() if k != "sdss"}
     cfg_d["runtime"] = f"{getattr(rt, 'base', '?')} + adapter {getattr(rt, 'active', None) or 'none'}"
     return {"suite": "speclm agent scenarios", "config": cfg_d, "summary": summary,
             "ok": all(r["status"] != FAIL for r in counted), "scenarios": records, "checks": checks}

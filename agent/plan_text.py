@@ -3,7 +3,7 @@
 Why a compact format of our own and not the chat template's tool block: SmolLM2's chat template has
 no tool support, and the tools' JSON schemas are ~1,500 tokens, ten times the rest of a step; a
 LoRA trained on this format learns the tools, so the prompt only names them. Training data
-(:mod:`speclm.finetune.planner_data`) and inference (:class:`speclm.agent.planner.EmbeddedPlanner`)
+(:mod:`speclm.agent.planner_data`) and inference (:class:`speclm.agent.planner.EmbeddedPlanner`)
 both go through :func:`step_prompt` and :func:`parse_step`, so the two cannot drift.
 
 A step::
@@ -16,7 +16,11 @@ A step::
     Next:
 
 and its answer `` cosmology {"z": 0.0521, "lines": ["Hbeta"]}`` or `` done``. ``spectrum_path`` is never
-written by the planner: the agent fills it with the file of this turn's lookup, or the thread's.
+written by the planner: the agent fills it with the file of this turn's lookup, or the thread's. A
+message that comes with a file says so in the object line (``Attached: a spectrum file.``); the
+planner then calls ``analyze_spectrum {}`` and the agent fills in the attached file's path.
+
+The tool names and the read-back lines come from the one registry (:mod:`speclm.agent.registry`).
 """
 from __future__ import annotations
 
@@ -24,26 +28,25 @@ import json
 import re
 from typing import Any, Sequence
 
-TOOL_NAMES = ("sdss_lookup", "cosmology", "measure_spectrum", "survey_reach", "predict_redshift",
-              "find_redshift", "redshift_check", "read_spectrum")
+from speclm.agent.registry import REGISTRY, TOOL_NAMES
+
 DONE = "done"
 HEADER = "speclm planner. Tools: " + ", ".join(TOOL_NAMES) + "."
-#: arguments the agent supplies itself (the planner never writes them)
-IMPLICIT_ARGS = ("spectrum_path",)
+ATTACHED = " Attached: a spectrum file."
 
 
 def context_line(z: float | None = None, z_source: str | None = None, spectype: str | None = None,
-                 has_spectrum: bool = False) -> str:
-    """What the planner knows about the thread's object, in one line."""
+                 has_spectrum: bool = False, attached: bool = False) -> str:
+    """What the planner knows about the thread's object (and whether this message brings a file), in one line."""
     if z is None and not has_spectrum:
-        return "Object: none."
+        return "Object: none." + (ATTACHED if attached else "")
     parts = []
     if z is not None:
         parts.append(f"z={format_number(z)}" + (f" ({z_source})" if z_source else ""))
     if spectype:
         parts.append(spectype)
     parts.append("spectrum loaded" if has_spectrum else "no spectrum")
-    return "Object: " + ", ".join(parts) + "."
+    return "Object: " + ", ".join(parts) + "." + (ATTACHED if attached else "")
 
 
 def format_number(x: float) -> str:
@@ -58,8 +61,9 @@ def format_number(x: float) -> str:
 
 
 def format_call(name: str, args: dict) -> str:
-    """``name {json}`` with the implicit arguments left out and keys in a fixed order."""
-    a = {k: v for k, v in args.items() if k not in IMPLICIT_ARGS and v is not None}
+    """``name {json}`` with the implicit arguments (the registry's, e.g. spectrum_path) left out."""
+    implicit = ("spectrum_path",) + (REGISTRY[name].implicit if name in REGISTRY else ())
+    a = {k: v for k, v in args.items() if k not in implicit and v is not None}
     return f"{name} {json.dumps(a, ensure_ascii=False)}" if a else f"{name} {{}}"
 
 
@@ -122,21 +126,8 @@ def parse_step(text: str) -> tuple[str | None, dict] | None:
 
 
 def result_summary(name: str, output: Any = None, error: str | None = None) -> str:
-    """What the planner reads back from a tool: ``ok`` plus the values a next call may need."""
-    if error:
-        return "error: " + " ".join(str(error).split())[:80]
-    out = output if isinstance(output, dict) else {}
-    if name == "sdss_lookup":
-        z, cls = out.get("z"), out.get("obj_class")
-        return "ok: " + " ".join(p for p in (f"z={format_number(z)}" if z is not None else "", cls or "") if p)
-    if name in ("predict_redshift", "find_redshift"):
-        z = out.get("z")
-        typ = out.get("spectype") if name == "find_redshift" else None
-        return "ok: " + " ".join(p for p in (f"z={format_number(z)}" if z is not None else "", typ or "") if p)
-    if name == "redshift_check":
-        z = out.get("z")
-        return "ok" + (f": z={format_number(z)}" if isinstance(z, (int, float)) else "")
-    if name == "measure_spectrum":
-        cls = out.get("summary_class")
-        return "ok" + (f": {cls}" if isinstance(cls, str) else "")
-    return "ok"
+    """What the planner reads back from a tool: ``ok`` plus the values a next call may need (the
+    registry's ``summary`` of that tool)."""
+    if name not in REGISTRY:
+        return "error: " + " ".join(str(error).split())[:80] if error else "ok"
+    return REGISTRY[name].result_line(output, error)
