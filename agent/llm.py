@@ -6,7 +6,6 @@ another *model name*). Every backend does three things:
 
 * ``chat(messages, adapter_on=..., stream=...)`` — text replies, adapter on or off per call;
 * ``predict(spectrum)`` — the spectrum -> redshift step (adapter on), a RedshiftPrediction dict;
-* ``choose(messages, labels)`` — pick one routing label (adapter off).
 
 The local backend loads lazily (first use) so an Assistant can answer cosmology or clarify turns
 even while the model is missing, and it keeps base and adapter failures apart: a missing adapter
@@ -116,25 +115,6 @@ class LocalBackend:
                  untrained=rt.active_card.get("steps", 1) == 0)
         return d
 
-    def choose(self, messages: Sequence[dict], labels: Sequence[str]) -> str:
-        """The label with the highest mean log-probability as the assistant's answer (adapter off)."""
-        import torch
-
-        rt = self.runtime
-        tok = rt.tokenizer
-        enc = tok.apply_chat_template(list(messages), add_generation_prompt=True, return_tensors="pt",
-                                      return_dict=True)
-        prompt = enc["input_ids"][0].tolist()
-        best, best_score = labels[0], float("-inf")
-        with rt.adapter_enabled(False), torch.inference_mode():
-            for label in labels:
-                lab = tok(label, add_special_tokens=False)["input_ids"]
-                ids = torch.tensor([prompt + lab], device=rt.device)
-                logp = torch.log_softmax(rt.model(input_ids=ids).logits[0, -len(lab) - 1:-1].float(), -1)
-                score = float(logp[torch.arange(len(lab)), torch.tensor(lab)].mean())
-                if score > best_score:
-                    best, best_score = label, score
-        return best
 
 
 class OpenAIBackend:
@@ -233,12 +213,4 @@ class OpenAIBackend:
         return dict(z=z, z_lo=z, z_hi=z, z_mean=z, z_mode=z, z_greedy=z, text=codec.answer_prefix + text.strip(),
                     parse_failed=False, adapter=self.adapter_model, backend=self.name, interval=False,
                     untrained=self.card.get("steps", 1) == 0)
-
-    def choose(self, messages: Sequence[dict], labels: Sequence[str]) -> str:
-        msgs = list(messages) + [{"role": "user", "content": "Answer with exactly one of: " + ", ".join(labels)}]
-        text = self.chat(msgs, adapter_on=False, max_new_tokens=4).lower()
-        for label in labels:
-            if label in text:
-                return label
-        return labels[0]
 

@@ -1,9 +1,10 @@
-"""Which way a turn goes: deterministic rules for the clear cases, the model for the rest.
+"""The rules planner's table: what a message asks, by deterministic rules.
 
-Why rules first: "spectrum attached" or "plate 266 fiber 1" must never depend on a 135M model's
-mood, and they cost nothing. Only a message that no rule claims, in a thread that already has an
-object to talk about, is sent to the model (adapter OFF, scored over a few labels), and a request
-that points at an object we do not have ("what about this one?") gets a clarifying question.
+:class:`speclm.agent.planner.RulesPlanner` turns a :class:`Decision` into tool calls (the route
+column below names the kind of turn; the planner's docstring says which calls each makes). It plans
+every turn when ``AgentConfig.planner="rules"``, and any turn whose model-planned proposal failed
+validation. A request that points at an object we do not have ("what about this one?") gets a
+clarifying question; a message no rule claims is free chat (no tool).
 
 Rule table (first match wins; see :func:`decide`):
 
@@ -32,7 +33,7 @@ follow-up about the current object (galaxy type,
 refers to "this/that galaxy/spectrum/redshift/it" and
   the thread has nothing                               clarify
 the thread has no object                               chat        general question
-anything else                                          model       labels chat/cosmology/check
+anything else                                          chat        free chat, no tool
 =====================================================  ==========  ===========================
 """
 from __future__ import annotations
@@ -74,11 +75,10 @@ Z_IN_TEXT = re.compile(r"(?:\bz\s*(?:=|≈|~|of|is)\s*|\bredshift\s*(?:of|=|is|a
 
 @dataclass(frozen=True)
 class Decision:
-    """A routing decision. ``labels`` is set when the model must choose among them."""
+    """What the rule table makes of a message (the rules planner turns it into tool calls)."""
 
     route: str
     reason: str
-    labels: tuple[str, ...] = ()
     z_text: float | None = None  # a redshift written in the message ("lookback time at z=0.3")
     grounded: bool = False  # a chat answer that must start from the stored z and its cosmology
 
@@ -196,13 +196,4 @@ def decide(text: str, *, upload_path: str | None = None, sdss_id: str | None = N
         if REFERS_CURRENT.search(t):
             return Decision("clarify", "refers to an object but none is known in this thread")
         return Decision("chat", "general question, no object in this thread")
-    labels = ("chat", "cosmology") + (("check",) if has_spectrum else ())
-    return Decision("chat", "no rule matched; the model chooses", labels=labels)
-
-
-ROUTER_SYSTEM = (
-    "You route messages for an astronomy assistant. The conversation is about a galaxy at redshift "
-    "z = {z}. Answer with one word: 'chat' for a general or qualitative question, 'cosmology' for a "
-    "question about distance, time, velocity or where a spectral line is observed at that redshift, "
-    "'check' to re-check the redshift against the spectrum's lines."
-)
+    return Decision("chat", "no rule matched: free chat, no tool")

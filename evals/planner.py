@@ -63,7 +63,28 @@ def dataset_items(path: str | Path, split: str = "val") -> list[dict]:
     """A planner dataset's split as scoring items (its requests' context lines are kept as written)."""
     from speclm.agent.planner_data import read_split
 
-    return [{"text": r["text"], "context_line": r["context"], "plan": r["plan"]} for r in read_split(path, split)]
+    return [{"text": r["text"], "context_line": r["context"], "context": _parse_context(r["context"]), "plan": r["plan"]}
+            for r in read_split(path, split)]
+
+
+def _parse_context(line: str) -> dict | None:
+    """The context dict back from a dataset's context line (so the rules can be scored on it too)."""
+    import re
+
+    from speclm.agent.plan_text import ATTACHED
+
+    attached = line.endswith(ATTACHED)
+    body = line[: -len(ATTACHED)] if attached else line
+    if body.strip() == "Object: none.":
+        return {"attached": True} if attached else None
+    m = re.match(r"Object: (?:z=([-\d.]+)(?: \(([^)]*)\))?, )?(?:(GALAXY|QSO|STAR), )?(spectrum loaded|no spectrum)\.", body)
+    if not m:
+        return None
+    ctx = {"z": float(m.group(1)) if m.group(1) else None, "z_source": m.group(2), "spectype": m.group(3),
+           "has_spectrum": m.group(4) == "spectrum loaded"}
+    if attached:
+        ctx["attached"] = True
+    return ctx
 
 
 def held_out_texts(path: str | Path = HELDOUT) -> list[str]:
