@@ -32,7 +32,9 @@ from speclm.agent.planner_phrases import (CLOSERS, COSMO_FIRST, COSMO_FORMS, LIN
                                           SURVEY_FORMS)
 
 FORMAT = "speclm-planner-dataset"
-GENERATOR_VERSION = 6  # 1-5: planner v1-v6 (see their cards); 6: the registry's tools, analyze_spectrum
+GENERATOR_VERSION = 7  # 1-5: planner v1-v6 (their cards); 6: planner v7 (the registry's tools, analyze_spectrum);
+# 7: planner v8 — distances and line positions at a named z with nothing loaded, two requests in one message
+# joined in any order, more summaries and line-ratio questions (what planner v7 missed on the seventh set)
 
 
 def P(tool: str, kind: str) -> list[str]:
@@ -334,6 +336,24 @@ def _two_questions(rng, o: Obj):
             [("cosmology", {"z": o.z}), ("survey_reach", {"z": o.z, "spectype": o.typ})])
 
 
+SINGLE_FOR_PAIRS = ("cosmology", "line_position", "hypothetical", "measure", "survey", "predict", "search", "check")
+JOINERS = [" and then ", ", then ", "; also ", " - and ", ". Also, ", ", and ", " and ", "; then ", ". After that, ",
+           " plus ", ", oh and "]
+
+
+def _pair(rng, o: Obj):
+    """Two requests in one message, each a call, in the order written (the second is easy to drop)."""
+    if not _has(o):
+        return None
+    a, b = rng.sample(SINGLE_FOR_PAIRS, 2)
+    ga, gb = INTENTS[a][1](rng, o), INTENTS[b][1](rng, o)
+    if not ga or not gb or ga[1][0][0] == gb[1][0][0] or len(ga[1]) + len(gb[1]) > 3:
+        return None
+    ta, tb = ga[0].rstrip("?.! "), gb[0]
+    text = ta + rng.choice(JOINERS) + (tb[0].lower() + tb[1:] if tb else tb)
+    return text, list(ga[1]) + list(gb[1])
+
+
 def _read(rng, o: Obj):
     p = rng.choice(["/data/", "~/spectra/", "./", "/home/ana/sdss/", "C:/obs/", "../fits/", "../", "./reduced/",
                     "../data/", "~/obs/", "/scratch/"]) + rng.choice(
@@ -357,8 +377,9 @@ INTENTS: dict[str, tuple[float, Callable]] = {
     "measure": (2.4, _measure), "survey": (1.2, _survey), "predict": (0.7, _predict), "search": (0.7, _search),
     "check": (1.5, _check), "lookup": (2.0, _lookup), "lookup_then": (2.0, _lookup_then),
     "two_questions": (0.9, _two_questions), "read": (0.5, _read), "nothing": (1.2, _nothing),
+    "pair": (1.6, _pair),
 }
-NO_OBJECT_NEEDED = ("lookup", "lookup_then", "nothing", "read", "analyze_sdss", "attached")
+NO_OBJECT_NEEDED = ("lookup", "lookup_then", "nothing", "read", "analyze_sdss", "attached", "cosmology", "line_position")
 
 
 def _result_for(name: str, rng: random.Random, given: dict | None) -> str:
