@@ -209,7 +209,7 @@ class AgentNodes:
         return {**upd, "messages": [msg]}
 
     @staticmethod
-    def _route_of(msg: AIMessage) -> str:
+    def _route_of(msg: AIMessage) -> str:  # noqa: D102
         from speclm.agent.registry import REGISTRY
 
         if not msg.tool_calls:
@@ -223,11 +223,15 @@ class AgentNodes:
     # -- the reply -------------------------------------------------------------------------------
     def respond(self, state: AgentState) -> dict:
         route, err = state.get("route") or "chat", state.get("error")
+        made = state.get("calls") or []
+        if not err and made and all(c.get("error") for c in made):
+            err = made[0]["error"]  # every call of the turn failed: the reply is that one-line error
         self._answered = []
         calls: list[dict] = []
         try:
             if err:
-                action = {"spectrum": "use that spectrum", "lookup": "look that object up"}.get(route, "answer")
+                action = {"spectrum": "use that spectrum", "lookup": "look that object up", "cosmology": "compute that",
+                          "check": "check that redshift"}.get(route, "answer")
                 text = replies.error_reply(action, err)
                 lk = state.get("lookup")
                 if route == "lookup" and lk and "lookup" in (state.get("produced") or []):

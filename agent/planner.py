@@ -136,8 +136,9 @@ def current_file(state: dict) -> str | None:
 
 
 def attached_pending(state: dict) -> bool:
-    """This message brings a file that no call of this turn has analysed yet."""
-    if not state.get("upload_path"):
+    """This message brings a file (or, from the chat's SDSS box, an SDSS object) that no call of this
+    turn has analysed yet."""
+    if not (state.get("upload_path") or state.get("sdss_id")):
         return False
     return not any(isinstance(m, ToolMessage) and m.name == "analyze_spectrum"
                    for m in this_turn(state.get("messages") or []))
@@ -290,6 +291,11 @@ class FallbackPlanner:
             problem = "an attached file is analysed first"
         if not problem:
             msg.additional_kwargs.setdefault("planned_by", self.primary.name)
+            if first and not msg.tool_calls:  # nothing to call: unless the message points at an object
+                fb = self.fallback.plan(state, tools)  # we do not have, which the rules' table words
+                if fb.additional_kwargs.get("clarify"):
+                    msg.content = fb.content
+                    msg.additional_kwargs.update(clarify=True, reason=fb.additional_kwargs.get("reason"))
             return msg
         if not first:  # mid-turn: stop and answer with what the tools returned
             return _done(f"{self.primary.name}", fallback=problem, raw=(msg.additional_kwargs.get("raw") if msg else None))
@@ -370,7 +376,10 @@ def fill_implicit(name: str, args: dict, state: dict) -> dict:
     if "spectrum_path" in spec.implicit and "spectrum_path" in spec.schema.model_fields and not a.get("spectrum_path"):
         a["spectrum_path"] = current_file(state)
     if name == "analyze_spectrum" and not a.get("path") and not a.get("sdss_id"):
-        a["path"] = state.get("upload_path") if attached_pending(state) else current_file(state)
+        if attached_pending(state) and not state.get("upload_path"):
+            a["sdss_id"] = str(state["sdss_id"])  # the chat's SDSS box: the object it names
+        else:
+            a["path"] = state.get("upload_path") if attached_pending(state) else current_file(state)
     return a
 
 

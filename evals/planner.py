@@ -39,9 +39,11 @@ HELDOUT = Path(__file__).resolve().parent / "planner_heldout.yaml"
 #: written by someone who never read the generator, and kept unseen until v5's final evaluation, whose
 #: failures then shaped generator v5; "sixth" likewise, unseen until v6's final evaluation; "seventh"
 #: (2026-12-06, the registry's tools incl. analyze_spectrum, attached files) written by a helper that
-#: never read the rules, the generator or the earlier sets, unseen until planner v7's final evaluation
+#: never read the rules, the generator or the earlier sets, unseen until planner v7's final evaluation, whose
+#: failures shaped generator v7; "eighth" written the same way, unseen until planner v8's final evaluation
 HELD_OUT_SETS = {"first": HELDOUT, "fresh": HELDOUT.with_name("planner_heldout_fresh.yaml"),
                  "seventh": HELDOUT.with_name("planner_heldout_seventh.yaml"),
+                 "eighth": HELDOUT.with_name("planner_heldout_eighth.yaml"),
                  "third": HELDOUT.with_name("planner_heldout_third.yaml"),
                  "fourth": HELDOUT.with_name("planner_heldout_fourth.yaml"),
                  "fifth": HELDOUT.with_name("planner_heldout_fifth.yaml"),
@@ -107,14 +109,15 @@ def _dataset_requests(info: dict) -> list[dict]:
     raise ValueError("the card names no readable planner dataset and no (n, seed) to regenerate it")
 
 
-#: the commit whose finetune/planner_data.py holds generator versions 1-5 (planners v1-v6), before the
-#: generator became one version; their requests are regenerated from it, not from code kept here
-LEGACY_GENERATOR_COMMIT = "fe6ea40"
+#: where each earlier generator version lives: (commit, layout). Versions 1-5 (planners v1-v6) are the
+#: stacked generator of finetune/planner_data.py at fe6ea40; 6 (planner v7) is agent/planner_data.py with
+#: agent/planner_phrases.py at 087b29a. Their requests are regenerated from the repository's history.
+LEGACY_GENERATORS = {**{v: ("fe6ea40", "finetune") for v in range(1, 6)}, 6: ("087b29a", "agent")}
 
 
 @functools.lru_cache(maxsize=4)
-def _legacy_module(commit: str):
-    """The old generator module, built from the repository's history (``git show``)."""
+def _legacy_module(commit: str, layout: str):
+    """An old generator module, built from the repository's history (``git show``)."""
     import subprocess
     import sys
     import types
@@ -126,28 +129,38 @@ def _legacy_module(commit: str):
             return subprocess.run(["git", "show", f"{commit}:{path}"], cwd=root, capture_output=True, text=True,
                                   check=True, timeout=30).stdout
         except (OSError, subprocess.SubprocessError) as exc:
-            raise ValueError(f"generator versions 1-5 live in commit {commit}, which git cannot show here ({exc})") from None
+            raise ValueError(f"an earlier planner generator lives in commit {commit}, which git cannot show here "
+                             f"({exc})") from None
 
-    pt = types.ModuleType(f"speclm_legacy_plan_text_{commit}")
-    sys.modules[pt.__name__] = pt  # dataclasses look their module up by name
-    exec(compile(show("finetune/plan_text.py"), f"{commit}:finetune/plan_text.py", "exec"), pt.__dict__)
-    pd = types.ModuleType(f"speclm_legacy_planner_data_{commit}")
-    sys.modules[pd.__name__] = pd
-    saved = sys.modules.get("speclm.finetune.plan_text")
-    sys.modules["speclm.finetune.plan_text"] = pt
+    def module(name: str, path: str) -> types.ModuleType:
+        m = types.ModuleType(f"speclm_legacy_{commit}_{name}")
+        sys.modules[m.__name__] = m  # dataclasses look their module up by name
+        exec(compile(show(path), f"{commit}:{path}", "exec"), m.__dict__)
+        return m
+
+    deps = ({"speclm.finetune.plan_text": "finetune/plan_text.py"} if layout == "finetune" else
+            {"speclm.agent.plan_text": "agent/plan_text.py", "speclm.agent.planner_phrases": "agent/planner_phrases.py"})
+    saved = {k: sys.modules.get(k) for k in deps}
     try:
-        exec(compile(show("finetune/planner_data.py"), f"{commit}:finetune/planner_data.py", "exec"), pd.__dict__)
+        for k, path in deps.items():
+            sys.modules[k] = module(k.rsplit(".", 1)[1], path)
+        return module("planner_data", f"{layout}/planner_data.py")
     finally:
-        if saved is None:
-            sys.modules.pop("speclm.finetune.plan_text", None)
-        else:
-            sys.modules["speclm.finetune.plan_text"] = saved
-    return pd
+        for k, v in saved.items():
+            if v is None:
+                sys.modules.pop(k, None)
+            else:
+                sys.modules[k] = v
 
 
-def legacy_generate(n: int, seed: int, version: int, commit: str = LEGACY_GENERATOR_COMMIT) -> list[dict]:
-    """The requests generator version 1-5 gave for (n, seed): the earlier planners' training data."""
-    return _legacy_module(commit).generate(n, seed, version)
+def legacy_generate(n: int, seed: int, version: int) -> list[dict]:
+    """The requests an earlier generator version gave for (n, seed): the earlier planners' training data."""
+    if version not in LEGACY_GENERATORS:
+        raise ValueError(f"planner generator version {version} is unknown (have {sorted(LEGACY_GENERATORS)} and the "
+                         "current one)")
+    commit, layout = LEGACY_GENERATORS[version]
+    mod = _legacy_module(commit, layout)
+    return mod.generate(n, seed, version) if layout == "finetune" else mod.generate(n, seed)
 
 
 def training_requests(adapter_dir: str | Path, _depth: int = 0) -> list[dict]:

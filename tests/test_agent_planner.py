@@ -92,7 +92,8 @@ def test_invalid_arguments_come_back_as_errors_and_the_thread_goes_on(serve, tmp
     srv = serve([[("cosmology", {"z": -5})], "I could not compute that."])
     a = _assistant(srv, tmp_path)
     r = a.turn("t", "lookback time at a negative redshift please")
-    assert r.route == "cosmology" and r.tool_trace[0].get("error") and "did not run" in r.reply
+    assert r.route == "error" and r.attempted_route == "cosmology" and r.tool_trace[0].get("error")
+    assert r.reply.startswith("I couldn't compute that:") and "\n" not in r.reply  # one line
     err_msg = [m for m in srv.requests[1]["messages"] if m["role"] == "tool"][0]["content"]
     assert "greater than or equal to 0" in err_msg  # the schema's validation error, read back by the planner
     assert "I could not compute that." not in r.reply or "own words" in r.reply

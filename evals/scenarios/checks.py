@@ -252,6 +252,13 @@ CHECKS: dict[str, Check] = {
                              "the route the router chose (before a failure turned it into 'error')"),
     "error": Check(_is_bool, _eval_error, "true: the turn failed gracefully (route 'error' + message); "
                                           "false: no error"),
+    "plan": Check(lambda v, w: v == [] or _strs(v, w),
+                  lambda v, c: _ok([x["name"] for x in c.result.plan] == (v or []),
+                                   f"planned {[x['name'] for x in c.result.plan]} by {c.result.planner or '-'}"),
+                  "the exact sequence of calls the planner made this turn ([] = none)"),
+    "planner": Check(_strs, lambda v, c: _ok(c.result.planner in _strs(v, "") or (not c.result.plan and not c.result.planner),
+                                             f"planned by {c.result.planner or '-'}"),
+                     "who planned the turn's first calls: embedded, rules, rules (fallback), openai, chat-template"),
     "no_tools": Check(_is_bool, lambda v, c: _ok((not c.result.tool_trace) == v, f"tools {_tool_names(c)}"),
                       "true: no tool ran this turn"),
     "tools": Check(_strs, lambda v, c: _ok(_tool_names(c) == _strs(v, ""), f"tools {_tool_names(c)}"),
