@@ -1,6 +1,7 @@
 """`speclm predict` and `speclm train`: the model runtime from the command line."""
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from pathlib import Path
@@ -35,6 +36,9 @@ def register(sub) -> None:
                    help="with --out: N > 1 spreads the chunks over a local Dask cluster of N worker processes")
     p.add_argument("--scheduler", default="", help="with --out: address of a running Dask scheduler (tcp://host:8786)")
     p.add_argument("--chunk-size", type=int, default=16, help="with --out: targets per chunk (resume/distribution unit)")
+    p.add_argument("--merge-lora", action=argparse.BooleanOptionalAction, default=True,
+                   help="with --out: fold the LoRA into the base weights for the catalog (1.3x faster on CPU; a z may "
+                        "move by one unit of its last digit in bf16)")
     p.set_defaults(func=cmd_predict)
 
     t = sub.add_parser("train", help="LoRA fine-tune a base model on a speclm dataset",
@@ -91,6 +95,7 @@ def cmd_predict(args) -> int:
         from speclm.finetune.catalog import CatalogConfig, run_catalog
 
         cfg = CatalogConfig(refine=args.refine, chunk_size=args.chunk_size, batch_size=args.batch_size,
+                            merge_lora=args.merge_lora,
                             workers=args.workers, scheduler=args.scheduler, adapter=args.adapter,
                             base=args.base or "", device=args.device)
         info = run_catalog(args.paths, args.out, cfg)
