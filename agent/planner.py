@@ -167,6 +167,14 @@ def state_context(state: dict) -> str:
                         bool((state.get("spectrum") or {}).get("path")), attached_pending(state))
 
 
+def asks_about_object(state: dict) -> bool:
+    """The message asks about the thread's object in a way the tools answer (its type, lines, age, a
+    summary, a what-if, surveys, …) and there is an object."""
+    from speclm.agent.compose import intents
+
+    return state.get("z") is not None and bool(intents(state.get("text", "")))
+
+
 def _call(name: str, args: dict) -> dict:
     return {"name": name, "args": args, "id": f"call_{uuid.uuid4().hex[:8]}"}
 
@@ -281,7 +289,8 @@ class FallbackPlanner:
             problem = msg.additional_kwargs.get("fallback")
             if not problem and self.validate:
                 for c in msg.tool_calls:
-                    problem = validate_call(c["name"], c["args"], tools, state)
+                    problem = validate_call(c["name"], c["args"], tools, state) or ungrounded_argument(
+                        c["name"], c["args"], state)
                     if problem:
                         break
         except SpeclmError as exc:
@@ -296,7 +305,11 @@ class FallbackPlanner:
                 if fb.additional_kwargs.get("clarify"):
                     msg.content = fb.content
                     msg.additional_kwargs.update(clarify=True, reason=fb.additional_kwargs.get("reason"))
-            return msg
+                    return msg
+                if fb.tool_calls and asks_about_object(state):  # a question the tools answer gets them,
+                    problem = "a question about the object was planned to no tool"  # never free words
+            if not problem:
+                return msg
         if not first:  # mid-turn: stop and answer with what the tools returned
             return _done(f"{self.primary.name}", fallback=problem, raw=(msg.additional_kwargs.get("raw") if msg else None))
         fb = self.fallback.plan(state, tools)
@@ -375,12 +388,58 @@ def fill_implicit(name: str, args: dict, state: dict) -> dict:
         return a
     if "spectrum_path" in spec.implicit and "spectrum_path" in spec.schema.model_fields and not a.get("spectrum_path"):
         a["spectrum_path"] = current_file(state)
+    if name == "survey_reach" and state.get("z") is not None and _same_z(a.get("z"), state.get("z")):
+        for k, v in RulesPlanner._reach_args(state).items():  # the object's magnitudes and position, which
+            a.setdefault(k, v)  # the thread knows and no planner should have to copy
     if name == "analyze_spectrum" and not a.get("path") and not a.get("sdss_id"):
         if attached_pending(state) and not state.get("upload_path"):
             a["sdss_id"] = str(state["sdss_id"])  # the chat's SDSS box: the object it names
         else:
             a["path"] = state.get("upload_path") if attached_pending(state) else current_file(state)
     return a
+
+
+def _same_z(a, b) -> bool:
+    try:
+        return abs(float(a) - float(b)) <= 1e-6 * max(1.0, abs(float(b)))
+    except (TypeError, ValueError):
+        return False
+
+
+_NUMBER = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)")
+#: arguments whose value must come from somewhere: the message, the thread's object or this turn's results
+GROUNDED_ARGS = ("z", "z0")
+#: arguments that are copied from the message itself (an SDSS identifier, a position, a cone radius)
+TEXT_ARGS = ("plate", "mjd", "fiberid", "specobjid", "ra", "dec", "radius_arcsec")
+
+
+def ungrounded_argument(name: str, args: dict, state: dict) -> str | None:
+    """A redshift argument no source gives: not written in the message, not the thread's (or its
+    prediction's, search's, check's, lookup's) z, not a z a call of this turn returned. The embedded
+    planner sometimes writes a number of its own (1.004034 for "at z = 1" of an object at 0.004034)."""
+    known = [float(x) for x in _NUMBER.findall(state.get("text") or "") if x not in ("+", "-", ".")]
+    for key in ("prediction", "search", "check", "lookup", "cosmology"):
+        v = (state.get(key) or {}).get("z")
+        if v is not None:
+            known.append(float(v))
+    if state.get("z") is not None:
+        known.append(float(state["z"]))
+    for m in this_turn(state.get("messages") or []):
+        if isinstance(m, ToolMessage):
+            out, err = tool_output(m)
+            if isinstance(out, dict) and isinstance(out.get("z"), (int, float)):
+                known.append(float(out["z"]))
+    for k in GROUNDED_ARGS:
+        v = args.get(k)
+        if isinstance(v, (int, float)) and not any(_same_z(v, x) for x in known):
+            return f"{name}: {k} = {v} is neither in the message nor the thread's or a tool's z"
+    written = known[: len(_NUMBER.findall(state.get("text") or ""))]
+    for k in TEXT_ARGS:  # an identifier or a position is copied from the message, digit by digit
+        v = args.get(k)
+        if isinstance(v, (int, float)) and not (k == "radius_arcsec" and v == 3.0) and \
+                not any(abs(abs(float(v)) - abs(x)) <= 1e-9 * max(1.0, abs(x)) for x in written):
+            return f"{name}: {k} = {v} is not written in the message"
+    return None
 
 
 def validate_call(name: str, args: dict, tools: dict, state: dict) -> str | None:

@@ -239,3 +239,31 @@ def test_cosmology_schema_refuses_names_the_line_list_does_not_know():
     assert err and "CIII1549" in err and "CIV1549" not in err.split("known:")[0]
     assert validate_call("cosmology", {"z": 2.3, "lines": ["QSO"]}, tools, {})
     assert validate_call("cosmology", {"z": 2.3, "lines": ["C III]", "Hα", "[O III] 5007", "Dn4000"]}, tools, {}) is None
+
+
+def test_the_default_configuration_scorer_turns_red_on_a_constant_planner():
+    """`speclm eval planner`'s default column drives the agent's own FallbackPlanner: a model planner that
+    always calls the same tool scores far below the rules, and its attached files are still analysed."""
+    from langchain_core.messages import AIMessage
+
+    from speclm.agent.planner import FallbackPlanner
+
+    class Constant:
+        name = "constant"
+
+        def plan(self, state, tools):
+            return AIMessage(content="", tool_calls=[{"name": "find_redshift", "args": {}, "id": "c1"}])
+
+    items = ev.load_held_out(ev.HELD_OUT_SETS["seventh"])
+    const = ev.score_agent_planner(FallbackPlanner(Constant()), items)
+    rules = ev.score_rules(items)
+    assert const["right"] < 0.3 < rules["right"], (const["right"], rules["right"])
+    # a constant that cannot even run (a z no source gives) is not run: the rules take those turns, counted
+    class Invented(Constant):
+        def plan(self, state, tools):
+            return AIMessage(content="", tool_calls=[{"name": "cosmology", "args": {"z": 0.123456}, "id": "c2"}])
+
+    inv = ev.score_agent_planner(FallbackPlanner(Invented()), items)
+    assert inv["fallback"] > 0.9 and inv["right"] == rules["right"]
+    attached = [r for r, it in zip(const["rows"], items) if (it.get("context") or {}).get("attached")]
+    assert attached and all(r["got"][0][0] == "analyze_spectrum" and r["fallback"] for r in attached)
