@@ -32,9 +32,11 @@ from speclm.agent.planner_phrases import (CLOSERS, COSMO_FIRST, COSMO_FORMS, LIN
                                           SURVEY_FORMS)
 
 FORMAT = "speclm-planner-dataset"
-GENERATOR_VERSION = 7  # 1-5: planner v1-v6 (their cards); 6: planner v7 (the registry's tools, analyze_spectrum);
+GENERATOR_VERSION = 8  # 1-5: planner v1-v6 (their cards); 6: planner v7 (the registry's tools, analyze_spectrum);
 # 7: planner v8 — distances and line positions at a named z with nothing loaded, two requests in one message
-# joined in any order, more summaries and line-ratio questions (what planner v7 missed on the seventh set)
+# joined in any order, more summaries and line-ratio questions (what planner v7 missed on the seventh set);
+# 8: planner v9 — yes/no questions about the object's nature are measurements (as the tool card says), more
+# two-part requests and cone radii (the kinds of request v8 missed on the eighth set)
 
 
 def P(tool: str, kind: str) -> list[str]:
@@ -288,7 +290,7 @@ def _check(rng, o: Obj):
 
 def _lookup(rng, o: Obj):
     r = rng.random()
-    if r < 0.12:
+    if r < 0.25:
         ra, dec = round(rng.uniform(0, 359.99), rng.choice([2, 3, 4])), round(rng.uniform(-25, 85), rng.choice([2, 3, 4]))
         rad = rng.choice([1, 2, 5, 5, 10, 10, 15, 20, 30, 60, 120])
         pos = rng.choice(["RA {a}, Dec {d}", "ra={a} dec={d}", "{a} {d}", "({a}, {d})"]).format(
@@ -377,7 +379,7 @@ INTENTS: dict[str, tuple[float, Callable]] = {
     "measure": (2.4, _measure), "survey": (1.2, _survey), "predict": (0.7, _predict), "search": (0.7, _search),
     "check": (1.5, _check), "lookup": (2.0, _lookup), "lookup_then": (2.0, _lookup_then),
     "two_questions": (0.9, _two_questions), "read": (0.5, _read), "nothing": (1.2, _nothing),
-    "pair": (1.6, _pair),
+    "pair": (2.6, _pair),
 }
 NO_OBJECT_NEEDED = ("lookup", "lookup_then", "nothing", "read", "analyze_sdss", "attached", "cosmology", "line_position")
 

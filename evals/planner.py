@@ -111,8 +111,10 @@ def _dataset_requests(info: dict) -> list[dict]:
 
 #: where each earlier generator version lives: (commit, layout). Versions 1-5 (planners v1-v6) are the
 #: stacked generator of finetune/planner_data.py at fe6ea40; 6 (planner v7) is agent/planner_data.py with
-#: agent/planner_phrases.py at 087b29a. Their requests are regenerated from the repository's history.
-LEGACY_GENERATORS = {**{v: ("fe6ea40", "finetune") for v in range(1, 6)}, 6: ("087b29a", "agent")}
+#: agent/planner_phrases.py at 087b29a, 7 (planner v8) at 5bacb2d. Their requests are regenerated from the
+#: repository's history.
+LEGACY_GENERATORS = {**{v: ("fe6ea40", "finetune") for v in range(1, 6)}, 6: ("087b29a", "agent"),
+                     7: ("5bacb2d", "agent")}
 
 
 @functools.lru_cache(maxsize=4)
