@@ -40,10 +40,12 @@ HELDOUT = Path(__file__).resolve().parent / "planner_heldout.yaml"
 #: failures then shaped generator v5; "sixth" likewise, unseen until v6's final evaluation; "seventh"
 #: (2026-12-06, the registry's tools incl. analyze_spectrum, attached files) written by a helper that
 #: never read the rules, the generator or the earlier sets, unseen until planner v7's final evaluation, whose
-#: failures shaped generator v7; "eighth" written the same way, unseen until planner v8's final evaluation
+#: failures shaped generator v7; "eighth" written the same way, unseen until planner v8's final evaluation,
+#: whose failures shaped generator v8; "ninth" likewise, unseen until planner v9's final evaluation
 HELD_OUT_SETS = {"first": HELDOUT, "fresh": HELDOUT.with_name("planner_heldout_fresh.yaml"),
                  "seventh": HELDOUT.with_name("planner_heldout_seventh.yaml"),
                  "eighth": HELDOUT.with_name("planner_heldout_eighth.yaml"),
+                 "ninth": HELDOUT.with_name("planner_heldout_ninth.yaml"),
                  "third": HELDOUT.with_name("planner_heldout_third.yaml"),
                  "fourth": HELDOUT.with_name("planner_heldout_fourth.yaml"),
                  "fifth": HELDOUT.with_name("planner_heldout_fifth.yaml"),
