@@ -14,8 +14,7 @@ from __future__ import annotations
 import functools
 import logging
 import re
-import time
-from typing import Any, Callable
+from typing import Callable
 
 from langchain_core.messages import AIMessage
 from langgraph.config import get_stream_writer

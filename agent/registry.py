@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import functools
 import json
-import math
 import os
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
@@ -605,7 +604,3 @@ def build_tools(ctx: ToolContext | None = None, **kw) -> dict:
         out[spec.name] = StructuredTool.from_function(fn, name=spec.name, args_schema=spec.schema,
                                                       description=spec.description)
     return out
-
-
-def finite(x) -> bool:
-    return isinstance(x, (int, float)) and math.isfinite(x)

@@ -354,7 +354,7 @@ def score_agent_planner(planner, items: list[dict], max_steps: int = 4) -> dict:
     and compare its whole plan with the expected one. Counts the turns the fallback planned."""
     import uuid
 
-    from langchain_core.messages import AIMessage, ToolMessage
+    from langchain_core.messages import ToolMessage
 
     tools = _tools()
     rows, step_secs = [], []
