@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections import OrderedDict
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -150,6 +151,9 @@ class _Data:
     frac: float  # fractional template-pixel offset of the obs grid
     scale: float
     P: np.ndarray  # (n_poly, N) Legendre polynomials over the grid
+    pw: np.ndarray | None = None  # P·w, PᵀWP and PᵀWf: the same at every shift (_weighted fills them)
+    pwp: np.ndarray | None = None
+    pwf: np.ndarray | None = None
 
 
 def _prepare(spectrum: Spectrum, cfg: SearchConfig) -> _Data:
@@ -212,8 +216,34 @@ def _z_of(s: float) -> float:
     return 10 ** (s * tpl.DLOGLAM) - 1.0
 
 
-def _scan(data: _Data, T: np.ndarray, s_lo: int, s_hi: int) -> tuple[np.ndarray, np.ndarray]:
-    """χ²(s) for s in [s_lo, s_hi] of the unconstrained fit f ≈ T(shifted)·a + P·b, via FFTs."""
+_FFT_CACHE: OrderedDict = OrderedDict()  # template FFTs of one (set, grid, shift window); a few kept
+_FFT_CACHE_SIZE = 6
+
+
+def _template_ffts(key, H: np.ndarray, nfft: int, iu) -> tuple[np.ndarray, np.ndarray]:
+    """rfft of the template rows H and of their pairwise products, reused while the grid and the shift
+    window stay the same (spectra of one plate, one survey or one simulation share them)."""
+    from scipy.fft import rfft
+
+    if key is not None and key in _FFT_CACHE:
+        _FFT_CACHE.move_to_end(key)
+        return _FFT_CACHE[key]
+    out = rfft(H, nfft, axis=1), rfft(H[iu[0]] * H[iu[1]], nfft, axis=1)
+    if key is not None:
+        _FFT_CACHE[key] = out
+        while len(_FFT_CACHE) > _FFT_CACHE_SIZE:
+            _FFT_CACHE.popitem(last=False)
+    return out
+
+
+def _scan(data: _Data, T: np.ndarray, s_lo: int, s_hi: int, key=None) -> tuple[np.ndarray, np.ndarray]:
+    """χ²(s) for s in [s_lo, s_hi] of the unconstrained fit f ≈ T(shifted)·a + P·b, via FFTs.
+
+    The polynomial is eliminated first (its block PᵀWP is the same at every shift): with B the
+    template–polynomial block, S = TᵀWT − B (PᵀWP)⁻¹ Bᵀ and r = TᵀWf − B (PᵀWP)⁻¹ PᵀWf,
+    χ² = fᵀWf − (PᵀWf)ᵀ(PᵀWP)⁻¹PᵀWf − rᵀS⁻¹r, so each shift solves an nT × nT system, not
+    (nT + nP) × (nT + nP). ``key`` names the template set and grid for the FFT cache.
+    """
     from scipy.fft import irfft, next_fast_len, rfft
 
     N = data.f.size
@@ -223,31 +253,33 @@ def _scan(data: _Data, T: np.ndarray, s_lo: int, s_hi: int) -> tuple[np.ndarray,
     nfft = next_fast_len(L + N - 1, real=True)
     w, f, P = data.w, data.f, data.P
     nT, nP = T.shape[0], P.shape[0]
-    G = np.vstack([w[None, :], w * P, (w * f)[None, :]])  # (2 + nP... ) rows: w, wP_m, wf
+    G = np.vstack([w[None, :], w * P, (w * f)[None, :]])  # rows: w, wP_m, wf
     FG = rfft(G[:, ::-1], nfft, axis=1)
-    FH = rfft(H, nfft, axis=1)
     iu = np.triu_indices(nT)
-    FHH = rfft(H[iu[0]] * H[iu[1]], nfft, axis=1)
+    FH, FHH = _template_ffts(None if key is None else (key, c_lo, L, nfft), H, nfft, iu)
     sl = slice(N - 1, N - 1 + (c_hi - c_lo + 1))
     Aup = irfft(FHH * FG[0], nfft, axis=1)[:, sl]  # (npairs, nc)
     Bt = irfft(FH[:, None, :] * FG[None, 1 : 1 + nP, :], nfft, axis=2)[:, :, sl]  # (nT, nP, nc)
     bt = irfft(FH * FG[1 + nP], nfft, axis=1)[:, sl]  # (nT, nc)
     nc = c_hi - c_lo + 1
-    n = nT + nP
-    A = np.zeros((nc, n, n))
-    A[:, iu[0], iu[1]] = Aup.T
-    A[:, iu[1], iu[0]] = Aup.T
-    A[:, :nT, nT:] = Bt.transpose(2, 0, 1)
-    A[:, nT:, :nT] = Bt.transpose(2, 1, 0)
-    A[:, nT:, nT:] = (P * w) @ P.T
-    rhs = np.zeros((nc, n))
-    rhs[:, :nT] = bt.T
-    rhs[:, nT:] = (P * w) @ f
-    diag = np.einsum("kii->ki", A)
-    ridge = 1e-9 * diag.max(axis=1, keepdims=True) + 1e-12
-    A[:, np.arange(n), np.arange(n)] += ridge
-    x = np.linalg.solve(A, rhs[..., None])[..., 0]
-    chi2 = float(np.sum(w * f * f)) - np.einsum("ki,ki->k", x, rhs)
+    _, pwp, pwf = _weighted(data)
+    App = pwp + (1e-9 * np.max(np.diag(pwp)) + 1e-12) * np.eye(nP)
+    Ainv = np.linalg.inv(App)
+    B = np.ascontiguousarray(Bt.transpose(2, 0, 1))  # (nc, nT, nP)
+    BA = B @ Ainv
+    S = np.empty((nc, nT, nT))
+    S[:, iu[0], iu[1]] = Aup.T
+    S[:, iu[1], iu[0]] = Aup.T
+    S -= BA @ B.transpose(0, 2, 1)
+    r = bt.T - BA @ pwf  # (nc, nT)
+    # unit diagonal (Jacobi scaling) and a small ridge: templates that barely touch the window at a
+    # shift make S nearly singular there
+    dsc = 1.0 / np.sqrt(np.maximum(np.einsum("kii->ki", S), 1e-300))
+    S *= dsc[:, :, None] * dsc[:, None, :]
+    S[:, np.arange(nT), np.arange(nT)] += 1e-9
+    r = r * dsc
+    x = np.linalg.solve(S, r[..., None])[..., 0]
+    chi2 = float(np.sum(w * f * f)) - float(pwf @ Ainv @ pwf) - np.einsum("ki,ki->k", x, r)
     # index k of the output is lag c = c_lo + k, i.e. shift s = K - c
     s = data.K - (c_lo + np.arange(nc))
     order = np.argsort(s)
@@ -270,70 +302,86 @@ def _minima(s: np.ndarray, chi2: np.ndarray, n: int, sep_pix: int) -> list[int]:
     return out
 
 
-def _design(data: _Data, T: np.ndarray, s: int) -> np.ndarray:
-    N = data.f.size
-    c = data.K - s
-    return np.vstack([T[:, c : c + N], data.P]).T  # (N, nT + nP)
+def _weighted(data: _Data) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The polynomial's pieces of the normal equations, the same at every shift: (P·w, PᵀWP, PᵀWf)."""
+    if data.pw is None:
+        data.pw = data.P * data.w
+        data.pwp = data.pw @ data.P.T
+        data.pwf = data.pw @ data.f
+    return data.pw, data.pwp, data.pwf
 
 
-def _nnls(data: _Data, D: np.ndarray, nT: int, drop: list[int] | None = None,
+def _nnls(data: _Data, T: np.ndarray, s: int, drop: list[int] | None = None,
           full: bool = False) -> tuple[float, np.ndarray]:
-    """Templates >= 0, polynomial free (as ± column pairs). Returns (chi2, coefficients).
+    """Templates T (shifted by s) >= 0, polynomial free (as ± column pairs). Returns (chi2, coefficients).
 
     Solved on the normal equations: with M = [templates, polynomial] (N × m, columns scaled to unit
     norm), G = MᵀM = L Lᵀ and h = Mᵀb, ‖Mx − b‖² = ‖Lᵀx − L⁻¹h‖² + const, so the NNLS runs on an
-    m × (m + nP) system instead of N × (m + nP) (N ≈ 4000 pixels, m ≈ 30): the same solution,
-    about 5× faster. χ² is then computed on the pixels themselves, exactly.
+    m × (m + nP) system instead of N × (m + nP) (N ≈ 4000 pixels, m ≈ 30). G and h are built from
+    the template rows and the weights directly (the polynomial's blocks are the same at every shift),
+    never from a copied design matrix. χ² is then computed on the pixels themselves, exactly.
     """
     from scipy.linalg import cho_factor, solve_triangular
     from scipy.optimize import nnls
 
-    sel = data.w > 0
-    sw = np.sqrt(data.w[sel])
+    N = data.f.size
+    nT = T.shape[0]
+    c0 = data.K - s
     keep = np.ones(nT, bool)
     if drop:
         keep[drop] = False
-    cols = np.concatenate([np.flatnonzero(keep), np.arange(nT, D.shape[1])])
-    M = D[sel][:, cols] * sw[:, None]
-    b = data.f[sel] * sw
-    nK = int(keep.sum())
-    nP = D.shape[1] - nT
-    norms = np.sqrt(np.einsum("ij,ij->j", M, M))
+    Tk = T[keep, c0 : c0 + N] if drop else T[:, c0 : c0 + N]  # (nK, N), a view when nothing is dropped
+    nK = Tk.shape[0]
+    P, w, f = data.P, data.w, data.f
+    nP = P.shape[0]
+    pw, pwp, pwf = _weighted(data)
+    tw = Tk * w
+    m = nK + nP
+    G = np.empty((m, m))
+    G[:nK, :nK] = tw @ Tk.T
+    G[:nK, nK:] = tw @ P.T
+    G[nK:, :nK] = G[:nK, nK:].T
+    G[nK:, nK:] = pwp
+    h = np.concatenate([tw @ f, pwf])
+    norms = np.sqrt(np.maximum(np.diag(G), 0.0))
     norms[norms == 0] = 1.0
-    Mn = M / norms
-    G = Mn.T @ Mn
-    G[np.diag_indices_from(G)] += 1e-10
-    h = Mn.T @ b
+    Gn = G / np.outer(norms, norms)
+    Gn[np.diag_indices_from(Gn)] += 1e-10
+    hn = h / norms
     try:
         if full:
             raise ValueError("the full problem was asked for")
-        L, _ = cho_factor(G, lower=True, check_finite=False)
+        L, _ = cho_factor(Gn, lower=True, check_finite=False)
         L = np.tril(L)
-        c = solve_triangular(L, h, lower=True, check_finite=False)
+        c = solve_triangular(L, hn, lower=True, check_finite=False)
         R = L.T
         X = np.hstack([R[:, :nK], R[:, nK:], -R[:, nK:]])
         x, _ = nnls(X, c, maxiter=50 * X.shape[1])
-    except (np.linalg.LinAlgError, ValueError):  # degenerate columns: the full problem
+    except (np.linalg.LinAlgError, ValueError):  # degenerate columns: the full problem, on the pixels
+        sel = w > 0
+        sw = np.sqrt(w[sel])
+        Mn = (np.vstack([Tk, P])[:, sel] * sw).T / norms
         X = np.hstack([Mn[:, :nK], Mn[:, nK:], -Mn[:, nK:]])
-        x, _ = nnls(X, b, maxiter=50 * X.shape[1])
+        x, _ = nnls(X, f[sel] * sw, maxiter=50 * X.shape[1])
     with np.errstate(all="ignore"):
         y = np.concatenate([x[:nK], x[nK:nK + nP] - x[nK + nP:]]) / norms
-        chi2 = float(np.sum((M @ y - b) ** 2))
+        r = y[:nK] @ Tk + y[nK:] @ P - f
+        chi2 = float(np.sum(w * r * r))
     if not full and not np.isfinite(chi2):  # an ill-conditioned Gram matrix: solve on the pixels
-        return _nnls(data, D, nT, drop, full=True)
+        return _nnls(data, T, s, drop, full=True)
     coef = np.zeros(nT + nP)
     coef[np.flatnonzero(keep)] = y[:nK]
     coef[nT:] = y[nK:]
     return chi2, coef
 
 
-def _refine(data: _Data, T: np.ndarray, nT: int, s0: int, s_lo: int, s_hi: int, half: int = 2, full: bool = False):
+def _refine(data: _Data, T: np.ndarray, s0: int, s_lo: int, s_hi: int, half: int = 2, full: bool = False):
     """NNLS χ² at s0-half..s0+half (walking downhill up to 6 px), parabola through the minimum."""
     cache: dict[int, tuple[float, np.ndarray]] = {}
 
     def at(s: int):
         if s not in cache:
-            cache[s] = _nnls(data, _design(data, T, s), nT, full=full)
+            cache[s] = _nnls(data, T, s, full=full)
         return cache[s]
 
     s = int(np.clip(s0, s_lo, s_hi))
@@ -426,7 +474,7 @@ def find_redshift(spectrum: Spectrum, prediction: dict | None = None,
         if s_hi < s_lo:
             continue
         fit_sets[st] = (fit_set, Tf, s_lo, s_hi)
-        s, chi2 = _scan(data, Ts, s_lo, s_hi)
+        s, chi2 = _scan(data, Ts, s_lo, s_hi, key=(st, round(data.frac, 9)))
         starts = [(int(s[k]), "scan") for k in _minima(s, chi2, 1 if st == "STAR" else cfg.n_candidates, sep)]
         if st == "GALAXY":
             for m in _pz_modes(prediction):
@@ -437,7 +485,7 @@ def find_redshift(spectrum: Spectrum, prediction: dict | None = None,
                     starts.append((int(s[win][np.argmin(chi2[win])]), "model p(z) mode"))
         seen = set()
         for s0, origin in starts:
-            sb, zs, errs, c2, coef = _refine(data, Tf, len(fit_set.names), s0, s_lo, s_hi, full=full_nnls)
+            sb, zs, errs, c2, coef = _refine(data, Tf, s0, s_lo, s_hi, full=full_nnls)
             if sb in seen:
                 continue
             seen.add(sb)
@@ -460,7 +508,6 @@ def find_redshift(spectrum: Spectrum, prediction: dict | None = None,
     def emission_features(c: Candidate) -> list[dict]:
         """Lines of c's fit whose removal costs Δχ²/ν ≥ feature_dchi2 (emission, narrow or broad)."""
         fit_set, Tf, _, _ = fit_sets[c.spectype]
-        D = _design(data, Tf, c.shift)
         nT = len(fit_set.names)
         groups: dict[str, list[int]] = {}
         for i, nm in enumerate(fit_set.names):
@@ -471,7 +518,7 @@ def find_redshift(spectrum: Spectrum, prediction: dict | None = None,
         for key, idx in groups.items():
             if c.coef is None or np.all(c.coef[idx] <= 0):
                 continue
-            c_drop, _ = _nnls(data, D, nT, drop=idx, full=full_nnls)
+            c_drop, _ = _nnls(data, Tf, c.shift, drop=idx, full=full_nnls)
             dchi = (c_drop - c.chi2) / nu
             if dchi >= cfg.feature_dchi2:
                 out.append({"feature": key.replace("_narrow", ""),
