@@ -46,6 +46,7 @@ HELD_OUT_SETS = {"first": HELDOUT, "fresh": HELDOUT.with_name("planner_heldout_f
                  "seventh": HELDOUT.with_name("planner_heldout_seventh.yaml"),
                  "eighth": HELDOUT.with_name("planner_heldout_eighth.yaml"),
                  "ninth": HELDOUT.with_name("planner_heldout_ninth.yaml"),
+                 "tenth": HELDOUT.with_name("planner_heldout_tenth.yaml"),
                  "third": HELDOUT.with_name("planner_heldout_third.yaml"),
                  "fourth": HELDOUT.with_name("planner_heldout_fourth.yaml"),
                  "fifth": HELDOUT.with_name("planner_heldout_fifth.yaml"),
