@@ -67,6 +67,35 @@ def format_call(name: str, args: dict) -> str:
     return f"{name} {json.dumps(a, ensure_ascii=False)}" if a else f"{name} {{}}"
 
 
+#: where one request ends and the next begins in a message that asks for several things: "then"
+#: (", then", "and then", "; then"), ";", "plus", ", and also", a comma or a question mark followed by
+#: "and"/"also" and a new question or verb. A bare " and " (lists: "Hα and [N II]"; one idiom: "look it up
+#: and measure its z") and a second sentence (often an elaboration: "… a star? the template says so")
+#: are not split.
+_PART_BREAK = re.compile(
+    r"(?:,?\s+(?:and\s+)?then\s+|;\s*|,?\s+plus\s+|[,?]\s+and\s+also\s+|[,?]\s+(?:and|also)\s+(?=(?:what|what's|"
+    r"whats|how|where|when|which|who|is|are|does|do|did|can|could|would|will|give|show|tell|compute|calculate|"
+    r"check|test|rerun|redo|re-run|run|measure|list|look|plot|find|get|estimate|summari[sz]e|describe)\b))", re.I)
+_LEAD = re.compile(r"^(?:and|also|then|plus)\b[\s,]*", re.I)
+_FILLER = {"pls", "please", "plz", "thanks", "thx", "ty", "thank", "you", "ok", "okay", "cheers"}
+
+
+def request_parts(text: str) -> list[str]:
+    """A message split into the requests it makes, in order (one part for a single request). Each part
+    is planned as a message of its own (:class:`speclm.agent.planner.EmbeddedPlanner`); a piece that is
+    only a courtesy ("pls", "thanks") stays with the part before it."""
+    parts: list[str] = []
+    for piece in _PART_BREAK.split(" ".join(str(text or "").split())):
+        piece = _LEAD.sub("", piece.strip(" ,.;")).strip(" ,.;")
+        if not piece:
+            continue
+        if parts and all(w.strip("!?.,").lower() in _FILLER for w in piece.split()):
+            parts[-1] = f"{parts[-1]} {piece}"
+        else:
+            parts.append(piece)
+    return parts or [str(text or "")]
+
+
 def step_prompt(context: str, user_text: str, done_steps: Sequence[tuple[str, dict, str]] = ()) -> str:
     """The prompt of one planning step: header, object, user message, the calls made so far
     (each with a one-line result summary), then ``Next:``."""

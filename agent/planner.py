@@ -167,12 +167,26 @@ def state_context(state: dict) -> str:
                         bool((state.get("spectrum") or {}).get("path")), attached_pending(state))
 
 
+_GENERAL = re.compile(r"\b(?:in\s+general|general(?:ly)?\s+(?:question|terms|speaking)|conceptually|in\s+principle|"
+                      r"what\s+(?:exactly\s+)?(?:is|are)\s+(?:a|an)\s|what'?s\s+(?:a|an)\s|difference\s+between)",
+                      re.I)
+_DEICTIC = re.compile(r"\b(?:it|its|this|that|these|here|the\s+(?:object|galaxy|spectrum|source|quasar|star))\b", re.I)
+
+
+def general_question(text: str) -> bool:
+    """A question about astronomy in general, not about the thread's object ("in general, what is a
+    LINER?", "what's the difference between comoving and luminosity distance?"): a general marker and
+    no word pointing at the object (it, its, this, here, the galaxy, …)."""
+    return bool(_GENERAL.search(text or "")) and not _DEICTIC.search(text or "")
+
+
 def asks_about_object(state: dict) -> bool:
     """The message asks about the thread's object in a way the tools answer (its type, lines, age, a
-    summary, a what-if, surveys, …) and there is an object."""
+    summary, a what-if, surveys, …) and there is an object; a general question does not."""
     from speclm.agent.compose import intents
 
-    return state.get("z") is not None and bool(intents(state.get("text", "")))
+    text = state.get("text", "")
+    return state.get("z") is not None and bool(intents(text)) and not general_question(text)
 
 
 def _call(name: str, args: dict) -> dict:
@@ -298,6 +312,10 @@ class FallbackPlanner:
         if not problem and first and attached_pending(state) and (
                 not msg.tool_calls or msg.tool_calls[0]["name"] != "analyze_spectrum"):
             problem = "an attached file is analysed first"
+        if not problem and first and msg.tool_calls and not attached_pending(state) and \
+                general_question(state.get("text", "")):  # this object's numbers do not answer it
+            return _done(f"{self.fallback.name} (fallback)", fallback="a general question is answered without "
+                         "the object's tools", raw=msg.additional_kwargs.get("raw"))
         if not problem:
             msg.additional_kwargs.setdefault("planned_by", self.primary.name)
             if first and not msg.tool_calls:  # nothing to call: unless the message points at an object
@@ -327,8 +345,8 @@ class EmbeddedPlanner:
 
     name = "embedded"
 
-    def __init__(self, backend, adapter: str = "bundled-planner"):
-        self.backend, self.adapter = backend, adapter
+    def __init__(self, backend, adapter: str = "bundled-planner", *, split: bool = True):
+        self.backend, self.adapter, self.split = backend, adapter, split
         self._name: str | None = None
 
     def _attached(self):
@@ -363,18 +381,103 @@ class EmbeddedPlanner:
         return rt.complete(step_prompt(context, text, done), adapter=self._name, max_new_tokens=72)
 
     def plan(self, state: dict, tools: dict) -> AIMessage:
-        from speclm.agent.plan_text import parse_step
+        """The next call. A message that asks for several things is planned one request at a time
+        (:func:`speclm.agent.plan_text.request_parts`): each part as a message of its own, with its
+        own calls so far, in the order asked; a part whose call was already made this turn (same tool,
+        same redshift) is answered by it. A small planner that reads "A, then B" as one request tends
+        to stop after A."""
+        from speclm.agent.plan_text import parse_step, request_parts
 
-        raw = self.propose(state_context(state), state.get("text", ""), turn_steps(state.get("messages") or []))
-        got = parse_step(raw)
-        if got is None:
-            return AIMessage(content="", name="planner",
-                             additional_kwargs={"fallback": f"the planner wrote {raw.strip()[:80]!r}, which is not a call",
-                                                "raw": raw})
-        if got[0] is None:
-            return AIMessage(content="", name="planner", additional_kwargs={"raw": raw})
-        return AIMessage(content="", name="planner", additional_kwargs={"raw": raw},
-                         tool_calls=[_call(got[0], got[1])])
+        text = state.get("text", "")
+        parts = request_parts(text) if self.split else [text]
+        steps, part_of, k = [], {}, 0
+        calls: dict = {}
+        for m in this_turn(state.get("messages") or []):
+            if isinstance(m, AIMessage):
+                k = int(m.additional_kwargs.get("part", k))
+                for c in m.tool_calls:
+                    part_of[c["id"]] = k
+                    calls[c["id"]] = c
+            elif isinstance(m, ToolMessage):
+                from speclm.agent.plan_text import result_summary
+
+                c = calls.get(m.tool_call_id, {"name": m.name, "args": {}})
+                out, err = tool_output(m)
+                steps.append((c["name"], c["args"], result_summary(c["name"], out, err), part_of.get(m.tool_call_id, k)))
+        context, raw = state_context(state), ""
+        while k < len(parts):
+            raw = self.propose(context, parts[k], [(n, a, r) for n, a, r, p in steps if p == k])
+            got = parse_step(raw)
+            if got is None:
+                if not steps and k == 0:
+                    return AIMessage(content="", name="planner", additional_kwargs={
+                        "fallback": f"the planner wrote {raw.strip()[:80]!r}, which is not a call", "raw": raw})
+                k += 1  # a later request the planner cannot word: the others are still answered
+                continue
+            if got[0] is None:
+                k += 1
+                continue
+            name, args = got[0], text_arguments(got[0], got[1], text)
+            if any(same_call(name, args, n, a) for n, a, _, _ in steps):
+                k += 1  # this request is answered by a call already made
+                continue
+            while k + 1 < len(parts) and not any(p == k for *_, p in steps):
+                # the next request asks the same tool at the same redshift ("D_L in WMAP9, and where does
+                # NaD land?"): one call with both requests' arguments
+                nxt = parse_step(self.propose(context, parts[k + 1], []))
+                if not nxt or nxt[0] != name or not same_call(name, args, name, text_arguments(name, nxt[1], text)):
+                    break
+                args = merge_arguments(args, nxt[1])
+                k += 1
+            return AIMessage(content="", name="planner", additional_kwargs={"raw": raw, "part": k},
+                             tool_calls=[_call(name, args)])
+        return AIMessage(content="", name="planner", additional_kwargs={"raw": raw, "part": k})
+
+
+_COSMOLOGY_NAME = re.compile(r"\b(planck)\s*-?\s*(18|15)\b|\b(wmap)\s*-?\s*9\b", re.I)
+_RADIUS = re.compile(r"(\d+(?:\.\d+)?)\s*(?:arc-?sec(?:onds?)?s?|asec|″|\"|'')", re.I)
+
+
+def text_arguments(name: str, args: dict, text: str) -> dict:
+    """Arguments the message states that a proposed call left out: a named cosmology (Planck18,
+    Planck15, WMAP9) for ``cosmology``, a cone radius ("within 10 arcsec") for a coordinate
+    ``sdss_lookup``. Only what the text says unambiguously (one cosmology named, one radius)."""
+    a = dict(args)
+    if name == "cosmology" and not a.get("cosmology"):
+        named = {("Planck" + m.group(2)) if m.group(1) else "WMAP9" for m in _COSMOLOGY_NAME.finditer(text or "")}
+        if len(named) == 1:
+            a["cosmology"] = named.pop()
+    if name == "sdss_lookup" and a.get("ra") is not None and a.get("dec") is not None and "radius_arcsec" not in a:
+        radii = {float(m.group(1)) for m in _RADIUS.finditer(text or "")}
+        if len(radii) == 1:
+            a["radius_arcsec"] = radii.pop()
+    return a
+
+
+def merge_arguments(a: dict, b: dict) -> dict:
+    """One call's arguments with another's added (lists joined, the first call's values kept)."""
+    out = dict(a)
+    for k, v in b.items():
+        if isinstance(v, list) and isinstance(out.get(k), list):
+            out[k] = list(dict.fromkeys([*out[k], *v]))
+        else:
+            out.setdefault(k, v)
+    return out
+
+
+def same_call(name: str, args: dict, name2: str, args2: dict) -> bool:
+    """Two calls that answer the same request: the same tool at the same redshift (lookups: the same
+    arguments; an analysis of the same file)."""
+    if name != name2:
+        return False
+    if name in ("sdss_lookup", "read_spectrum"):
+        return {k: v for k, v in args.items() if v is not None} == {k: v for k, v in args2.items() if v is not None}
+    for key in ("z", "z0"):
+        if (args.get(key) is None) != (args2.get(key) is None):
+            return False
+        if args.get(key) is not None and not _same_z(args[key], args2[key]):
+            return False
+    return True
 
 
 def fill_implicit(name: str, args: dict, state: dict) -> dict:

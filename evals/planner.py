@@ -373,7 +373,8 @@ def score_agent_planner(planner, items: list[dict], max_steps: int = 4) -> dict:
             for c in msg.tool_calls:
                 c["id"] = c.get("id") or f"call_{uuid.uuid4().hex[:8]}"
                 exp = it["plan"][len(got)] if len(got) < len(it["plan"]) else None
-                got.append((c["name"], {k: v for k, v in c["args"].items() if k not in ("spectrum_path", "path")}))
+                implicit = ("spectrum_path", "path") if c["name"] == "analyze_spectrum" else ("spectrum_path",)
+                got.append((c["name"], {k: v for k, v in c["args"].items() if k not in implicit}))
                 out = _fake_output(c["name"], exp, st)
                 st["messages"].append(ToolMessage(content=json.dumps(out), tool_call_id=c["id"], name=c["name"]))
                 if out.get("z") is not None:

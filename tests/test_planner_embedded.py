@@ -267,3 +267,91 @@ def test_the_default_configuration_scorer_turns_red_on_a_constant_planner():
     assert inv["fallback"] > 0.9 and inv["right"] == rules["right"]
     attached = [r for r, it in zip(const["rows"], items) if (it.get("context") or {}).get("attached")]
     assert attached and all(r["got"][0][0] == "analyze_spectrum" and r["fallback"] for r in attached)
+
+
+def test_a_message_is_split_into_the_requests_it_makes():
+    """"A, then B" and "A; B" are two requests in order; a list inside one request, a courtesy and a
+    second sentence that only elaborates stay one (the planner plans each part as its own message)."""
+    from speclm.agent.plan_text import request_parts
+
+    assert request_parts("comoving distance, then the BPT class please") == ["comoving distance", "the BPT class please"]
+    assert request_parts("sigma_v pls; then survey reach") == ["sigma_v pls", "survey reach"]
+    assert request_parts("luminosity distance for it, and where does Hβ land?") == [
+        "luminosity distance for it", "where does Hβ land?"]
+    assert request_parts("check z=0.3 and then rerun the template fit") == ["check z=0.3", "rerun the template fit"]
+    for one in ("where do Halpha and [NII] 6585 land in the observed frame?",
+                "is this really a star? the template says so but I'm not sure",
+                "look up 0266-51630-0461 and measure its redshift", "NII/Ha, SII/Ha and the WHAN class"):
+        assert request_parts(one) == [one.strip(" ?.")] or len(request_parts(one)) == 1, request_parts(one)
+
+
+def test_stated_arguments_are_completed_and_repeated_requests_are_one_call():
+    """A cosmology or a cone radius the message names is added to a call that left it out (only when
+    unambiguous); two parts that ask the same tool at the same z are one call with both arguments."""
+    from speclm.agent.planner import merge_arguments, same_call, text_arguments
+
+    assert text_arguments("cosmology", {"z": 0.05}, "distance modulus at z=0.05 in WMAP9")["cosmology"] == "WMAP9"
+    assert text_arguments("cosmology", {"z": 0.05}, "use planck 15 please")["cosmology"] == "Planck15"
+    assert "cosmology" not in text_arguments("cosmology", {"z": 0.05}, "Planck15 or WMAP9, which is larger?")
+    assert text_arguments("cosmology", {"z": 0.05, "cosmology": "Planck18"}, "WMAP9")["cosmology"] == "Planck18"
+    got = text_arguments("sdss_lookup", {"ra": 185.7, "dec": 15.8}, "anything within 10 arcsec of RA 185.7, Dec 15.8?")
+    assert got["radius_arcsec"] == 10.0
+    assert "radius_arcsec" not in text_arguments("sdss_lookup", {"plate": 266}, "plate 266 within 10 arcsec")
+    assert same_call("cosmology", {"z": 0.05}, "cosmology", {"z": 0.05, "lines": ["NaD"]})
+    assert not same_call("cosmology", {"z": 0.05}, "cosmology", {"z": 1.0})
+    assert not same_call("cosmology", {"z": 0.05}, "measure_spectrum", {"z": 0.05})
+    assert merge_arguments({"z": 0.05, "lines": ["Halpha"]}, {"z": 0.0843, "lines": ["NaD", "Halpha"]}) == {
+        "z": 0.05, "lines": ["Halpha", "NaD"]}
+
+
+def test_a_general_question_gets_no_tool_and_a_question_about_the_object_does():
+    """A tool call proposed for a general astronomy question is not run (this object's numbers do not
+    answer it), and a 'no call' for it is not overridden by the rules; a question about the object is
+    still planned to its tool."""
+    from langchain_core.messages import AIMessage
+
+    from speclm.agent.planner import FallbackPlanner, general_question
+
+    assert general_question("in general terms, what does a BPT diagram plot?")
+    assert general_question("what exactly is a LINER?")
+    assert not general_question("is it a LINER?") and not general_question("what is a good distance for this one?")
+
+    class Measures:
+        name = "measures"
+
+        def plan(self, state, tools):
+            if any(getattr(m, "tool_calls", None) for m in state["messages"]):
+                return AIMessage(content="")
+            return AIMessage(content="", tool_calls=[{"name": "measure_spectrum", "args": {"z": 0.1}, "id": "c1"}])
+
+    items = [{"text": "in general, what is a Seyfert?", "context": {"z": 0.1, "z_source": "search",
+                                                                    "spectype": "GALAXY", "has_spectrum": True},
+              "plan": []},
+             {"text": "is this galaxy a Seyfert?", "context": {"z": 0.1, "z_source": "search", "spectype": "GALAXY",
+                                                               "has_spectrum": True},
+              "plan": [{"name": "measure_spectrum", "args": {"z": 0.1}}]}]
+    res = ev.score_agent_planner(FallbackPlanner(Measures()), items)
+    assert [r["right"] for r in res["rows"]] == [True, True], res["rows"]
+
+
+def test_read_spectrum_paths_are_compared_and_analysis_paths_are_not():
+    """The default-configuration scorer keeps read_spectrum's path (the planner copies it from the
+    message) and drops only the path the agent fills in for an analysis."""
+    from langchain_core.messages import AIMessage
+
+    from speclm.agent.planner import FallbackPlanner
+
+    class Reads:
+        name = "reads"
+
+        def __init__(self, path):
+            self.path = path
+
+        def plan(self, state, tools):
+            if any(getattr(m, "tool_calls", None) for m in state["messages"]):
+                return AIMessage(content="")
+            return AIMessage(content="", tool_calls=[{"name": "read_spectrum", "args": {"path": self.path}, "id": "r1"}])
+
+    items = [{"text": "read /data/a.fits", "context": None, "plan": [{"name": "read_spectrum", "args": {"path": "/data/a.fits"}}]}]
+    assert ev.score_agent_planner(FallbackPlanner(Reads("/data/a.fits"), validate=False), items)["right"] == 1.0
+    assert ev.score_agent_planner(FallbackPlanner(Reads("/data/b.fits"), validate=False), items)["right"] == 0.0
