@@ -355,3 +355,19 @@ def test_read_spectrum_paths_are_compared_and_analysis_paths_are_not():
     items = [{"text": "read /data/a.fits", "context": None, "plan": [{"name": "read_spectrum", "args": {"path": "/data/a.fits"}}]}]
     assert ev.score_agent_planner(FallbackPlanner(Reads("/data/a.fits"), validate=False), items)["right"] == 1.0
     assert ev.score_agent_planner(FallbackPlanner(Reads("/data/b.fits"), validate=False), items)["right"] == 0.0
+
+
+@pytest.mark.slow
+def test_two_requests_in_one_message_are_both_planned(embedded_backend):
+    """The default configuration plans both halves of "A, then B" and merges two requests to one tool
+    at one redshift into one call — all calls the model's."""
+    from speclm.agent.planner import EmbeddedPlanner, FallbackPlanner
+
+    ctx = {"z": 0.0734, "z_source": "search", "spectype": "GALAXY", "has_spectrum": True}
+    items = [{"text": "what's the lookback time, then its BPT class?", "context": ctx,
+              "plan": [{"name": "cosmology", "args": {"z": 0.0734}},
+                       {"name": "measure_spectrum", "args": {"z": 0.0734, "spectype": "GALAXY"}}]},
+             {"text": "comoving distance in WMAP9, and where does H-alpha land?", "context": ctx,
+              "plan": [{"name": "cosmology", "args": {"z": 0.0734, "cosmology": "WMAP9", "lines": ["Halpha"]}}]}]
+    res = ev.score_agent_planner(FallbackPlanner(EmbeddedPlanner(embedded_backend)), items)
+    assert res["right"] == 1.0 and res["fallback"] == 0.0, [(r["text"], r["got"]) for r in res["rows"]]
