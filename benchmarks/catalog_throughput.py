@@ -3,8 +3,9 @@
 Input: N simulated spectra (the sim15k test split, written as SDSS spec files into --work). Rows:
 
 * model alone (``speclm predict``'s path: batched constrained digits + p(z)), batch 1 and batch 8;
-* refined, before: one process, the model then the search with the full-pixel NNLS
-  (``SearchConfig(nnls="full")``), which is what ``speclm predict --refine`` did until 2026-12-06;
+* refined, before: one process, the model then the search as it was before this issue's work on it —
+  the full-pixel NNLS (``SearchConfig(nnls="full")``) and the scan as of commit 4606e59 (the module is
+  loaded from git, so the row stays "before" whatever the search becomes);
 * refined, after: ``run_catalog`` in one process (the search's NNLS on the normal equations), with
   the LoRA unmerged and merged into the base weights (``CatalogConfig.merge_lora``, the default);
 * refined, after, 2 workers: ``run_catalog`` on a local Dask cluster of 2 single-threaded processes
@@ -23,10 +24,32 @@ import cProfile
 import json
 import os
 import pstats
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
+
+
+BEFORE_COMMIT = "4606e59"  # tools/redshift_search.py before the scan's Schur complement and the row-wise NNLS
+
+
+def legacy_search(commit: str = BEFORE_COMMIT):
+    """tools/redshift_search.py as of ``commit``, imported as a module of its own (from git)."""
+    import importlib.util
+    import subprocess
+    import tempfile
+
+    root = Path(__file__).resolve().parents[1]
+    src = subprocess.run(["git", "-C", str(root), "show", f"{commit}:tools/redshift_search.py"], check=True,
+                         capture_output=True, text=True).stdout
+    path = Path(tempfile.mkdtemp()) / f"redshift_search_{commit}.py"
+    path.write_text(src)
+    spec = importlib.util.spec_from_file_location(f"redshift_search_{commit}", path)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod  # dataclasses look their module up
+    spec.loader.exec_module(mod)
+    return mod
 
 
 def write_inputs(dataset: str, n: int, work: Path) -> list[Path]:
@@ -77,8 +100,9 @@ def main() -> None:
     # refined, before: the model (batch 8) then the full-pixel NNLS search, one process
     t0 = time.perf_counter()
     res = pred.predict_prompts(prompts, batch_size=8, snr=snr)
-    full = SearchConfig(nnls="full")
-    before = [find_redshift(s, r.to_dict(), full) for s, r in zip(specs, res)]
+    old = legacy_search()
+    full = old.SearchConfig(nnls="full")
+    before = [old.find_redshift(s, r.to_dict(), full) for s, r in zip(specs, res)]
     rows["refined, before (1 process, full NNLS)"] = len(specs) / (time.perf_counter() - t0 + read_s)
     # refined, after: the catalog in this process (model already loaded)
     out1 = work / "cat_1.fits"
