@@ -89,11 +89,15 @@ class CatalogConfig(Config):
     adapter: str = setting("bundled", "LoRA adapter directory or 'bundled'")
     base: str = setting("", "base model ('' = the adapter card's)")
     device: str = setting("auto", "model device: auto, cpu, cuda")
+    engine: str = setting("hf", "the model's digit tree on: 'hf' (transformers, cached and batched; CPU or CUDA) "
+                          "or 'vllm' (vLLM offline inference on a GPU, the LoRA unmerged: finetune/digit_tree.py)")
     progress: bool = setting(True, "progress bar with spectra/s")
 
     def __post_init__(self) -> None:
         if self.chunk_size < 1 or self.batch_size < 1 or self.workers < 1:
             raise ConfigError("chunk_size, batch_size and workers must be ≥ 1")
+        if self.engine not in ("hf", "vllm"):
+            raise ConfigError(f"engine must be 'hf' or 'vllm', not {self.engine!r}")
 
 
 def zwarn_of(row: dict) -> int:
@@ -164,6 +168,21 @@ def _predictor(adapter: str, base: str, device: str, merge: bool = False):
     return _RUNTIME[key]
 
 
+def _vllm(adapter: str, base: str, pred):
+    """The vLLM engine for the digit tree, once per process (the HF runtime beside it gives the tokenizer,
+    the codec and the p(z) temperatures; load it on the CPU: ``CatalogConfig(device="cpu", engine="vllm")``)."""
+    from speclm.finetune.digit_tree import VLLMDigits
+    from speclm.finetune.runtime import read_card, resolve_adapter, resolve_base
+
+    key = ("vllm", adapter, base)
+    if key not in _RUNTIME:
+        path = resolve_adapter(adapter)
+        card = read_card(path)
+        b = resolve_base(base or card.get("base_model") or "embedded")  # a model directory or a hub name
+        _RUNTIME[key] = VLLMDigits(b, path, pred.digits, pred.dot, max_lora_rank=int((card.get("lora") or {}).get("r", 64)))
+    return _RUNTIME[key]
+
+
 def _nan(x) -> float:
     return float("nan") if x is None else float(x)
 
@@ -194,7 +213,12 @@ def process_chunk(refs: list[str], cfg: dict) -> list[dict]:
             row["ERROR"] = str(exc)
         rows.append(row)
     snr = [r_band_snr(s) for _, s in keep]
-    preds = pred.predict_prompts(prompts, batch_size=cfg["batch_size"], snr=snr) if prompts else []
+    if prompts and cfg.get("engine") == "vllm":
+        ids = [pred.rt.tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
+        raw = _vllm(cfg["adapter"], cfg["base"], pred).raw_logits(ids)
+        preds = pred.summarise_raw(raw, [pred.temperature_for(x) for x in snr])
+    else:
+        preds = pred.predict_prompts(prompts, batch_size=cfg["batch_size"], snr=snr) if prompts else []
     for (row, s), p, sn in zip(keep, preds, snr):
         good = s.good
         row.update(Z_MODEL=p.z, Z_LO=p.z_lo, Z_HI=p.z_hi, Z_MODE=p.z_mode, Z_MEAN=p.z_mean, SNR_R=_nan(sn))
@@ -245,7 +269,7 @@ def list_all_targets(inputs) -> list[str]:
 
 def _fingerprint(refs: list[str], cfg: CatalogConfig) -> str:
     h = hashlib.sha256()
-    for k in ("refine", "chunk_size", "batch_size", "adapter", "base", "merge_lora"):
+    for k in ("refine", "chunk_size", "batch_size", "adapter", "base", "merge_lora", "engine"):
         h.update(f"{k}={getattr(cfg, k)}\n".encode())
     for r in refs:
         h.update(r.encode() + b"\n")
@@ -332,6 +356,12 @@ def run_catalog(inputs, out, cfg: CatalogConfig | None = None, *, stop_after_chu
     out = Path(out)
     if out.suffix not in (".fits", ".parquet"):
         raise ConfigError(f"--out {out}: the catalog is written as .fits or .parquet")
+    if cfg.engine == "vllm":
+        import importlib.util
+
+        if importlib.util.find_spec("vllm") is None:
+            raise ConfigError("engine 'vllm' needs vLLM (pip install vllm, on a machine with a GPU); "
+                              "engine 'hf' runs everywhere")
     out.parent.mkdir(parents=True, exist_ok=True)
     refs = list_all_targets(inputs)
     if not refs:
@@ -342,6 +372,7 @@ def run_catalog(inputs, out, cfg: CatalogConfig | None = None, *, stop_after_chu
     done = _read_partial(partial, fp)
     todo = [k for k in range(len(chunks)) if k not in done]
     job = {"refine": cfg.refine, "batch_size": cfg.batch_size, "adapter": cfg.adapter, "base": cfg.base,
+           "engine": cfg.engine,
            "device": cfg.device, "merge_lora": cfg.merge_lora}
     t0 = time.perf_counter()
     n_new = 0

@@ -39,6 +39,9 @@ def register(sub) -> None:
     p.add_argument("--merge-lora", action=argparse.BooleanOptionalAction, default=True,
                    help="with --out: fold the LoRA into the base weights for the catalog (1.3x faster on CPU; a z may "
                         "move by one unit of its last digit in bf16)")
+    p.add_argument("--engine", choices=("hf", "vllm"), default="hf",
+                   help="with --out: the model's digit tree on transformers (default) or on vLLM offline inference "
+                        "(a GPU machine with vllm installed; the LoRA stays unmerged; see finetune/digit_tree.py)")
     p.set_defaults(func=cmd_predict)
 
     t = sub.add_parser("train", help="LoRA fine-tune a base model on a speclm dataset",
@@ -97,7 +100,7 @@ def cmd_predict(args) -> int:
         cfg = CatalogConfig(refine=args.refine, chunk_size=args.chunk_size, batch_size=args.batch_size,
                             merge_lora=args.merge_lora,
                             workers=args.workers, scheduler=args.scheduler, adapter=args.adapter,
-                            base=args.base or "", device=args.device)
+                            base=args.base or "", device=args.device, engine=args.engine)
         info = run_catalog(args.paths, args.out, cfg)
         print(json.dumps(info))
         return 0 if info["n_bad"] < info["n_targets"] else 2

@@ -435,6 +435,9 @@ def _feature_alias(features: list[dict], z: float) -> str | None:
     return alias_of_pair(pts[0], pts[1], z)
 
 
+_BLAS = None
+
+
 def find_redshift(spectrum: Spectrum, prediction: dict | None = None,
                   config: SearchConfig | None = None, *, line_check: bool = True) -> RedshiftAnswer:
     """The stated (spectral type, z) of a spectrum; see the module docstring for the method.
@@ -442,7 +445,22 @@ def find_redshift(spectrum: Spectrum, prediction: dict | None = None,
     prediction: the model's answer (dict with z, z_lo, z_hi and optionally ``modes``, the peaks of
     its p(z)), or None. Never raises for a fit problem: when no fit can run, the model's z is
     returned, not confident, with the reason in ``warnings``.
+
+    The fit's linear algebra runs on one BLAS thread: its matrices are small (threads cost more than
+    they give), and a multi-threaded BLAS sums in an order that depends on the thread count, which
+    moved z_err in the 9th digit between a catalog's one-process and Dask-worker runs.
     """
+    global _BLAS
+    if _BLAS is None:
+        from threadpoolctl import ThreadpoolController
+
+        _BLAS = ThreadpoolController()
+    with _BLAS.limit(limits=1, user_api="blas"):
+        return _find_redshift(spectrum, prediction, config, line_check=line_check)
+
+
+def _find_redshift(spectrum: Spectrum, prediction: dict | None, config: SearchConfig | None, *,
+                   line_check: bool) -> RedshiftAnswer:
     t0 = time.perf_counter()
     cfg = config or SearchConfig()
     full_nnls = cfg.nnls == "full"
