@@ -89,14 +89,20 @@ def z_from_text(text: str) -> float | None:
 
 
 def sdss_identifier_in(text: str) -> str | None:
-    """The text itself if the SDSS parser reads an identifier in it, else None."""
+    """The SDSS identifier the parser reads in the text, written canonically (plate-mjd-fiber, a
+    specObjID, "RA … Dec …"), else None."""
     if not text or not text.strip():
         return None
     try:
-        parse_sdss_identifier(text)
+        ident = parse_sdss_identifier(text)
     except SDSSIdentifierError:
         return None
-    return text
+    if ident.kind == "plate":
+        return f"{ident.plate:04d}-{ident.mjd}-{ident.fiberid:04d}" if ident.mjd else \
+            f"plate {ident.plate} fiber {ident.fiberid}"
+    if ident.kind == "specobjid":
+        return str(ident.specobjid)
+    return f"RA {ident.ra} Dec {ident.dec}"
 
 
 def _alias_patterns() -> list[tuple[re.Pattern, str]]:
