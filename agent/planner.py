@@ -173,11 +173,16 @@ _GENERAL = re.compile(r"\b(?:in\s+general|general(?:ly)?\s+(?:question|terms|spe
 _DEICTIC = re.compile(r"\b(?:it|its|this|that|these|here|the\s+(?:object|galaxy|spectrum|source|quasar|star))\b", re.I)
 
 
+_NOT_ABOUT = re.compile(r"\bnot\s+(?:about|related\s+to|specific\s+to|for)\s+(?:this|the|that|it\b)", re.I)
+
+
 def general_question(text: str) -> bool:
     """A question about astronomy in general, not about the thread's object ("in general, what is a
     LINER?", "what's the difference between comoving and luminosity distance?"): a general marker and
-    no word pointing at the object (it, its, this, here, the galaxy, …)."""
-    return bool(_GENERAL.search(text or "")) and not _DEICTIC.search(text or "")
+    no word pointing at the object (it, its, this, here, the galaxy, …) — or the message says it is not
+    about the object ("… not about this object, just wondering")."""
+    t = text or ""
+    return bool(_GENERAL.search(t)) and (not _DEICTIC.search(t) or bool(_NOT_ABOUT.search(t)))
 
 
 def asks_about_object(state: dict) -> bool:

@@ -314,7 +314,9 @@ def test_a_general_question_gets_no_tool_and_a_question_about_the_object_does():
 
     assert general_question("in general terms, what does a BPT diagram plot?")
     assert general_question("what exactly is a LINER?")
+    assert general_question("generally speaking, why do LINERs have strong [OI]? not about this object, just wondering")
     assert not general_question("is it a LINER?") and not general_question("what is a good distance for this one?")
+    assert not general_question("in general, is this object a LINER?")
 
     class Measures:
         name = "measures"
