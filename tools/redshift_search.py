@@ -62,6 +62,9 @@ class SearchConfig(Config):
     feature_dchi2: float = field(default=9.0, metadata={"help": "Δχ²/ν (3σ) for a line to count as support"})
     min_features: int = field(default=2, metadata={"help": "supporting features needed to be confident"})
     n_candidates: int = field(default=5, metadata={"help": "scan minima kept per spectral type"})
+    qso_scan_step: int = field(default=2, metadata={
+        "help": "the quasar scan's step in pixels (69 km/s each): broad lines need no finer steps; the "
+                "candidates are then refined on every pixel. 1 = every pixel"})
     nnls: str = field(default="normal", metadata={
         "help": "'normal': the template fits' NNLS on the normal equations (fast); 'full': on all pixels "
                 "(the same solution, ~2x slower search; kept to measure and check the fast one)"})
@@ -87,6 +90,8 @@ class SearchConfig(Config):
                 raise ConfigError(f"{name} must be positive")
         if self.min_features < 1 or self.n_candidates < 1:
             raise ConfigError("min_features and n_candidates must be >= 1")
+        if not 1 <= self.qso_scan_step <= 4:
+            raise ConfigError("qso_scan_step must be 1 to 4 pixels")
 
 
 @dataclass
@@ -151,6 +156,7 @@ class _Data:
     frac: float  # fractional template-pixel offset of the obs grid
     scale: float
     P: np.ndarray  # (n_poly, N) Legendre polynomials over the grid
+    sw: np.ndarray | None = None  # √w
     pw: np.ndarray | None = None  # P·w, PᵀWP and PᵀWf: the same at every shift (_weighted fills them)
     pwp: np.ndarray | None = None
     pwf: np.ndarray | None = None
@@ -236,13 +242,14 @@ def _template_ffts(key, H: np.ndarray, nfft: int, iu) -> tuple[np.ndarray, np.nd
     return out
 
 
-def _scan(data: _Data, T: np.ndarray, s_lo: int, s_hi: int, key=None) -> tuple[np.ndarray, np.ndarray]:
+def _scan(data: _Data, T: np.ndarray, s_lo: int, s_hi: int, key=None, step: int = 1) -> tuple[np.ndarray, np.ndarray]:
     """χ²(s) for s in [s_lo, s_hi] of the unconstrained fit f ≈ T(shifted)·a + P·b, via FFTs.
 
     The polynomial is eliminated first (its block PᵀWP is the same at every shift): with B the
     template–polynomial block, S = TᵀWT − B (PᵀWP)⁻¹ Bᵀ and r = TᵀWf − B (PᵀWP)⁻¹ PᵀWf,
     χ² = fᵀWf − (PᵀWf)ᵀ(PᵀWP)⁻¹PᵀWf − rᵀS⁻¹r, so each shift solves an nT × nT system, not
-    (nT + nP) × (nT + nP). ``key`` names the template set and grid for the FFT cache.
+    (nT + nP) × (nT + nP). ``key`` names the template set and grid for the FFT cache; ``step`` > 1
+    solves every step-th shift only (the FFTs give every shift anyway; the solves are the cost).
     """
     from scipy.fft import irfft, next_fast_len, rfft
 
@@ -257,11 +264,12 @@ def _scan(data: _Data, T: np.ndarray, s_lo: int, s_hi: int, key=None) -> tuple[n
     FG = rfft(G[:, ::-1], nfft, axis=1)
     iu = np.triu_indices(nT)
     FH, FHH = _template_ffts(None if key is None else (key, c_lo, L, nfft), H, nfft, iu)
-    sl = slice(N - 1, N - 1 + (c_hi - c_lo + 1))
+    sl = slice(N - 1, N - 1 + (c_hi - c_lo + 1), step)
     Aup = irfft(FHH * FG[0], nfft, axis=1)[:, sl]  # (npairs, nc)
     Bt = irfft(FH[:, None, :] * FG[None, 1 : 1 + nP, :], nfft, axis=2)[:, :, sl]  # (nT, nP, nc)
     bt = irfft(FH * FG[1 + nP], nfft, axis=1)[:, sl]  # (nT, nc)
-    nc = c_hi - c_lo + 1
+    lags = np.arange(c_hi - c_lo + 1)[::step]
+    nc = lags.size
     _, pwp, pwf = _weighted(data)
     App = pwp + (1e-9 * np.max(np.diag(pwp)) + 1e-12) * np.eye(nP)
     Ainv = np.linalg.inv(App)
@@ -281,7 +289,7 @@ def _scan(data: _Data, T: np.ndarray, s_lo: int, s_hi: int, key=None) -> tuple[n
     x = np.linalg.solve(S, r[..., None])[..., 0]
     chi2 = float(np.sum(w * f * f)) - float(pwf @ Ainv @ pwf) - np.einsum("ki,ki->k", x, r)
     # index k of the output is lag c = c_lo + k, i.e. shift s = K - c
-    s = data.K - (c_lo + np.arange(nc))
+    s = data.K - (c_lo + lags)
     order = np.argsort(s)
     return s[order], chi2[order]
 
@@ -305,6 +313,7 @@ def _minima(s: np.ndarray, chi2: np.ndarray, n: int, sep_pix: int) -> list[int]:
 def _weighted(data: _Data) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The polynomial's pieces of the normal equations, the same at every shift: (P·w, PᵀWP, PᵀWf)."""
     if data.pw is None:
+        data.sw = np.sqrt(data.w)
         data.pw = data.P * data.w
         data.pwp = data.pw @ data.P.T
         data.pwf = data.pw @ data.f
@@ -338,7 +347,8 @@ def _nnls(data: _Data, T: np.ndarray, s: int, drop: list[int] | None = None,
     tw = Tk * w
     m = nK + nP
     G = np.empty((m, m))
-    G[:nK, :nK] = tw @ Tk.T
+    X = Tk * data.sw  # Tk·√w: numpy computes X Xᵀ as one symmetric rank-k update (half the work)
+    G[:nK, :nK] = X @ X.T
     G[:nK, nK:] = tw @ P.T
     G[nK:, :nK] = G[:nK, nK:].T
     G[nK:, nK:] = pwp
@@ -492,7 +502,8 @@ def _find_redshift(spectrum: Spectrum, prediction: dict | None, config: SearchCo
         if s_hi < s_lo:
             continue
         fit_sets[st] = (fit_set, Tf, s_lo, s_hi)
-        s, chi2 = _scan(data, Ts, s_lo, s_hi, key=(st, round(data.frac, 9)))
+        s, chi2 = _scan(data, Ts, s_lo, s_hi, key=(st, round(data.frac, 9)),
+                        step=cfg.qso_scan_step if st == "QSO" else 1)
         starts = [(int(s[k]), "scan") for k in _minima(s, chi2, 1 if st == "STAR" else cfg.n_candidates, sep)]
         if st == "GALAXY":
             for m in _pz_modes(prediction):
