@@ -146,16 +146,23 @@ def attached_pending(state: dict) -> bool:
 
 def turn_steps(messages: Sequence[BaseMessage]) -> list[tuple[str, dict, str]]:
     """This turn's calls so far as (name, args, one-line result) for the compact planner format."""
+    return [(n, a, r) for n, a, r, _ in turn_steps_by_part(messages)]
+
+
+def turn_steps_by_part(messages: Sequence[BaseMessage]) -> list[tuple[str, dict, str, int]]:
+    """:func:`turn_steps` with the request part each call answered (``additional_kwargs["part"]`` of
+    the planner message that made it; 0 for planners that do not split a message)."""
     from speclm.agent.plan_text import result_summary
 
-    calls, done = {}, []
+    calls, done, k = {}, [], 0
     for m in this_turn(messages):
         if isinstance(m, AIMessage):
-            calls.update({c["id"]: c for c in m.tool_calls})
+            k = int(m.additional_kwargs.get("part", k))
+            calls.update({c["id"]: (c, k) for c in m.tool_calls})
         elif isinstance(m, ToolMessage):
-            c = calls.get(m.tool_call_id, {"name": m.name, "args": {}})
+            c, part = calls.get(m.tool_call_id, ({"name": m.name, "args": {}}, k))
             out, err = tool_output(m)
-            done.append((c["name"], c["args"], result_summary(c["name"], out, err)))
+            done.append((c["name"], c["args"], result_summary(c["name"], out, err), part))
     return done
 
 
@@ -395,20 +402,9 @@ class EmbeddedPlanner:
 
         text = state.get("text", "")
         parts = request_parts(text) if self.split else [text]
-        steps, part_of, k = [], {}, 0
-        calls: dict = {}
-        for m in this_turn(state.get("messages") or []):
-            if isinstance(m, AIMessage):
-                k = int(m.additional_kwargs.get("part", k))
-                for c in m.tool_calls:
-                    part_of[c["id"]] = k
-                    calls[c["id"]] = c
-            elif isinstance(m, ToolMessage):
-                from speclm.agent.plan_text import result_summary
-
-                c = calls.get(m.tool_call_id, {"name": m.name, "args": {}})
-                out, err = tool_output(m)
-                steps.append((c["name"], c["args"], result_summary(c["name"], out, err), part_of.get(m.tool_call_id, k)))
+        msgs = state.get("messages") or []
+        steps = turn_steps_by_part(msgs)
+        k = max([0] + [int(m.additional_kwargs.get("part", 0)) for m in this_turn(msgs) if isinstance(m, AIMessage)])
         context, raw = state_context(state), ""
         while k < len(parts):
             raw = self.propose(context, parts[k], [(n, a, r) for n, a, r, p in steps if p == k])

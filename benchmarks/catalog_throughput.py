@@ -24,7 +24,6 @@ import cProfile
 import json
 import os
 import pstats
-import sys
 import time
 from pathlib import Path
 
@@ -36,20 +35,9 @@ BEFORE_COMMIT = "4606e59"  # tools/redshift_search.py before the scan's Schur co
 
 def legacy_search(commit: str = BEFORE_COMMIT):
     """tools/redshift_search.py as of ``commit``, imported as a module of its own (from git)."""
-    import importlib.util
-    import subprocess
-    import tempfile
+    from speclm.evals.history import module_at
 
-    root = Path(__file__).resolve().parents[1]
-    src = subprocess.run(["git", "-C", str(root), "show", f"{commit}:tools/redshift_search.py"], check=True,
-                         capture_output=True, text=True).stdout
-    path = Path(tempfile.mkdtemp()) / f"redshift_search_{commit}.py"
-    path.write_text(src)
-    spec = importlib.util.spec_from_file_location(f"redshift_search_{commit}", path)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod  # dataclasses look their module up
-    spec.loader.exec_module(mod)
-    return mod
+    return module_at(commit, "tools/redshift_search.py", "redshift_search")
 
 
 def write_inputs(dataset: str, n: int, work: Path) -> list[Path]:

@@ -122,26 +122,14 @@ LEGACY_GENERATORS = {**{v: ("fe6ea40", "finetune") for v in range(1, 6)}, 6: ("0
 
 @functools.lru_cache(maxsize=4)
 def _legacy_module(commit: str, layout: str):
-    """An old generator module, built from the repository's history (``git show``)."""
-    import subprocess
-    import sys
-    import types
+    """An old generator module, built from the repository's history (:mod:`speclm.evals.history`)."""
+    from speclm.evals.history import module_at
 
-    root = Path(__file__).resolve().parent.parent
-
-    def show(path: str) -> str:
+    def module(name: str, path: str):
         try:
-            return subprocess.run(["git", "show", f"{commit}:{path}"], cwd=root, capture_output=True, text=True,
-                                  check=True, timeout=30).stdout
-        except (OSError, subprocess.SubprocessError) as exc:
-            raise ValueError(f"an earlier planner generator lives in commit {commit}, which git cannot show here "
-                             f"({exc})") from None
-
-    def module(name: str, path: str) -> types.ModuleType:
-        m = types.ModuleType(f"speclm_legacy_{commit}_{name}")
-        sys.modules[m.__name__] = m  # dataclasses look their module up by name
-        exec(compile(show(path), f"{commit}:{path}", "exec"), m.__dict__)
-        return m
+            return module_at(commit, path, name)
+        except ValueError as exc:
+            raise ValueError(f"an earlier planner generator lives in commit {commit}: {exc}") from None
 
     deps = ({"speclm.finetune.plan_text": "finetune/plan_text.py"} if layout == "finetune" else
             {"speclm.agent.plan_text": "agent/plan_text.py", "speclm.agent.planner_phrases": "agent/planner_phrases.py"})
