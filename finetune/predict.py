@@ -146,6 +146,11 @@ class RedshiftPredictor:
         self.pre = preprocess_cfg
         self.codec = codec_cfg
         self.digits, self.dot = digit_token_ids(runtime.tokenizer)
+        #: under eager attention the prompt's fixed head (``codec.prompt_prefix``) is read once per batch,
+        #: not once per spectrum (the same logits, bit for bit); set to a dict to keep its KV cache between batches too — only where the weights
+        #: cannot change under it (the catalog's own predictor: no training, no adapter switch)
+        self.prefix_cache: dict | None = None
+        self._head_ids: list[int] | None = None
 
     @classmethod
     def from_runtime(cls, runtime) -> "RedshiftPredictor":
@@ -190,9 +195,33 @@ class RedshiftPredictor:
         return out
 
     def _forward(self, ids, mask, pos, cache):
-        out = self.rt.model(input_ids=ids, attention_mask=mask, position_ids=pos, cache=cache,
-                            use_cache=True, logits_to_keep=1)
-        return out.logits[:, -1, :].float(), getattr(out, "cache", None) or out.past_key_values
+        """The ten digits' logits (B, 10) after the last token, and the cache. Under eager attention with
+        the LoRA merged (the catalog), only the digits' rows of the output layer are computed: the
+        same numbers, bit for bit, without a 49,152-token vocabulary per row of the tree."""
+        m = self.rt.model
+        head = self._digit_head()
+        if head is None:
+            out = m(input_ids=ids, attention_mask=mask, position_ids=pos, cache=cache, use_cache=True, logits_to_keep=1)
+            return out.logits[:, -1, self.digits].float(), getattr(out, "cache", None) or out.past_key_values
+        body, w = head
+        out = body(input_ids=ids, attention_mask=mask, position_ids=pos, cache=cache, use_cache=True)
+        h = out.last_hidden_state[:, -1, :]
+        return (h @ w.T).float(), getattr(out, "cache", None) or out.past_key_values
+
+    def _digit_head(self):
+        """(decoder body, the output layer's digit rows) where that is exact, else None."""
+        if self.prefix_cache is None:  # only the catalog's fixed-weight predictor
+            return None
+        key = ("digit_head", self.rt.active)
+        if key not in self.prefix_cache:
+            m = self.rt.model
+            base = m.get_base_model() if hasattr(m, "get_base_model") else m
+            lm = base.get_output_embeddings()
+            layers = [x for x in m.modules() if hasattr(x, "merged_adapters")]  # peft's LoRA layers
+            merged = all(bool(x.merged_adapters) for x in layers)
+            ok = merged and type(lm).__name__ == "Linear" and getattr(lm, "bias", None) is None and hasattr(base, "model")
+            self.prefix_cache[key] = (base.model, lm.weight[self.digits].contiguous()) if ok else None
+        return self.prefix_cache[key]
 
     def summarise_raw(self, raw: dict, temperature) -> list[RedshiftPrediction]:
         """Predictions from the digit logits of :meth:`raw_logits` at a given p(z) temperature (one
@@ -241,22 +270,25 @@ class RedshiftPredictor:
         rt, tok = self.rt, self.rt.tokenizer
         dev = rt.device
         seqs = [tok(p, add_special_tokens=False)["input_ids"] for p in prompts]
-        ids, mask = _left_pad(seqs, tok.pad_token_id)
+        head = self._shared_head(seqs)
+        H = len(head)
+        ids, mask = _left_pad([s[H:] for s in seqs], tok.pad_token_id)
         B = ids.shape[0]
-        pos = (mask.cumsum(-1) - 1).clamp(min=0)
+        mask = torch.cat([torch.ones(B, H, dtype=mask.dtype), mask], 1)
+        pos = (mask.cumsum(-1) - 1).clamp(min=0)[:, H:]
         D = torch.tensor(self.digits)
         with rt.adapter_enabled(True), torch.inference_mode():
             ids, mask, pos = ids.to(dev), mask.to(dev), pos.to(dev)
-            logits, cache = self._forward(ids, mask, pos, None)
+            logits, cache = self._forward(ids, mask, pos, self._head_cache(head, B) if H else None)
             last = pos[:, -1:]
             # integer digit: constrained argmax among digits
-            p0 = torch.softmax(logits[:, D], -1)  # argmax only: the temperature does not change it
+            p0 = torch.softmax(logits, -1)  # argmax only: the temperature does not change it
             d0 = p0.argmax(-1)
             step = torch.stack([D.to(dev)[d0], torch.full_like(d0, self.dot)], 1)
             mask = torch.cat([mask, torch.ones_like(step)], 1)
             logits, cache = self._forward(step, mask, last + torch.arange(1, 3, device=dev), cache)
             last = last + 2
-            l1 = logits[:, D]
+            l1 = logits
             p1 = torch.softmax(l1, -1)  # (B,10) first decimal
             # expand 10 branches per spectrum for the second decimal
             cache.batch_repeat_interleave(10)
@@ -265,7 +297,7 @@ class RedshiftPredictor:
             mask10 = torch.cat([mask10, torch.ones(B * 10, 1, dtype=mask.dtype, device=dev)], 1)
             last10 = last.repeat_interleave(10, 0) + 1
             logits, cache = self._forward(D.to(dev)[d1][:, None], mask10, last10, cache)
-            l2 = logits[:, D].view(B, 10, 10)
+            l2 = logits.view(B, 10, 10)
             p2 = torch.softmax(l2, -1)  # p(d2 | d1)
             joint = (p1[:, :, None] * p2).reshape(B, 100)
             # third decimal on the K most probable leaves (rows of the 10-branch cache, repeats allowed)
@@ -275,8 +307,42 @@ class RedshiftPredictor:
             cache.reorder_cache(rows)
             mask3 = torch.cat([mask10[rows], torch.ones(B * K, 1, dtype=mask.dtype, device=dev)], 1)
             logits, _ = self._forward(D.to(dev)[leaf.reshape(-1) % 10][:, None], mask3, last10[rows] + 1, cache)
-            l3 = logits[:, D].view(B, K, 10)
+            l3 = logits.view(B, K, 10)
         return {k: t.float().cpu().numpy() for k, t in (("d0", d0), ("l1", l1), ("l2", l2), ("l3", l3), ("leaf", leaf))}
+
+    def _shared_head(self, seqs: Sequence[list[int]]) -> list[int]:
+        """The token ids of the prompt's fixed head when every prompt of the batch starts with them
+        (tokenizers may merge across the boundary: then nothing is shared and the prompts are read whole).
+        Only under eager attention, where reading the head from a cache gives bit-identical logits (measured
+        on 96 spectra); PyTorch's CPU flash-attention kernel blocks the keys differently with a cache, which
+        moved 11% of the z by one unit of the last digit."""
+        if getattr(getattr(self.rt.model, "config", None), "_attn_implementation", None) != "eager":
+            return []
+        if self._head_ids is None:
+            tok = self.rt.tokenizer
+            self._head_ids = tok(self.codec.prompt_prefix, add_special_tokens=False)["input_ids"]
+        h = self._head_ids
+        if len(seqs) < 2 or not h or any(s[: len(h)] != h or len(s) <= len(h) for s in seqs):
+            return []
+        return h
+
+    def _head_cache(self, head: list[int], B: int):
+        """The KV cache of the fixed head, repeated for B prompts (computed with the adapter on)."""
+        import copy
+
+        import torch
+
+        key = (tuple(head), self.rt.active)
+        c = None if self.prefix_cache is None else self.prefix_cache.get(key)
+        if c is None:
+            ids = torch.tensor([head], device=self.rt.device)
+            out = self.rt.model(input_ids=ids, attention_mask=torch.ones_like(ids), use_cache=True, logits_to_keep=1)
+            c = getattr(out, "cache", None) or out.past_key_values
+            if self.prefix_cache is not None:
+                self.prefix_cache[key] = c
+        c = copy.deepcopy(c)
+        c.batch_repeat_interleave(B)
+        return c
 
     def _summarise(self, d0, joint, leaves, p3, g1, g2) -> RedshiftPrediction:
         """``leaves``: the expanded leaves, most probable first; ``p3`` (len(leaves), 10): p(d3) on each."""

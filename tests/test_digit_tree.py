@@ -56,3 +56,40 @@ def test_the_vllm_engine_without_vllm_is_one_line(tmp_path):
         run_catalog([tmp_path], tmp_path / "cat.fits", CatalogConfig(engine="vllm", progress=False))
     with pytest.raises(ConfigError, match="engine must be"):
         CatalogConfig(engine="onnx")
+
+
+def test_the_catalogs_fast_reading_is_the_same_model(ngc3522_fits, ngc3073_fits):
+    """The catalog's model (LoRA merged, eager attention, the prompt's head read once and kept, only the
+    digits' rows of the output layer) gives bit-identical digit logits to reading every prompt whole
+    through the full vocabulary, and really reads fewer tokens."""
+    from speclm.finetune.catalog import _predictor
+    from speclm.finetune.predict import spectrum_prompt
+    from speclm.tools.spectrum import read_spectrum
+    from speclm.tools.synthetic import synthetic_spectrum
+
+    pred = _predictor("bundled", "", "cpu", True, "auto")
+    assert pred.rt.model.config._attn_implementation == "eager"
+    specs = [read_spectrum(p) for p in (ngc3522_fits, ngc3073_fits)] + [synthetic_spectrum(z, seed=i) for i, z in
+                                                                      enumerate((0.05, 0.21, 0.38))]
+    prompts = [spectrum_prompt(s, pred.pre, pred.codec) for s in specs]
+    emb = pred.rt.model.get_input_embeddings()
+    fed = []
+    hook = emb.register_forward_pre_hook(lambda m, a: fed.append(a[0].numel()))
+    try:
+        pred.raw_logits(prompts[:2])  # fills the head's cache
+        fed.clear()
+        fast = pred.raw_logits(prompts)
+        n_fast = sum(fed)
+        kept, pred.prefix_cache, pred._head_ids = pred.prefix_cache, None, []
+        fed.clear()
+        whole = pred.raw_logits(prompts)
+        n_whole = sum(fed)
+    finally:
+        pred.prefix_cache, pred._head_ids = kept, None
+        hook.remove()
+    for k in ("d0", "l1", "l2", "l3", "leaf"):
+        np.testing.assert_array_equal(fast[k], whole[k], err_msg=k)
+    head = len(pred.rt.tokenizer(pred.codec.prompt_prefix, add_special_tokens=False)["input_ids"])
+    assert n_whole - n_fast == head * len(prompts)
+    zs = [p.z for p in pred.summarise_raw(fast, 1.0)]
+    assert abs(zs[0] - specs[0].z_catalog) < 0.02 and abs(zs[1] - specs[1].z_catalog) < 0.02

@@ -160,6 +160,8 @@ class _Data:
     pw: np.ndarray | None = None  # P·w, PᵀWP and PᵀWf: the same at every shift (_weighted fills them)
     pwp: np.ndarray | None = None
     pwf: np.ndarray | None = None
+    psw: np.ndarray | None = None  # P·√w and f·√w
+    fsw: np.ndarray | None = None
 
 
 def _prepare(spectrum: Spectrum, cfg: SearchConfig) -> _Data:
@@ -257,7 +259,9 @@ def _scan(data: _Data, T: np.ndarray, s_lo: int, s_hi: int, key=None, step: int 
     c_lo, c_hi = data.K - s_hi, data.K - s_lo
     H = T[:, c_lo : c_hi + N]  # (K, L)
     L = H.shape[1]
-    nfft = next_fast_len(L + N - 1, real=True)
+    # circular correlation of length ≥ L: wrap-around only reaches the partial-overlap lags, never the
+    # full-overlap ones kept below (indices N-1 … L-1), so L suffices instead of L + N - 1
+    nfft = next_fast_len(L, real=True)
     w, f, P = data.w, data.f, data.P
     nT, nP = T.shape[0], P.shape[0]
     G = np.vstack([w[None, :], w * P, (w * f)[None, :]])  # rows: w, wP_m, wf
@@ -311,12 +315,15 @@ def _minima(s: np.ndarray, chi2: np.ndarray, n: int, sep_pix: int) -> list[int]:
 
 
 def _weighted(data: _Data) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The polynomial's pieces of the normal equations, the same at every shift: (P·w, PᵀWP, PᵀWf)."""
+    """The polynomial's pieces of the normal equations, the same at every shift: (P·w, PᵀWP, PᵀWf);
+    also P·√w and f·√w (the NNLS builds its blocks from √w-weighted rows)."""
     if data.pw is None:
         data.sw = np.sqrt(data.w)
         data.pw = data.P * data.w
         data.pwp = data.pw @ data.P.T
         data.pwf = data.pw @ data.f
+        data.psw = data.P * data.sw
+        data.fsw = data.f * data.sw
     return data.pw, data.pwp, data.pwf
 
 
@@ -330,7 +337,7 @@ def _nnls(data: _Data, T: np.ndarray, s: int, drop: list[int] | None = None,
     the template rows and the weights directly (the polynomial's blocks are the same at every shift),
     never from a copied design matrix. χ² is then computed on the pixels themselves, exactly.
     """
-    from scipy.linalg import cho_factor, solve_triangular
+    from scipy.linalg import solve_triangular
     from scipy.optimize import nnls
 
     N = data.f.size
@@ -344,25 +351,23 @@ def _nnls(data: _Data, T: np.ndarray, s: int, drop: list[int] | None = None,
     P, w, f = data.P, data.w, data.f
     nP = P.shape[0]
     pw, pwp, pwf = _weighted(data)
-    tw = Tk * w
     m = nK + nP
     G = np.empty((m, m))
-    X = Tk * data.sw  # Tk·√w: numpy computes X Xᵀ as one symmetric rank-k update (half the work)
-    G[:nK, :nK] = X @ X.T
-    G[:nK, nK:] = tw @ P.T
+    Tw = Tk * data.sw  # Tk·√w: numpy computes Tw Twᵀ as one symmetric rank-k update (half the work)
+    G[:nK, :nK] = Tw @ Tw.T
+    G[:nK, nK:] = Tw @ data.psw.T
     G[nK:, :nK] = G[:nK, nK:].T
     G[nK:, nK:] = pwp
-    h = np.concatenate([tw @ f, pwf])
-    norms = np.sqrt(np.maximum(np.diag(G), 0.0))
+    h = np.concatenate([Tw @ data.fsw, pwf])
+    norms = np.sqrt(np.maximum(G.diagonal(), 0.0))
     norms[norms == 0] = 1.0
-    Gn = G / np.outer(norms, norms)
-    Gn[np.diag_indices_from(Gn)] += 1e-10
+    Gn = G / norms[:, None] / norms[None, :]
+    Gn.flat[:: m + 1] += 1e-10
     hn = h / norms
     try:
         if full:
             raise ValueError("the full problem was asked for")
-        L, _ = cho_factor(Gn, lower=True, check_finite=False)
-        L = np.tril(L)
+        L = np.linalg.cholesky(Gn)  # lower triangle, zeros above
         c = solve_triangular(L, hn, lower=True, check_finite=False)
         R = L.T
         X = np.hstack([R[:, :nK], R[:, nK:], -R[:, nK:]])
@@ -375,8 +380,8 @@ def _nnls(data: _Data, T: np.ndarray, s: int, drop: list[int] | None = None,
         x, _ = nnls(X, f[sel] * sw, maxiter=50 * X.shape[1])
     with np.errstate(all="ignore"):
         y = np.concatenate([x[:nK], x[nK:nK + nP] - x[nK + nP:]]) / norms
-        r = y[:nK] @ Tk + y[nK:] @ P - f
-        chi2 = float(np.sum(w * r * r))
+        r = y[:nK] @ Tw + y[nK:] @ data.psw - data.fsw  # √w·(model − f), on the pixels
+        chi2 = float(r @ r)
     if not full and not np.isfinite(chi2):  # an ill-conditioned Gram matrix: solve on the pixels
         return _nnls(data, T, s, drop, full=True)
     coef = np.zeros(nT + nP)
