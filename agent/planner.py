@@ -407,6 +407,10 @@ class EmbeddedPlanner:
         k = max([0] + [int(m.additional_kwargs.get("part", 0)) for m in this_turn(msgs) if isinstance(m, AIMessage)])
         context, raw = state_context(state), ""
         while k < len(parts):
+            mine = [n for n, _, _, p in steps if p == k]
+            if mine and not any(n in CONTEXT_TOOLS for n in mine):
+                k += 1  # one request, one answer: a second tool needs a request of its own (its own part)
+                continue
             raw = self.propose(context, parts[k], [(n, a, r) for n, a, r, p in steps if p == k])
             got = parse_step(raw)
             if got is None:
@@ -418,7 +422,7 @@ class EmbeddedPlanner:
             if got[0] is None:
                 k += 1
                 continue
-            name, args = got[0], text_arguments(got[0], got[1], text)
+            name, args = got[0], text_arguments(got[0], got[1], text, parts[k])
             if any(same_call(name, args, n, a) for n, a, _, _ in steps):
                 k += 1  # this request is answered by a call already made
                 continue
@@ -426,7 +430,8 @@ class EmbeddedPlanner:
                 # the next request asks the same tool at the same redshift ("D_L in WMAP9, and where does
                 # NaD land?"): one call with both requests' arguments
                 nxt = parse_step(self.propose(context, parts[k + 1], []))
-                if not nxt or nxt[0] != name or not same_call(name, args, name, text_arguments(name, nxt[1], text)):
+                nxt_args = text_arguments(name, nxt[1], text, parts[k + 1]) if nxt and nxt[0] else {}
+                if not nxt or nxt[0] != name or not same_call(name, args, name, nxt_args):
                     break
                 args = merge_arguments(args, nxt[1])
                 k += 1
@@ -435,24 +440,52 @@ class EmbeddedPlanner:
         return AIMessage(content="", name="planner", additional_kwargs={"raw": raw, "part": k})
 
 
+#: calls that make the object a request is about (a file read, an analysis, a lookup): a request that
+#: starts with one may go on to what it asked of the object ("attached — what's its lookback time?");
+#: any other call answers its request, and a second tool needs a request of its own. Why: after a
+#: cosmology or redshift_check call the small planner tended to add an unasked measure_spectrum.
+CONTEXT_TOOLS = ("analyze_spectrum", "sdss_lookup", "read_spectrum")
+
 _COSMOLOGY_NAME = re.compile(r"\b(planck)\s*-?\s*(18|15)\b|\b(wmap)\s*-?\s*9\b", re.I)
 _RADIUS = re.compile(r"(\d+(?:\.\d+)?)\s*(?:arc-?sec(?:onds?)?s?|asec|″|\"|'')", re.I)
 
 
-def text_arguments(name: str, args: dict, text: str) -> dict:
+def text_arguments(name: str, args: dict, text: str, part: str | None = None) -> dict:
     """Arguments the message states that a proposed call left out: a named cosmology (Planck18,
     Planck15, WMAP9) for ``cosmology``, a cone radius ("within 10 arcsec") for a coordinate
-    ``sdss_lookup``. Only what the text says unambiguously (one cosmology named, one radius)."""
+    ``sdss_lookup``; the redshift the request itself states for ``redshift_check`` (z0) and
+    ``cosmology`` (z), when the proposal copied the thread's instead. Only what the text says
+    unambiguously (one cosmology named, one radius, one stated redshift in the request)."""
     a = dict(args)
     if name == "cosmology" and not a.get("cosmology"):
         named = {("Planck" + m.group(2)) if m.group(1) else "WMAP9" for m in _COSMOLOGY_NAME.finditer(text or "")}
         if len(named) == 1:
             a["cosmology"] = named.pop()
+    if name in ("redshift_check", "cosmology"):
+        key = "z0" if name == "redshift_check" else "z"
+        stated = stated_redshifts(text if part is None else part)  # the request's own words
+        if len(stated) == 1 and a.get(key) is not None and not _same_z(a[key], stated[0]):
+            a[key] = stated[0]  # "test z = 2.03" / "if it were at z = 1.5": the user's number, not the thread's
     if name == "sdss_lookup" and a.get("ra") is not None and a.get("dec") is not None and "radius_arcsec" not in a:
         radii = {float(m.group(1)) for m in _RADIUS.finditer(text or "")}
         if len(radii) == 1:
             a["radius_arcsec"] = radii.pop()
     return a
+
+
+_STATED_Z = re.compile(r"(?:\bz\s*(?:=|~|≈|of|at)?\s*|\bredshift\s+(?:of\s+|=\s*)?|\b(?:at|test|try|check)\s+(?:z\s*=?\s*)?)"
+                       r"(\d+\.\d+|\d+)(?![\d.]*\s*(?:Å|A\b|nm|Mpc|Gpc|kpc|km|arcsec|\"|deg|%|mag|sigma|σ|lines?\b|features?\b|times?\b|pix|px))", re.I)
+
+
+def stated_redshifts(text: str) -> list[float]:
+    """The distinct redshifts a message states ("z = 2.03", "at z=1.5", "test 1.62", "redshift of 0.3"),
+    below 12; numbers with units (6563 Å, 100 Mpc, 5 arcsec) are not redshifts."""
+    out: list[float] = []
+    for m in _STATED_Z.finditer(text or ""):
+        v = float(m.group(1))
+        if v < 12 and not any(_same_z(v, x) for x in out):
+            out.append(v)
+    return out
 
 
 def merge_arguments(a: dict, b: dict) -> dict:

@@ -47,6 +47,7 @@ HELD_OUT_SETS = {"first": HELDOUT, "fresh": HELDOUT.with_name("planner_heldout_f
                  "eighth": HELDOUT.with_name("planner_heldout_eighth.yaml"),
                  "ninth": HELDOUT.with_name("planner_heldout_ninth.yaml"),
                  "tenth": HELDOUT.with_name("planner_heldout_tenth.yaml"),
+                 "eleventh": HELDOUT.with_name("planner_heldout_eleventh.yaml"),
                  "third": HELDOUT.with_name("planner_heldout_third.yaml"),
                  "fourth": HELDOUT.with_name("planner_heldout_fourth.yaml"),
                  "fifth": HELDOUT.with_name("planner_heldout_fifth.yaml"),
@@ -209,6 +210,25 @@ def _norm_value(k, v):
     return v
 
 
+def _same_lines(got: list, want: list, tol_A: float = 3.0) -> bool:
+    """The same spectral features: each list's lines, resolved by the line list, pair off within
+    ``tol_A`` Å of rest wavelength — "[O II]" read as the doublet's blend (OII, 3728.5 Å) or as its blue
+    member (OII3727) is the same feature to whoever asked where it falls; an unknown name matches nothing."""
+    from speclm.tools import lines
+
+    def rest(names):
+        out = []
+        for n in names:
+            try:
+                out.append(lines.get(str(n)).rest_A)
+            except Exception:
+                return None
+        return sorted(set(out))
+
+    a, b = rest(got), rest(want)
+    return a is not None and b is not None and len(a) == len(b) and all(abs(x - y) <= tol_A for x, y in zip(a, b))
+
+
 def _lookup_key(args: dict) -> dict:
     """sdss_lookup arguments as the object they name: an identifier string is read by the lookup's
     own parser (so "SDSS 0266-51630-0461" names plate 266, MJD 51630, fiber 461)."""
@@ -240,6 +260,10 @@ def args_match(got: dict, want: dict, tool: str | None = None) -> bool:
     if set(g) != set(w):
         return False
     for k in w:
+        if k == "lines" and isinstance(g[k], list) and isinstance(w[k], list):
+            if not _same_lines(g[k], w[k]):
+                return False
+            continue
         a, b = _norm_value(k, g[k]), _norm_value(k, w[k])
         if isinstance(a, float) and isinstance(b, float):
             if abs(a - b) > 1e-6 * max(1.0, abs(b)):

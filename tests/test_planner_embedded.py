@@ -373,3 +373,52 @@ def test_two_requests_in_one_message_are_both_planned(embedded_backend):
               "plan": [{"name": "cosmology", "args": {"z": 0.0734, "cosmology": "WMAP9", "lines": ["Halpha"]}}]}]
     res = ev.score_agent_planner(FallbackPlanner(EmbeddedPlanner(embedded_backend)), items)
     assert res["right"] == 1.0 and res["fallback"] == 0.0, [(r["text"], r["got"]) for r in res["rows"]]
+
+
+def test_one_request_gets_one_answer_and_a_stated_redshift_is_the_users():
+    """After a call that answers a one-request message, a second tool the planner adds unasked is not run
+    (a cosmology question gets no measure_spectrum); after an analysis of an attached file the request
+    goes on to what it asked. A redshift the request states ("test z = 2.03", "if it were at z = 1.5")
+    replaces the thread's z that the planner copied; numbers with units are not redshifts."""
+    from speclm.agent.plan_text import DONE, format_call, request_parts
+    from speclm.agent.planner import EmbeddedPlanner, FallbackPlanner, stated_redshifts, text_arguments
+
+    assert stated_redshifts("I reckon it's really at 1.62. Can you test 1.62?") == [1.62]
+    assert stated_redshifts("test z=2.03 against the lines") == [2.03]
+    assert stated_redshifts("where does Halpha land at 6563 A, within 5 arcsec, checking 3 lines?") == []
+    assert text_arguments("redshift_check", {"z0": 2.031}, "", "Test z=2.03 against the lines")["z0"] == 2.03
+    assert text_arguments("cosmology", {"z": 0.318}, "", "if it sat at z=1.5 how far would it be?")["z"] == 1.5
+    assert text_arguments("cosmology", {"z": 0.318}, "", "lookback time?")["z"] == 0.318
+    assert request_parts("is it passive and how far away is it?") == ["is it passive", "how far away is it?"]
+    assert len(request_parts("where do Halpha and Hbeta fall?")) == 1
+
+    class Eager(EmbeddedPlanner):  # a planner that always adds a measurement after its first call
+        def __init__(self, first):
+            super().__init__(backend=None)
+            self.first = first
+
+        def propose(self, context, text, done=()):
+            if not done:
+                return format_call(*self.first)
+            if len(done) == 1:
+                z = 0.3 if "z=0.3" in context else 1.0
+                return format_call("measure_spectrum", {"z": z, "spectype": "GALAXY"})
+            return DONE
+
+    ctx = {"z": 0.3, "z_source": "search", "spectype": "GALAXY", "has_spectrum": True}
+    one = [{"text": "lookback time?", "context": ctx, "plan": [{"name": "cosmology", "args": {"z": 0.3}}]}]
+    res = ev.score_agent_planner(FallbackPlanner(Eager(("cosmology", {"z": 0.3}))), one)
+    assert res["right"] == 1.0, res["rows"]
+    # the same planner after an attached file's analysis: the follow-up is the request's own
+    att = [{"text": "attached; once analysed, is it star-forming?", "context": {"attached": True},
+            "plan": [{"name": "analyze_spectrum", "args": {}, "output": {"z": 1.0, "spectype": "GALAXY"}},
+                     {"name": "measure_spectrum", "args": {"z": 1.0, "spectype": "GALAXY"}}]}]
+    res = ev.score_agent_planner(FallbackPlanner(Eager(("analyze_spectrum", {}))), att)
+    assert [c[0] for c in res["rows"][0]["got"]] == ["analyze_spectrum", "measure_spectrum"], res["rows"]
+
+
+def test_the_scorer_reads_a_doublet_as_its_feature():
+    """"[O II]" as the blend (OII) or its blue member (OII3727) is the same feature; Hα is not [N II]."""
+    assert ev.args_match({"z": 0.5, "lines": ["OII"]}, {"z": 0.5, "lines": ["OII3727"]}, "cosmology")
+    assert not ev.args_match({"z": 0.5, "lines": ["NII6550"]}, {"z": 0.5, "lines": ["Halpha"]}, "cosmology")
+    assert not ev.args_match({"z": 0.5, "lines": ["Halpha", "Hbeta"]}, {"z": 0.5, "lines": ["Halpha"]}, "cosmology")

@@ -202,11 +202,25 @@ def _prepare(spectrum: Spectrum, cfg: SearchConfig) -> _Data:
     return _Data(f=f, w=w, K=K, frac=frac, scale=scale, P=P)
 
 
+_ALIGNED: OrderedDict = OrderedDict()  # resampled template sets of the last few grid offsets
+
+
 def _aligned(flux: np.ndarray, frac: float) -> np.ndarray:
-    """Templates resampled so their pixel j sits at loglam_min + (j + frac) * DLOGLAM."""
+    """Templates resampled so their pixel j sits at loglam_min + (j + frac) * DLOGLAM (kept for the
+    next spectrum on the same grid offset: one plate, one survey, one simulation)."""
     if frac < 1e-9:
         return flux
-    return (1.0 - frac) * flux + frac * np.concatenate([flux[:, 1:], flux[:, -1:]], axis=1)
+    key = (id(flux), frac)
+    hit = _ALIGNED.get(key)
+    if hit is not None and hit[0] is flux:  # the same array (held here, so its id is not reused)
+        _ALIGNED.move_to_end(key)
+        return hit[1]
+    out = (1.0 - frac) * flux + frac * np.concatenate([flux[:, 1:], flux[:, -1:]], axis=1)
+    out.setflags(write=False)
+    _ALIGNED[key] = (flux, out)
+    while len(_ALIGNED) > 12:
+        _ALIGNED.popitem(last=False)
+    return out
 
 
 def _shift_range(data: _Data, M: int, z_lo: float, z_hi: float) -> tuple[int, int]:
