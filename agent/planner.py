@@ -422,7 +422,7 @@ class EmbeddedPlanner:
             if got[0] is None:
                 k += 1
                 continue
-            name, args = got[0], text_arguments(got[0], got[1], text, parts[k])
+            name, args = got[0], text_arguments(got[0], got[1], text, parts[k], state.get("z"))
             if any(same_call(name, args, n, a) for n, a, _, _ in steps):
                 k += 1  # this request is answered by a call already made
                 continue
@@ -430,7 +430,7 @@ class EmbeddedPlanner:
                 # the next request asks the same tool at the same redshift ("D_L in WMAP9, and where does
                 # NaD land?"): one call with both requests' arguments
                 nxt = parse_step(self.propose(context, parts[k + 1], []))
-                nxt_args = text_arguments(name, nxt[1], text, parts[k + 1]) if nxt and nxt[0] else {}
+                nxt_args = text_arguments(name, nxt[1], text, parts[k + 1], state.get("z")) if nxt and nxt[0] else {}
                 if not nxt or nxt[0] != name or not same_call(name, args, name, nxt_args):
                     break
                 args = merge_arguments(args, nxt[1])
@@ -450,11 +450,12 @@ _COSMOLOGY_NAME = re.compile(r"\b(planck)\s*-?\s*(18|15)\b|\b(wmap)\s*-?\s*9\b",
 _RADIUS = re.compile(r"(\d+(?:\.\d+)?)\s*(?:arc-?sec(?:onds?)?s?|asec|″|\"|'')", re.I)
 
 
-def text_arguments(name: str, args: dict, text: str, part: str | None = None) -> dict:
+def text_arguments(name: str, args: dict, text: str, part: str | None = None, thread_z: float | None = None) -> dict:
     """Arguments the message states that a proposed call left out: a named cosmology (Planck18,
     Planck15, WMAP9) for ``cosmology``, a cone radius ("within 10 arcsec") for a coordinate
     ``sdss_lookup``; the redshift the request itself states for ``redshift_check`` (z0) and
-    ``cosmology`` (z), when the proposal copied the thread's instead. Only what the text says
+    ``cosmology`` (z), when the proposal copied the thread's instead (with no object in the thread,
+    the one redshift the whole message states). Only what the text says
     unambiguously (one cosmology named, one radius, one stated redshift in the request)."""
     a = dict(args)
     if name == "cosmology" and not a.get("cosmology"):
@@ -464,6 +465,8 @@ def text_arguments(name: str, args: dict, text: str, part: str | None = None) ->
     if name in ("redshift_check", "cosmology"):
         key = "z0" if name == "redshift_check" else "z"
         stated = stated_redshifts(text if part is None else part)  # the request's own words
+        if not stated and part is not None and thread_z is None:
+            stated = stated_redshifts(text)  # no object yet: "D at z=0.05, and where does NaD land?" is one z
         if len(stated) == 1 and a.get(key) is not None and not _same_z(a[key], stated[0]):
             a[key] = stated[0]  # "test z = 2.03" / "if it were at z = 1.5": the user's number, not the thread's
     if name == "sdss_lookup" and a.get("ra") is not None and a.get("dec") is not None and "radius_arcsec" not in a:
@@ -473,8 +476,8 @@ def text_arguments(name: str, args: dict, text: str, part: str | None = None) ->
     return a
 
 
-_STATED_Z = re.compile(r"(?:\bz\s*(?:=|~|≈|of|at)?\s*|\bredshift\s+(?:of\s+|=\s*)?|\b(?:at|test|try|check)\s+(?:z\s*=?\s*)?)"
-                       r"(\d+\.\d+|\d+)(?![\d.]*\s*(?:Å|A\b|nm|Mpc|Gpc|kpc|km|arcsec|\"|deg|%|mag|sigma|σ|lines?\b|features?\b|times?\b|pix|px))", re.I)
+_STATED_Z = re.compile(r"(?:\bz(?:_?0)?(?:\s*[=~≈:]\s*|\s+(?:of\s+|at\s+|is\s+|around\s+|near\s+)?)|\bredshift\s+(?:of\s+|=\s*)?|\b(?:at|test|try|check)\s+(?:z(?:_?0)?\s*[=:~]?\s*)?)"
+                       r"(\d+\.\d+|\d+)(?![\d.]*\s*(?:=|Å|A\b|nm|Mpc|Gpc|kpc|km|arcsec|\"|deg|%|mag|sigma|σ|lines?\b|features?\b|times?\b|pix|px))", re.I)
 
 
 def stated_redshifts(text: str) -> list[float]:

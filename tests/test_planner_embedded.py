@@ -390,6 +390,12 @@ def test_one_request_gets_one_answer_and_a_stated_redshift_is_the_users():
     assert text_arguments("cosmology", {"z": 0.318}, "", "if it sat at z=1.5 how far would it be?")["z"] == 1.5
     assert text_arguments("cosmology", {"z": 0.318}, "", "lookback time?")["z"] == 0.318
     assert request_parts("is it passive and how far away is it?") == ["is it passive", "how far away is it?"]
+    assert request_parts("is it a quasar? if so where do Lya and CIV fall") == ["is it a quasar", "where do Lya and CIV fall"]
+    assert request_parts("measure the fluxes and after that the surveys") == ["measure the fluxes", "the surveys"]
+    assert stated_redshifts("test z0=0.2300 and then rerun the fit") == [0.23]
+    # no object yet: a later request without a z of its own takes the one the message states
+    assert text_arguments("cosmology", {"z": 0.0}, "D at z=0.05 in WMAP9, and where does NaD land?",
+                          "where does NaD land?", None)["z"] == 0.05
     assert len(request_parts("where do Halpha and Hbeta fall?")) == 1
 
     class Eager(EmbeddedPlanner):  # a planner that always adds a measurement after its first call
