@@ -39,7 +39,8 @@ ZWARN_BITS: dict[str, tuple[int, str]] = {
     "LITTLE_COVERAGE": (0, "fewer than half of the model's wavelength bins hold good pixels"),
     "SMALL_DELTA_CHI2": (1, "the search's best z beats the best other z by Δχ²/ν < 25 (5σ)"),
     "NEGATIVE_FLUX": (2, "the median flux of the good pixels is ≤ 0"),
-    "OUT_OF_DOMAIN": (3, "not a galaxy at z ≤ 0.5 (the model's training domain): the model's z is not used"),
+    "OUT_OF_DOMAIN": (3, "not a galaxy inside the model's training domain (its adapter card's: z ≤ 0.8 for v12, 0.5 "
+                         "before): the model's z is not used"),
     "NO_UNCERTAINTIES": (4, "the file had no uncertainties: the noise was estimated from the flux"),
     "FEW_FEATURES": (5, "fewer than 2 spectral features support the stated z"),
     "MODEL_DISAGREES": (6, "the model's z differs from the stated z by more than 0.01 (1 + z)"),

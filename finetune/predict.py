@@ -40,6 +40,9 @@ class RedshiftPrediction:
     z_hi95: float | None = None
     z_lo99: float | None = None
     z_hi99: float | None = None
+    #: the adapter's training domain: galaxies at 0 ≤ z ≤ this (its card's ``domain``; None: the
+    #: search's default). Outside it the model's answer is not used.
+    domain_z_max: float | None = None
 
     def modes(self, min_p: float = 0.05, max_n: int = 3) -> list[float]:
         """Centres of the peaks of p(z) (0.01 bins, local maxima holding >= min_p), most probable
@@ -146,6 +149,10 @@ class RedshiftPredictor:
         self.pre = preprocess_cfg
         self.codec = codec_cfg
         self.digits, self.dot = digit_token_ids(runtime.tokenizer)
+        card = getattr(runtime, "active_card", None) or {}
+        dom = card.get("domain") if isinstance(card, dict) else None
+        #: galaxies at z ≤ this are the model's training domain (the adapter card's ``domain.z_max``)
+        self.domain_z_max: float | None = float(dom["z_max"]) if isinstance(dom, dict) and dom.get("z_max") else None
         #: under eager attention the prompt's fixed head (``codec.prompt_prefix``) is read once per batch,
         #: not once per spectrum (the same logits, bit for bit); set to a dict to keep its KV cache between batches too — only where the weights
         #: cannot change under it (the catalog's own predictor: no training, no adapter switch)
@@ -250,6 +257,8 @@ class RedshiftPredictor:
             return out
 
         raw1 = at(np.ones(B))
+        for r in raw1:
+            r.domain_z_max = self.domain_z_max
         if np.all(Tb == 1.0):
             return raw1
         # the temperature calibrates the interval (and p(z) itself); the point estimates stay those of
@@ -259,6 +268,7 @@ class RedshiftPredictor:
         for r1, rc in zip(raw1, cal):
             rc.z, rc.z_mean, rc.z_mode, rc.z_greedy, rc.text = r1.z, r1.z_mean, r1.z_mode, r1.z_greedy, r1.text
             rc.z_lo, rc.z_hi = min(rc.z_lo, rc.z), max(rc.z_hi, rc.z)
+            rc.domain_z_max = self.domain_z_max
         return cal
 
     def raw_logits(self, prompts: Sequence[str]) -> dict:

@@ -214,3 +214,19 @@ def test_bundled_pz_calibration_is_from_simulations(predictor):
     assert len(tab["snr"]) >= 2 and all(b <= a for a, b in zip(tab["T"], tab["T"][1:]))
     assert predictor.temperature_for(tab["snr"][-1] * 2) == pytest.approx(tab["T"][-1])
     assert tab["T"][-1] < predictor.temperature_for(1.0)  # a bright spectrum gets sharper p(z) than a faint one
+
+
+def test_the_models_domain_is_its_adapter_cards(predictor):
+    """The bundled adapter's card says its training domain (v12: galaxies at z ≤ 0.8); its predictions carry
+    it, and the search says "out of the model's domain" only beyond it (0.5 for a prediction without one)."""
+    from speclm.tools.synthetic import synthetic_spectrum
+
+    assert predictor.domain_z_max == 0.8
+    s = synthetic_spectrum(0.62, seed=5)
+    p = predictor.predict_spectra([s])[0].to_dict()
+    assert p["domain_z_max"] == 0.8
+    inside = find_redshift(s, p)
+    outside = find_redshift(s, {k: v for k, v in p.items() if k != "domain_z_max"})
+    assert abs(inside.z - 0.62) < 0.005 and inside.spectype == "GALAXY"
+    assert inside.in_model_domain and not any("Out of the model's domain" in w for w in inside.warnings)
+    assert not outside.in_model_domain and any("z ≤ 0.5 only" in w for w in outside.warnings)

@@ -69,7 +69,8 @@ class SearchConfig(Config):
         "help": "'normal': the template fits' NNLS on the normal equations (fast); 'full': on all pixels "
                 "(the same solution, ~2x slower search; kept to measure and check the fast one)"})
     model_z_max: float = field(default=0.5, metadata={
-        "help": "the redshift model's training domain is galaxies with z up to this"})
+        "help": "the redshift model's training domain is galaxies with z up to this, when the prediction does "
+                "not carry its adapter card's (domain_z_max)"})
     min_good_pixels: int = field(default=200, metadata={"help": "fewer usable pixels than this is an error"})
     sys_err_galaxy_kms: float = field(default=10.0, metadata={
         "help": "systematic error added in quadrature to a galaxy z (template mismatch, wavelength calibration)"})
@@ -658,11 +659,12 @@ def _find_redshift(spectrum: Spectrum, prediction: dict | None, config: SearchCo
         confident = False
         warnings.append(f"At z = {best.z:.2f} the Lyman-α forest covers the blue part of the spectrum; the fit "
                         "models it only as a mean transmission, so this redshift is a guess, not a measurement.")
-    in_domain = best.spectype == "GALAXY" and best.z <= cfg.model_z_max
+    zmax = float((prediction or {}).get("domain_z_max") or cfg.model_z_max)  # the adapter card's, when it says
+    in_domain = best.spectype == "GALAXY" and best.z <= zmax
     if not in_domain:
-        why = (f"it is a {best.spectype}" if best.spectype != "GALAXY" else f"z = {best.z:.3f} > {cfg.model_z_max:g}")
+        why = (f"it is a {best.spectype}" if best.spectype != "GALAXY" else f"z = {best.z:.3f} > {zmax:g}")
         warnings.append(f"Out of the model's domain ({why}): the redshift model was trained on simulated galaxies "
-                        f"at 0 ≤ z ≤ {cfg.model_z_max:g} only, so its answer"
+                        f"at 0 ≤ z ≤ {zmax:g} only, so its answer"
                         + (f" (z = {z_model:.3f})" if z_model is not None else "")
                         + " is not used; the template fit is "
                         + ("trusted because it is decisive and line-supported." if confident else "reported but not confirmed."))
