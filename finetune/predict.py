@@ -258,7 +258,7 @@ class RedshiftPredictor:
 
         raw1 = at(np.ones(B))
         for r in raw1:
-            r.domain_z_max = self.domain_z_max
+            r.domain_z_max = getattr(self, "domain_z_max", None)
         if np.all(Tb == 1.0):
             return raw1
         # the temperature calibrates the interval (and p(z) itself); the point estimates stay those of
@@ -268,7 +268,7 @@ class RedshiftPredictor:
         for r1, rc in zip(raw1, cal):
             rc.z, rc.z_mean, rc.z_mode, rc.z_greedy, rc.text = r1.z, r1.z_mean, r1.z_mode, r1.z_greedy, r1.text
             rc.z_lo, rc.z_hi = min(rc.z_lo, rc.z), max(rc.z_hi, rc.z)
-            rc.domain_z_max = self.domain_z_max
+            rc.domain_z_max = getattr(self, "domain_z_max", None)
         return cal
 
     def raw_logits(self, prompts: Sequence[str]) -> dict:
