@@ -476,8 +476,13 @@ def text_arguments(name: str, args: dict, text: str, part: str | None = None, th
     return a
 
 
-_STATED_Z = re.compile(r"(?:\bz(?:_?0)?(?:\s*[=~≈:]\s*|\s+(?:of\s+|at\s+|is\s+|around\s+|near\s+)?)|\bredshift\s+(?:of\s+|=\s*)?|\b(?:at|test|try|check)\s+(?:z(?:_?0)?\s*[=:~]?\s*)?)"
-                       r"(\d+\.\d+|\d+)(?![\d.]*\s*(?:=|Å|A\b|nm|Mpc|Gpc|kpc|km|arcsec|\"|deg|%|mag|sigma|σ|lines?\b|features?\b|times?\b|pix|px))", re.I)
+_STATED_Z = re.compile(
+    r"(?:\bz(?:_?0)?(?:\s*[=~≈:]\s*|\s+(?:of\s+|at\s+|is\s+|around\s+|near\s+)?)"  # z=0.3, z0: 1.2, z of 0.3
+    r"|\bredshift\s+(?:of\s+|=\s*)?"  # redshift of 0.3
+    r"|\b(?:at|test|try|check)\s+(?:z(?:_?0)?\s*[=:~]?\s*)?)"  # at 1.62, test z0=0.23
+    r"(\d+\.\d+|\d+)"
+    r"(?![\d.]*\s*(?:=|Å|A\b|nm|Mpc|Gpc|kpc|km|arcsec|\"|deg|%|mag|sigma|σ|lines?\b|features?\b|times?\b|pix|px))",  # units
+    re.I)
 
 
 def stated_redshifts(text: str) -> list[float]:

@@ -131,6 +131,13 @@ def _check_snr_table(tab: dict) -> dict:
 class RedshiftPredictor:
     """Batched constrained prediction on a ModelRuntime (adapter on)."""
 
+    #: galaxies at z ≤ this are the model's training domain (the adapter card's ``domain.z_max``; None: unknown)
+    domain_z_max: float | None = None
+    #: None, or the caches of a predictor whose weights cannot change (the catalog's own: no training, no
+    #: adapter switch): the prompt head's KV cache, kept between batches, and the output layer's digit rows
+    prefix_cache: dict | None = None
+    _head_ids: list[int] | None = None
+
     def __init__(self, runtime, preprocess_cfg: PreprocessConfig, codec_cfg: CodecConfig,
                  temperature: float = 1.0, snr_temperature: dict | None = None):
         if codec_cfg.z_int_digits != 1 or codec_cfg.z_decimals < 2:
@@ -151,13 +158,8 @@ class RedshiftPredictor:
         self.digits, self.dot = digit_token_ids(runtime.tokenizer)
         card = getattr(runtime, "active_card", None) or {}
         dom = card.get("domain") if isinstance(card, dict) else None
-        #: galaxies at z ≤ this are the model's training domain (the adapter card's ``domain.z_max``)
-        self.domain_z_max: float | None = float(dom["z_max"]) if isinstance(dom, dict) and dom.get("z_max") else None
-        #: under eager attention the prompt's fixed head (``codec.prompt_prefix``) is read once per batch,
-        #: not once per spectrum (the same logits, bit for bit); set to a dict to keep its KV cache between batches too — only where the weights
-        #: cannot change under it (the catalog's own predictor: no training, no adapter switch)
-        self.prefix_cache: dict | None = None
-        self._head_ids: list[int] | None = None
+        if isinstance(dom, dict) and dom.get("z_max"):
+            self.domain_z_max = float(dom["z_max"])
 
     @classmethod
     def from_runtime(cls, runtime) -> "RedshiftPredictor":
@@ -202,9 +204,9 @@ class RedshiftPredictor:
         return out
 
     def _forward(self, ids, mask, pos, cache):
-        """The ten digits' logits (B, 10) after the last token, and the cache. Under eager attention with
-        the LoRA merged (the catalog), only the digits' rows of the output layer are computed: the
-        same numbers, bit for bit, without a 49,152-token vocabulary per row of the tree."""
+        """The ten digits' logits (B, 10) after the last token, and the cache. For a fixed-weight
+        predictor with the LoRA merged (the catalog's), only the digits' rows of the output layer are
+        computed: the same numbers, bit for bit, without a 49,152-token vocabulary per row of the tree."""
         m = self.rt.model
         head = self._digit_head()
         if head is None:
@@ -226,7 +228,8 @@ class RedshiftPredictor:
             lm = base.get_output_embeddings()
             layers = [x for x in m.modules() if hasattr(x, "merged_adapters")]  # peft's LoRA layers
             merged = all(bool(x.merged_adapters) for x in layers)
-            ok = merged and type(lm).__name__ == "Linear" and getattr(lm, "bias", None) is None and hasattr(base, "model")
+            ok = (merged and type(lm).__name__ == "Linear" and getattr(lm, "bias", None) is None
+                  and hasattr(base, "model"))
             self.prefix_cache[key] = (base.model, lm.weight[self.digits].contiguous()) if ok else None
         return self.prefix_cache[key]
 
@@ -258,7 +261,7 @@ class RedshiftPredictor:
 
         raw1 = at(np.ones(B))
         for r in raw1:
-            r.domain_z_max = getattr(self, "domain_z_max", None)
+            r.domain_z_max = self.domain_z_max
         if np.all(Tb == 1.0):
             return raw1
         # the temperature calibrates the interval (and p(z) itself); the point estimates stay those of
@@ -268,7 +271,7 @@ class RedshiftPredictor:
         for r1, rc in zip(raw1, cal):
             rc.z, rc.z_mean, rc.z_mode, rc.z_greedy, rc.text = r1.z, r1.z_mean, r1.z_mode, r1.z_greedy, r1.text
             rc.z_lo, rc.z_hi = min(rc.z_lo, rc.z), max(rc.z_hi, rc.z)
-            rc.domain_z_max = getattr(self, "domain_z_max", None)
+            rc.domain_z_max = r1.domain_z_max
         return cal
 
     def raw_logits(self, prompts: Sequence[str]) -> dict:
