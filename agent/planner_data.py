@@ -32,11 +32,14 @@ from speclm.agent.planner_phrases import (CLOSERS, COSMO_FIRST, COSMO_FORMS, LIN
                                           SURVEY_FORMS)
 
 FORMAT = "speclm-planner-dataset"
-GENERATOR_VERSION = 8  # 1-5: planner v1-v6 (their cards); 6: planner v7 (the registry's tools, analyze_spectrum);
+GENERATOR_VERSION = 9  # 1-5: planner v1-v6 (their cards); 6: planner v7 (the registry's tools, analyze_spectrum);
 # 7: planner v8 — distances and line positions at a named z with nothing loaded, two requests in one message
 # joined in any order, more summaries and line-ratio questions (what planner v7 missed on the seventh set);
 # 8: planner v9 — yes/no questions about the object's nature are measurements (as the tool card says), more
-# two-part requests and cone radii (the kinds of request v8 missed on the eighth set)
+# two-part requests and cone radii (the kinds of request v8 missed on the eighth set);
+# 9: planner v10 — adds the hand-written requests of agent/planner_written/ (three registers, written by helpers
+# from the tool card and the labelling conventions only), each as written and once with the thread's z redrawn;
+# attached files with a follow-up (cosmology, a z to test, the model's own z); sentence-level joiners
 
 
 def P(tool: str, kind: str) -> list[str]:
@@ -184,6 +187,21 @@ def _attached(rng, o: Obj):
         text = _say(rng, rng.choice(["here's a new one: ", "new spectrum - ", "", "attached: "])
                     + rng.choice(P("survey_reach", "ask")))
         calls = [("analyze_spectrum", {}, {"z": z, "spectype": typ}), ("survey_reach", {"z": z, "spectype": typ})]
+    elif rng.random() < 0.25:  # a follow-up the analysis does not answer: it reads the analysis' z
+        z, typ = _num(rng, 0.001, 0.6), rng.choice(["GALAXY", "GALAXY", "QSO"])
+        kind = rng.choice(["cosmology", "cosmology", "check", "predict"])
+        lead = rng.choice(["here's a new one: ", "new spectrum - ", "", "attached: ", "just uploaded a file. ",
+                           "new file — once you have its redshift, ", "analyse this and then ", "fresh spectrum; "])
+        if kind == "cosmology":
+            text, second = lead + rng.choice(P("cosmology", "object")), ("cosmology", {"z": z})
+        elif kind == "check":
+            z0 = _num(rng, 0.01, 0.6)
+            text = lead + rng.choice(P("redshift_check", "ask")).format(z=_z_text(rng, z0))
+            second = ("redshift_check", {"z0": z0})
+        else:
+            text, second = lead + rng.choice(P("predict_redshift", "ask")), ("predict_redshift", {})
+        calls = [("analyze_spectrum", {}, {"z": z, "spectype": typ}), second]
+        text = _say(rng, text, 0.0)
     return text, calls
 
 
@@ -340,7 +358,8 @@ def _two_questions(rng, o: Obj):
 
 SINGLE_FOR_PAIRS = ("cosmology", "line_position", "hypothetical", "measure", "survey", "predict", "search", "check")
 JOINERS = [" and then ", ", then ", "; also ", " - and ", ". Also, ", ", and ", " and ", "; then ", ". After that, ",
-           " plus ", ", oh and "]
+           " plus ", ", oh and ", ". Separately, ", ". And separately, ", ". In addition, ", ". Oh and ", ". Second, ",
+           ". Afterwards, ", ". Plus, "]
 
 
 def _pair(rng, o: Obj):
@@ -399,9 +418,71 @@ ERRORS = ["ValidationError: z must be >= 0", "SDSSError: no SDSS spectrum matche
           "UnknownLineError: unknown spectral line 'Hx'"]
 
 
+WRITTEN = Path(__file__).parent / "planner_written"
+
+
+def written_items(folder: str | Path = WRITTEN) -> list[dict]:
+    """The hand-written training requests ({text, context, plan} as in the held-out YAMLs), in file order."""
+    import yaml
+
+    out = []
+    for f in sorted(Path(folder).glob("*.yaml")):
+        for i, it in enumerate(yaml.safe_load(f.read_text()) or []):
+            if "text" not in it or "plan" not in it:
+                raise ValueError(f"{f.name}: item {i} needs text and plan")
+            out.append(dict(it, source=f"{f.stem}:{i}"))
+    return out
+
+
+def _redraw(rng: random.Random, item: dict) -> tuple[dict | None, list[dict]]:
+    """The item with its thread's z (and an attached file's analysed z) redrawn where the text does not
+    write that number, so the planner learns to copy the z it is given rather than the one it saw."""
+    ctx = dict(item.get("context") or {})
+    swap = {}
+    z = ctx.get("z")
+    if isinstance(z, (int, float)) and z > 0 and format_number(z) not in item["text"]:
+        typ = ctx.get("spectype") or "GALAXY"
+        swap[float(z)] = _num(rng, 0.1, 4) if typ == "QSO" else _num(rng, 0.0005, 0.8)
+        ctx["z"] = swap[float(z)]
+    calls = []
+    for c in item["plan"]:
+        c = {"name": c["name"], "args": dict(c.get("args") or {}), "output": dict(c["output"]) if c.get("output") else None}
+        out = c["output"]
+        if out and isinstance(out.get("z"), (int, float)) and format_number(out["z"]) not in item["text"]:
+            new = _num(rng, 0.1, 4) if out.get("spectype") == "QSO" else _num(rng, 0.0005, 0.8)
+            swap[float(out["z"])] = new
+            out["z"] = new
+        for k in ("z", "z0"):
+            v = c["args"].get(k)
+            if isinstance(v, (int, float)) and float(v) in swap and format_number(v) not in item["text"]:
+                c["args"][k] = swap[float(v)]
+        calls.append(c)
+    return ctx or None, calls
+
+
+def _written_requests(rng: random.Random, copies: int = 2) -> list[dict]:
+    """Every hand-written request as written, and ``copies - 1`` times with its z redrawn."""
+    out = []
+    for it in written_items():
+        for k in range(copies):
+            if k == 0:
+                ctx = it.get("context")
+                calls = [{"name": c["name"], "args": dict(c.get("args") or {}), "output": c.get("output")} for c in it["plan"]]
+            else:
+                ctx, calls = _redraw(rng, it)
+            ctx = ctx or {}
+            line = context_line(ctx.get("z"), ctx.get("z_source"), ctx.get("spectype"), bool(ctx.get("has_spectrum")),
+                                bool(ctx.get("attached")))
+            plan = [{"name": c["name"], "args": c["args"], "result": _result_for(c["name"], rng, c["output"])}
+                    for c in calls]
+            out.append({"text": it["text"], "context": line, "intent": "written", "plan": plan})
+    return out
+
+
 def generate(n: int, seed: int = 0) -> list[dict]:
-    """``n`` requests: {text, context, intent, plan: [{name, args, result}]} (plans may be empty); the
-    same (n, seed) always gives the same requests."""
+    """``n`` generated requests: {text, context, intent, plan: [{name, args, result}]} (plans may be
+    empty), then the hand-written ones (:func:`written_items`, twice each); the same (n, seed) always
+    gives the same requests."""
     rng = random.Random(seed)
     names, weights = zip(*((k, w) for k, (w, _) in INTENTS.items()))
     out = []
@@ -417,7 +498,7 @@ def generate(n: int, seed: int = 0) -> list[dict]:
         if plan and rng.random() < 0.06:  # the first call fails: the plan ends there
             plan = [dict(plan[0], result=result_summary(plan[0]["name"], error=rng.choice(ERRORS)))]
         out.append({"text": text, "context": obj.line(), "intent": intent, "plan": plan})
-    return out
+    return out + _written_requests(rng)
 
 
 def step_examples(request: dict) -> list[tuple[str, str]]:

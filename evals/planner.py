@@ -118,7 +118,7 @@ def _dataset_requests(info: dict) -> list[dict]:
 #: agent/planner_phrases.py at 087b29a, 7 (planner v8) at 5bacb2d. Their requests are regenerated from the
 #: repository's history.
 LEGACY_GENERATORS = {**{v: ("fe6ea40", "finetune") for v in range(1, 6)}, 6: ("087b29a", "agent"),
-                     7: ("5bacb2d", "agent")}
+                     7: ("5bacb2d", "agent"), 8: ("bec7b7c", "agent")}
 
 
 @functools.lru_cache(maxsize=4)
