@@ -65,9 +65,36 @@ def test_an_attached_file_is_analysed_first_whatever_the_message_asks():
     texts = {r["text"].lower() for r in reqs}
     assert any("survey" in t or "desi" in t for t in texts) and len(texts) > 40  # questions of every kind
     two = [r for r in reqs if len(r["plan"]) == 2]
-    assert two and all(r["plan"][1]["name"] == "survey_reach" for r in two)
+    # a follow-up the analysis does not answer comes next, at the analysis' z (not the thread's old one)
+    assert {r["plan"][1]["name"] for r in two} == {"survey_reach", "cosmology", "redshift_check", "predict_redshift"}
+    for r in two:
+        z = r["plan"][1]["args"].get("z")
+        assert z is None or pt.format_number(z) in r["plan"][0]["result"], r
     sdss = [r for r in pdata.generate(1500, seed=11) if r["intent"] == "analyze_sdss"]
     assert sdss and all(set(r["plan"][0]["args"]) == {"sdss_id"} for r in sdss)
+
+
+def test_hand_written_requests_are_valid_plans_and_their_z_is_redrawn_consistently():
+    """The hand-written training requests (agent/planner_written/) are valid calls in every copy; the
+    copy with a redrawn thread z carries the new z into the calls that copied it."""
+    items = pdata.written_items()
+    assert len(items) >= 300 and len({pdata._norm(it["text"]) for it in items}) > 0.95 * len(items)
+    reqs = [r for r in pdata.generate(10, seed=1) if r["intent"] == "written"]
+    assert len(reqs) == 2 * len(items)
+    tools = build_tools(predict=lambda s: {})
+    st = {"spectrum": {"path": "x.fits"}, "upload_path": "up.fits"}
+    moved = 0
+    for orig, copy in zip(reqs[0::2], reqs[1::2]):
+        assert orig["text"] == copy["text"] and [c["name"] for c in orig["plan"]] == [c["name"] for c in copy["plan"]]
+        for c in orig["plan"] + copy["plan"]:
+            assert validate_call(c["name"], c["args"], tools, st) is None, (orig["text"], c)
+        ctx = ev._parse_context(copy["context"]) or {}
+        for c in copy["plan"]:
+            z = c["args"].get("z", c["args"].get("z0"))
+            if c["name"] in ("measure_spectrum", "survey_reach") and not copy["context"].endswith(pt.ATTACHED):
+                assert z == ctx.get("z"), (copy, c)  # the object's z, as redrawn
+        moved += orig["context"] != copy["context"]
+    assert moved > len(items) // 2
 
 
 def test_whatifs_ages_and_summaries_are_planned_to_tools():
@@ -279,7 +306,12 @@ def test_a_message_is_split_into_the_requests_it_makes():
     assert request_parts("luminosity distance for it, and where does Hβ land?") == [
         "luminosity distance for it", "where does Hβ land?"]
     assert request_parts("check z=0.3 and then rerun the template fit") == ["check z=0.3", "rerun the template fit"]
-    for one in ("where do Halpha and [NII] 6585 land in the observed frame?",
+    assert request_parts("Is there an AGN? And separately, what's D_L in WMAP9?") == ["Is there an AGN",
+                                                                                 "what's D_L in WMAP9?"]
+    assert request_parts("1) lookback time 2) which surveys could see it") == ["lookback time", "which surveys could see it"]
+    assert request_parts("BPT class please. In addition, the angular scale") == ["BPT class please", "the angular scale"]
+    for one in ("where do Halpha and [NII] 6585 land in the observed frame?", "if it were at z = 1. what's D_L?",
+                "second-order effects aside, how far is it?", "z=1.5. Next time more",
                 "is this really a star? the template says so but I'm not sure",
                 "look up 0266-51630-0461 and measure its redshift", "NII/Ha, SII/Ha and the WHAN class"):
         assert request_parts(one) == [one.strip(" ?.")] or len(request_parts(one)) == 1, request_parts(one)
