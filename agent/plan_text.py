@@ -80,7 +80,8 @@ _PART_BREAK = re.compile(
     r"whats|how|where|which|when|who)\s)|,?\s+(?:and\s+)?(?:then|after\s+that|afterwards)\s+|;\s*|,?\s+plus\s+|[,?]\s+and\s+also\s+|[,?]\s+(?:and|also)\s+(?=(?:what|what's|"
     r"whats|how|where|when|which|who|is|are|does|do|did|can|could|would|will|give|show|tell|compute|calculate|"
     r"check|test|rerun|redo|re-run|run|measure|list|look|plot|find|get|estimate|summari[sz]e|describe)\b))", re.I)
-_LEAD = re.compile(r"^(?:\(?[1-4]\)\s*)?(?:and|also|then|plus)?\b[\s,]*", re.I)
+_LEAD = re.compile(r"^(?:\(?[1-4]\)\s*)?(?:and|also|then|plus)?\b[\s,]*(?:(?:once|when|after)\s+(?:that'?s|that\s+is|"
+                   r"you'?ve|you\s+have|it'?s)\s+(?:done|finished|been\s+done)(?:\s+that)?\b[\s,]*)?", re.I)
 _FILLER = {"pls", "please", "plz", "thanks", "thx", "ty", "thank", "you", "ok", "okay", "cheers"}
 
 

@@ -175,7 +175,7 @@ def state_context(state: dict) -> str:
 
 
 _GENERAL = re.compile(r"\b(?:in\s+general|general(?:ly)?\s+(?:question|terms|speaking)|conceptually|in\s+principle|"
-                      r"what\s+(?:exactly\s+)?(?:is|are)\s+(?:a|an)\s|what'?s\s+(?:a|an)\s|difference\s+between)",
+                      r"what\s+(?:exactly\s+)?(?:is|are)\s+(?:a|an)\s|what'?s\s+(?:a|an)\s|difference\s+between|conceptual(?:ly)?\b)",
                       re.I)
 _DEICTIC = re.compile(r"\b(?:it|its|this|that|these|here|the\s+(?:object|galaxy|spectrum|source|quasar|star))\b", re.I)
 
@@ -423,6 +423,8 @@ class EmbeddedPlanner:
                 k += 1
                 continue
             name, args = got[0], text_arguments(got[0], got[1], text, parts[k], state.get("z"))
+            if name == "analyze_spectrum":
+                args = analysis_target(args, text, [(n, a) for n, a, _, _ in steps])
             if any(same_call(name, args, n, a) for n, a, _, _ in steps):
                 k += 1  # this request is answered by a call already made
                 continue
@@ -445,6 +447,37 @@ class EmbeddedPlanner:
 #: any other call answers its request, and a second tool needs a request of its own. Why: after a
 #: cosmology or redshift_check call the small planner tended to add an unasked measure_spectrum.
 CONTEXT_TOOLS = ("analyze_spectrum", "sdss_lookup", "read_spectrum")
+
+_DIGITS = re.compile(r"\d+")
+
+
+def analysis_target(args: dict, text: str, steps: Sequence[tuple[str, dict]]) -> dict:
+    """An SDSS object to analyse must come from the message or from this turn's lookup: an ``sdss_id``
+    whose numbers the message does not write is replaced by the looked-up object's ("look up
+    0500-51994-0123, then run your full analysis on that spectrum"), or dropped (the conversation's
+    spectrum is analysed) when there was no lookup. The small planner otherwise writes an id of its own."""
+    sid = args.get("sdss_id")
+    if not sid:
+        return args
+    written = {int(x) for x in _DIGITS.findall(text or "")}
+    if all(int(x) in written for x in _DIGITS.findall(str(sid))):
+        return args
+    a = {k: v for k, v in args.items() if k != "sdss_id"}
+    for n, la in reversed(list(steps)):
+        if n != "sdss_lookup":
+            continue
+        if la.get("plate") and la.get("fiberid"):
+            a["sdss_id"] = (f"{int(la['plate']):04d}-{int(la['mjd']):05d}-{int(la['fiberid']):04d}" if la.get("mjd")
+                            else f"plate {int(la['plate'])} fiber {int(la['fiberid'])}")
+        elif la.get("specobjid"):
+            a["sdss_id"] = str(la["specobjid"])
+        elif la.get("identifier"):
+            a["sdss_id"] = str(la["identifier"])
+        elif la.get("ra") is not None and la.get("dec") is not None:
+            a["sdss_id"] = f"RA {la['ra']} Dec {la['dec']}"
+        break
+    return a
+
 
 _COSMOLOGY_NAME = re.compile(r"\b(planck)\s*-?\s*(18|15)\b|\b(wmap)\s*-?\s*9\b", re.I)
 _RADIUS = re.compile(r"(\d+(?:\.\d+)?)\s*(?:arc-?sec(?:onds?)?s?|asec|″|\"|'')", re.I)

@@ -48,6 +48,7 @@ HELD_OUT_SETS = {"first": HELDOUT, "fresh": HELDOUT.with_name("planner_heldout_f
                  "ninth": HELDOUT.with_name("planner_heldout_ninth.yaml"),
                  "tenth": HELDOUT.with_name("planner_heldout_tenth.yaml"),
                  "eleventh": HELDOUT.with_name("planner_heldout_eleventh.yaml"),
+                 "twelfth": HELDOUT.with_name("planner_heldout_twelfth.yaml"),
                  "third": HELDOUT.with_name("planner_heldout_third.yaml"),
                  "fourth": HELDOUT.with_name("planner_heldout_fourth.yaml"),
                  "fifth": HELDOUT.with_name("planner_heldout_fifth.yaml"),
@@ -118,7 +119,7 @@ def _dataset_requests(info: dict) -> list[dict]:
 #: agent/planner_phrases.py at 087b29a, 7 (planner v8) at 5bacb2d. Their requests are regenerated from the
 #: repository's history.
 LEGACY_GENERATORS = {**{v: ("fe6ea40", "finetune") for v in range(1, 6)}, 6: ("087b29a", "agent"),
-                     7: ("5bacb2d", "agent"), 8: ("bec7b7c", "agent")}
+                     7: ("5bacb2d", "agent"), 8: ("e61ff2c", "agent")}
 
 
 @functools.lru_cache(maxsize=4)
