@@ -481,12 +481,15 @@ def analysis_target(args: dict, text: str, steps: Sequence[tuple[str, dict]]) ->
 
 _COSMOLOGY_NAME = re.compile(r"\b(planck)\s*-?\s*(18|15)\b|\b(wmap)\s*-?\s*9\b", re.I)
 _RADIUS = re.compile(r"(\d+(?:\.\d+)?)\s*(?:arc-?sec(?:onds?)?s?|asec|″|\"|'')", re.I)
+#: a magnitude the message states by band ("r = 20.4", "g-band: 21.1", "i~19.9"); z is left out — "z = 0.3" is a redshift
+_MAGNITUDE = re.compile(r"\b([ugri])(?:\s*-?\s*band)?\s*(?:mag(?:nitude)?\s*)?(?:=|~|≈|:|\s+of\s+)\s*(\d{1,2}(?:\.\d+)?)\b")
+_RADIUS_ARCMIN = re.compile(r"(\d+(?:\.\d+)?)\s*(?:arc-?min(?:utes?)?s?|amin|′)", re.I)
 
 
 def text_arguments(name: str, args: dict, text: str, part: str | None = None, thread_z: float | None = None) -> dict:
     """Arguments the message states that a proposed call left out: a named cosmology (Planck18,
     Planck15, WMAP9) for ``cosmology``, a cone radius ("within 10 arcsec") for a coordinate
-    ``sdss_lookup``; the redshift the request itself states for ``redshift_check`` (z0) and
+    ``sdss_lookup`` (arcmin converted to arcsec, replacing a bare copy of the number); the redshift the request itself states for ``redshift_check`` (z0) and
     ``cosmology`` (z), when the proposal copied the thread's instead (with no object in the thread,
     the one redshift the whole message states). Only what the text says
     unambiguously (one cosmology named, one radius, one stated redshift in the request)."""
@@ -502,10 +505,16 @@ def text_arguments(name: str, args: dict, text: str, part: str | None = None, th
             stated = stated_redshifts(text)  # no object yet: "D at z=0.05, and where does NaD land?" is one z
         if len(stated) == 1 and a.get(key) is not None and not _same_z(a[key], stated[0]):
             a[key] = stated[0]  # "test z = 2.03" / "if it were at z = 1.5": the user's number, not the thread's
-    if name == "sdss_lookup" and a.get("ra") is not None and a.get("dec") is not None and "radius_arcsec" not in a:
+    if name == "survey_reach" and not a.get("magnitudes"):
+        mags = {m.group(1): float(m.group(2)) for m in _MAGNITUDE.finditer(text if part is None else part)
+                if 8.0 <= float(m.group(2)) <= 30.0}
+        if mags:
+            a["magnitudes"] = mags  # "it's r = 20.4, g = 21.1 — which surveys could get it?"
+    if name == "sdss_lookup" and a.get("ra") is not None and a.get("dec") is not None:
         radii = {float(m.group(1)) for m in _RADIUS.finditer(text or "")}
-        if len(radii) == 1:
-            a["radius_arcsec"] = radii.pop()
+        radii |= {round(60.0 * float(m.group(1)), 6) for m in _RADIUS_ARCMIN.finditer(text or "")}
+        if len(radii) == 1 and (a.get("radius_arcsec") is None or float(a["radius_arcsec"]) not in radii):
+            a["radius_arcsec"] = radii.pop()  # "within 0.5 arcmin": 30 arcsec, whatever number the planner copied
     return a
 
 
@@ -614,8 +623,9 @@ def ungrounded_argument(name: str, args: dict, state: dict) -> str | None:
     written = known[: len(_NUMBER.findall(state.get("text") or ""))]
     for k in TEXT_ARGS:  # an identifier or a position is copied from the message, digit by digit
         v = args.get(k)
+        ok = written + ([60.0 * x for x in written] if k == "radius_arcsec" else [])  # arcmin, converted
         if isinstance(v, (int, float)) and not (k == "radius_arcsec" and v == 3.0) and \
-                not any(abs(abs(float(v)) - abs(x)) <= 1e-9 * max(1.0, abs(x)) for x in written):
+                not any(abs(abs(float(v)) - abs(x)) <= 1e-9 * max(1.0, abs(x)) for x in ok):
             return f"{name}: {k} = {v} is not written in the message"
     return None
 

@@ -183,6 +183,8 @@ def test_embedded_end_to_end(tmp_path, ngc3522_fits):
     r = a.turn("t", "What is the redshift?", spectrum_path=ngc3522_fits)
     assert r.route == "spectrum" and r.error is None and 0 <= r.prediction["z"] < 1
     f = a.turn("t", FOLLOWUP)
-    assert f.route == "chat" and replies.fmt_gyr(f.cosmology["lookback_gyr"]) in f.reply
+    # the measurements (v9) or the cosmology (v10) first; either way the measured class and the lookback time
+    assert f.route in ("chat", "cosmology") and replies.fmt_gyr(f.cosmology["lookback_gyr"]) in f.reply
+    assert r.measure["summary_class"] and r.measure["summary_class"].lower() in f.reply.lower()
     assert len(f.reply) > len(replies.grounded_facts(z=r.z, z_source=r.z_source, pred=r.prediction,
                                                      cosmo=f.cosmology))  # the LLM added text

@@ -329,6 +329,17 @@ def test_stated_arguments_are_completed_and_repeated_requests_are_one_call():
     got = text_arguments("sdss_lookup", {"ra": 185.7, "dec": 15.8}, "anything within 10 arcsec of RA 185.7, Dec 15.8?")
     assert got["radius_arcsec"] == 10.0
     assert "radius_arcsec" not in text_arguments("sdss_lookup", {"plate": 266}, "plate 266 within 10 arcsec")
+    got = text_arguments("survey_reach", {"z": 0.44, "spectype": "GALAXY"}, "it's r = 20.4, g=21.1 in our imaging; which surveys?")
+    assert got["magnitudes"] == {"r": 20.4, "g": 21.1}
+    assert "magnitudes" not in text_arguments("survey_reach", {"z": 0.3}, "at z = 0.3, which surveys could see it?")
+    got = text_arguments("sdss_lookup", {"ra": 150.1, "dec": 2.2, "radius_arcsec": 0.5}, "within 0.5 arcmin of RA 150.1, Dec 2.2")
+    assert got["radius_arcsec"] == 30.0  # arcmin in the text: converted, the copied bare number replaced
+    from speclm.agent.planner import ungrounded_argument
+    text = "within 0.5 arcmin of RA 150.1, Dec 2.2"
+    assert ungrounded_argument("sdss_lookup", got, {"text": text}) is None  # 30 = 60 x 0.5 is grounded
+    assert ungrounded_argument("sdss_lookup", dict(got, radius_arcsec=31.0), {"text": text})
+    assert text_arguments("sdss_lookup", {"ra": 150.1, "dec": 2.2, "radius_arcsec": 5.0}, "5 arcsec of RA 150.1, Dec 2.2")[
+        "radius_arcsec"] == 5.0
     assert same_call("cosmology", {"z": 0.05}, "cosmology", {"z": 0.05, "lines": ["NaD"]})
     assert not same_call("cosmology", {"z": 0.05}, "cosmology", {"z": 1.0})
     assert not same_call("cosmology", {"z": 0.05}, "measure_spectrum", {"z": 0.05})
