@@ -60,7 +60,8 @@ def test_the_vllm_engine_without_vllm_is_one_line(tmp_path):
 
 def test_the_catalogs_fast_reading_is_the_same_model(ngc3522_fits, ngc3073_fits):
     """The catalog's model (LoRA merged, eager attention, the prompt's head read once and kept, only the
-    digits' rows of the output layer) gives bit-identical digit logits to reading every prompt whole
+    digits' rows of the output layer) gives the same digit logits (bit-identical on AVX512 CPUs, within
+    1e-4 everywhere) as reading every prompt whole
     through the full vocabulary, and really reads fewer tokens."""
     from speclm.finetune.catalog import _predictor
     from speclm.finetune.predict import spectrum_prompt
@@ -88,7 +89,10 @@ def test_the_catalogs_fast_reading_is_the_same_model(ngc3522_fits, ngc3073_fits)
         pred.prefix_cache, pred._head_ids = kept, None
         hook.remove()
     for k in ("d0", "l1", "l2", "l3", "leaf"):
-        np.testing.assert_array_equal(fast[k], whole[k], err_msg=k)
+        # bit-identical on AVX512 CPUs; on an AVX2-only CPU the ten-row digit head and the full vocabulary's
+        # matmul are blocked differently, and logits differ by up to ~2e-5 (seen on AMD Zen 3)
+        np.testing.assert_allclose(fast[k], whole[k], rtol=0, atol=1e-4, err_msg=k)
+        assert (np.argmax(fast[k], axis=-1) == np.argmax(whole[k], axis=-1)).all(), k
     head = len(pred.rt.tokenizer(pred.codec.prompt_prefix, add_special_tokens=False)["input_ids"])
     assert n_whole - n_fast == head * len(prompts)
     zs = [p.z for p in pred.summarise_raw(fast, 1.0)]
