@@ -76,7 +76,7 @@ def format_call(name: str, args: dict) -> str:
 #: addition,", "Also,", "Oh and", "Second,", "Meanwhile", "Finally"); a numbered list ("1) … 2) …") is split.
 _PART_BREAK = re.compile(
     r"(?:[.?!]\s+(?:and\s+|oh\s+and\s+)?(?:separately|in\s+addition|additionally|secondly|second|meanwhile|besides|"
-    r"one\s+more\s+thing|also|plus|finally)(?=[\s,:])[,:]?\s*|(?:^|\s)\(?[1-4]\)\s+|\s+and\s+(?=(?:what|what's|whats|how|where|which|when|who)\s)|\?\s+(?:if\s+so,?\s+)?(?=(?:what|what's|"
+    r"one\s+more\s+thing|also|plus|finally|after\s+that|afterwards|then)(?=[\s,:])[,:]?\s*|,?\s+and\s+(?=(?:tell|give|show)\s+me\b)|(?:^|\s)\(?[1-4]\)\s+|\s+and\s+(?=(?:what|what's|whats|how|where|which|when|who)\s)|\?\s+(?:if\s+so,?\s+)?(?=(?:what|what's|"
     r"whats|how|where|which|when|who)\s)|,?\s+(?:and\s+)?(?:then|after\s+that|afterwards)\s+|;\s*|,?\s+plus\s+|[,?]\s+and\s+also\s+|[,?]\s+(?:and|also)\s+(?=(?:what|what's|"
     r"whats|how|where|when|which|who|is|are|does|do|did|can|could|would|will|give|show|tell|compute|calculate|"
     r"check|test|rerun|redo|re-run|run|measure|list|look|plot|find|get|estimate|summari[sz]e|describe)\b))", re.I)

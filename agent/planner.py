@@ -180,6 +180,11 @@ _GENERAL = re.compile(r"\b(?:in\s+general|general(?:ly)?\s+(?:question|terms|spe
 _DEICTIC = re.compile(r"\b(?:it|its|this|that|these|here|the\s+(?:object|galaxy|spectrum|source|quasar|star))\b", re.I)
 
 
+#: markers that make a question general whatever pronoun follows ("in general, why do type 1 quasars show
+#: broad lines … is it just orientation?": that "it" is the phenomenon, not the object)
+_POINTS_AT_OBJECT = re.compile(r"\b(?:this|these|here|the\s+(?:object|galaxy|spectrum|source|quasar|star))\b", re.I)
+_PLAINLY_GENERAL = re.compile(r"\b(?:in\s+general|generally\s+speaking|conceptually|conceptual\s+question|in\s+principle)\b",
+                              re.I)
 _NOT_ABOUT = re.compile(r"\bnot\s+(?:about|related\s+to|specific\s+to|for)\s+(?:this|the|that|it\b)", re.I)
 
 
@@ -189,7 +194,8 @@ def general_question(text: str) -> bool:
     no word pointing at the object (it, its, this, here, the galaxy, …) — or the message says it is not
     about the object ("… not about this object, just wondering")."""
     t = text or ""
-    return bool(_GENERAL.search(t)) and (not _DEICTIC.search(t) or bool(_NOT_ABOUT.search(t)))
+    return bool(_GENERAL.search(t)) and (not _DEICTIC.search(t) or bool(_NOT_ABOUT.search(t))
+                                         or (bool(_PLAINLY_GENERAL.search(t)) and not _POINTS_AT_OBJECT.search(t)))
 
 
 def asks_about_object(state: dict) -> bool:

@@ -50,6 +50,7 @@ HELD_OUT_SETS = {"first": HELDOUT, "fresh": HELDOUT.with_name("planner_heldout_f
                  "eleventh": HELDOUT.with_name("planner_heldout_eleventh.yaml"),
                  "twelfth": HELDOUT.with_name("planner_heldout_twelfth.yaml"),
                  "thirteenth": HELDOUT.with_name("planner_heldout_thirteenth.yaml"),
+                 "fourteenth": HELDOUT.with_name("planner_heldout_fourteenth.yaml"),
                  "third": HELDOUT.with_name("planner_heldout_third.yaml"),
                  "fourth": HELDOUT.with_name("planner_heldout_fourth.yaml"),
                  "fifth": HELDOUT.with_name("planner_heldout_fifth.yaml"),

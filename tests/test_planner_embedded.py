@@ -310,6 +310,10 @@ def test_a_message_is_split_into_the_requests_it_makes():
                                                                                  "what's D_L in WMAP9?"]
     assert request_parts("1) lookback time 2) which surveys could see it") == ["lookback time", "which surveys could see it"]
     assert request_parts("BPT class please. In addition, the angular scale") == ["BPT class please", "the angular scale"]
+    assert request_parts("Which surveys would pick it up? After that, give me the Dn4000.") == [
+        "Which surveys would pick it up", "give me the Dn4000"]
+    assert request_parts("measure the line fluxes and tell me how far away it is") == [
+        "measure the line fluxes", "tell me how far away it is"]
     for one in ("where do Halpha and [NII] 6585 land in the observed frame?", "if it were at z = 1. what's D_L?",
                 "second-order effects aside, how far is it?", "z=1.5. Next time more",
                 "is this really a star? the template says so but I'm not sure",
@@ -360,6 +364,7 @@ def test_a_general_question_gets_no_tool_and_a_question_about_the_object_does():
     assert general_question("generally speaking, why do LINERs have strong [OI]? not about this object, just wondering")
     assert not general_question("is it a LINER?") and not general_question("what is a good distance for this one?")
     assert not general_question("in general, is this object a LINER?")
+    assert general_question("in general, why do type 1 quasars show broad lines? is it just orientation?")  # "it": the phenomenon
 
     class Measures:
         name = "measures"
