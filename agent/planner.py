@@ -177,12 +177,12 @@ def state_context(state: dict) -> str:
 _GENERAL = re.compile(r"\b(?:in\s+general|general(?:ly)?\s+(?:question|terms|speaking)|conceptually|in\s+principle|"
                       r"what\s+(?:exactly\s+)?(?:is|are)\s+(?:a|an)\s|what'?s\s+(?:a|an)\s|difference\s+between|conceptual(?:ly)?\b)",
                       re.I)
-_DEICTIC = re.compile(r"\b(?:it|its|this|that|these|here|the\s+(?:object|galaxy|spectrum|source|quasar|star))\b", re.I)
+_POINTS_AT_OBJECT = re.compile(r"\b(?:this|these|here|the\s+(?:object|galaxy|spectrum|source|quasar|star))\b", re.I)
+_DEICTIC = re.compile(r"\b(?:it|its|that)\b|" + _POINTS_AT_OBJECT.pattern, re.I)  # a pronoun, or a word pointing at it
 
 
 #: markers that make a question general whatever pronoun follows ("in general, why do type 1 quasars show
 #: broad lines … is it just orientation?": that "it" is the phenomenon, not the object)
-_POINTS_AT_OBJECT = re.compile(r"\b(?:this|these|here|the\s+(?:object|galaxy|spectrum|source|quasar|star))\b", re.I)
 _PLAINLY_GENERAL = re.compile(r"\b(?:in\s+general|generally\s+speaking|conceptually|conceptual\s+question|in\s+principle)\b",
                               re.I)
 _NOT_ABOUT = re.compile(r"\bnot\s+(?:about|related\s+to|specific\s+to|for)\s+(?:this|the|that|it\b)", re.I)
@@ -495,7 +495,8 @@ _RADIUS_ARCMIN = re.compile(r"(\d+(?:\.\d+)?)\s*(?:arc-?min(?:utes?)?s?|amin|′
 def text_arguments(name: str, args: dict, text: str, part: str | None = None, thread_z: float | None = None) -> dict:
     """Arguments the message states that a proposed call left out: a named cosmology (Planck18,
     Planck15, WMAP9) for ``cosmology``, a cone radius ("within 10 arcsec") for a coordinate
-    ``sdss_lookup`` (arcmin converted to arcsec, replacing a bare copy of the number); the redshift the request itself states for ``redshift_check`` (z0) and
+    ``sdss_lookup`` (arcmin converted to arcsec, replacing a bare copy of the number), magnitudes stated
+    by band for ``survey_reach``; the redshift the request itself states for ``redshift_check`` (z0) and
     ``cosmology`` (z), when the proposal copied the thread's instead (with no object in the thread,
     the one redshift the whole message states). Only what the text says
     unambiguously (one cosmology named, one radius, one stated redshift in the request)."""

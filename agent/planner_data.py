@@ -434,30 +434,31 @@ def written_items(folder: str | Path = WRITTEN) -> list[dict]:
     return out
 
 
-def _redraw(rng: random.Random, item: dict) -> tuple[dict | None, list[dict]]:
-    """The item with its thread's z (and an attached file's analysed z) redrawn where the text does not
-    write that number, so the planner learns to copy the z it is given rather than the one it saw."""
+def _z_like(rng: random.Random, spectype: str | None) -> float:
+    return _num(rng, 0.1, 4) if spectype == "QSO" else _num(rng, 0.0005, 0.8)
+
+
+def _as_given(rng: random.Random, item: dict, redraw: bool) -> tuple[dict, list[dict]]:
+    """The item's context and calls — with ``redraw``, its thread's z (and an attached file's analysed z)
+    redrawn where the text does not write that number, so the planner learns to copy the z it is given
+    rather than the one it saw."""
     ctx = dict(item.get("context") or {})
     swap = {}
     z = ctx.get("z")
-    if isinstance(z, (int, float)) and z > 0 and format_number(z) not in item["text"]:
-        typ = ctx.get("spectype") or "GALAXY"
-        swap[float(z)] = _num(rng, 0.1, 4) if typ == "QSO" else _num(rng, 0.0005, 0.8)
-        ctx["z"] = swap[float(z)]
+    if redraw and isinstance(z, (int, float)) and z > 0 and format_number(z) not in item["text"]:
+        swap[float(z)] = ctx["z"] = _z_like(rng, ctx.get("spectype") or "GALAXY")
     calls = []
     for c in item["plan"]:
-        c = {"name": c["name"], "args": dict(c.get("args") or {}), "output": dict(c["output"]) if c.get("output") else None}
-        out = c["output"]
-        if out and isinstance(out.get("z"), (int, float)) and format_number(out["z"]) not in item["text"]:
-            new = _num(rng, 0.1, 4) if out.get("spectype") == "QSO" else _num(rng, 0.0005, 0.8)
-            swap[float(out["z"])] = new
-            out["z"] = new
+        out = dict(c["output"]) if c.get("output") else None
+        c = {"name": c["name"], "args": dict(c.get("args") or {}), "output": out}
+        if redraw and out and isinstance(out.get("z"), (int, float)) and format_number(out["z"]) not in item["text"]:
+            swap[float(out["z"])] = out["z"] = _z_like(rng, out.get("spectype"))
         for k in ("z", "z0"):
             v = c["args"].get(k)
             if isinstance(v, (int, float)) and float(v) in swap and format_number(v) not in item["text"]:
                 c["args"][k] = swap[float(v)]
         calls.append(c)
-    return ctx or None, calls
+    return ctx, calls
 
 
 def _written_requests(rng: random.Random, copies: int = 2) -> list[dict]:
@@ -465,12 +466,7 @@ def _written_requests(rng: random.Random, copies: int = 2) -> list[dict]:
     out = []
     for it in written_items():
         for k in range(copies):
-            if k == 0:
-                ctx = it.get("context")
-                calls = [{"name": c["name"], "args": dict(c.get("args") or {}), "output": c.get("output")} for c in it["plan"]]
-            else:
-                ctx, calls = _redraw(rng, it)
-            ctx = ctx or {}
+            ctx, calls = _as_given(rng, it, redraw=k > 0)
             line = context_line(ctx.get("z"), ctx.get("z_source"), ctx.get("spectype"), bool(ctx.get("has_spectrum")),
                                 bool(ctx.get("attached")))
             plan = [{"name": c["name"], "args": c["args"], "result": _result_for(c["name"], rng, c["output"])}
