@@ -32,14 +32,16 @@ from speclm.agent.planner_phrases import (CLOSERS, COSMO_FIRST, COSMO_FORMS, LIN
                                           SURVEY_FORMS)
 
 FORMAT = "speclm-planner-dataset"
-GENERATOR_VERSION = 9  # 1-5: planner v1-v6 (their cards); 6: planner v7 (the registry's tools, analyze_spectrum);
+GENERATOR_VERSION = 10  # 1-5: planner v1-v6 (their cards); 6: planner v7 (the registry's tools, analyze_spectrum);
 # 7: planner v8 — distances and line positions at a named z with nothing loaded, two requests in one message
 # joined in any order, more summaries and line-ratio questions (what planner v7 missed on the seventh set);
 # 8: planner v9 — yes/no questions about the object's nature are measurements (as the tool card says), more
 # two-part requests and cone radii (the kinds of request v8 missed on the eighth set);
 # 9: planner v10 — adds the hand-written requests of agent/planner_written/ (three registers, written by helpers
 # from the tool card and the labelling conventions only), each as written and once with the thread's z redrawn;
-# attached files with a follow-up (cosmology, a z to test, the model's own z); sentence-level joiners
+# attached files with a follow-up (cosmology, a z to test, the model's own z); sentence-level joiners;
+# 10: planner v11 — 260 more hand-written requests (multi-part and multi-argument requests, research chat), and
+# the held-out sets twelfth-fourteenth retired into training after their evaluation (heldout_*.yaml here)
 
 
 def P(tool: str, kind: str) -> list[str]:
@@ -422,7 +424,9 @@ WRITTEN = Path(__file__).parent / "planner_written"
 
 
 def written_items(folder: str | Path = WRITTEN) -> list[dict]:
-    """The hand-written training requests ({text, context, plan} as in the held-out YAMLs), in file order."""
+    """The hand-written training requests ({text, context, plan} as in the held-out YAMLs), in file order:
+    those written as training data and the held-out sets retired into training after their evaluation
+    (``heldout_*.yaml``)."""
     import yaml
 
     out = []

@@ -31,6 +31,8 @@ from pathlib import Path
 
 import yaml
 
+from speclm.agent.planner_data import WRITTEN
+
 HELDOUT = Path(__file__).resolve().parent / "planner_heldout.yaml"
 #: the held-out sets by name (``speclm eval planner --held-out NAME``), in the order they were written:
 #: "first" and "fresh" were read while generator v2 was designed (development sets for planner v3);
@@ -48,19 +50,21 @@ HELD_OUT_SETS = {"first": HELDOUT, "fresh": HELDOUT.with_name("planner_heldout_f
                  "ninth": HELDOUT.with_name("planner_heldout_ninth.yaml"),
                  "tenth": HELDOUT.with_name("planner_heldout_tenth.yaml"),
                  "eleventh": HELDOUT.with_name("planner_heldout_eleventh.yaml"),
-                 "twelfth": HELDOUT.with_name("planner_heldout_twelfth.yaml"),
-                 "thirteenth": HELDOUT.with_name("planner_heldout_thirteenth.yaml"),
-                 "fourteenth": HELDOUT.with_name("planner_heldout_fourteenth.yaml"),
                  "third": HELDOUT.with_name("planner_heldout_third.yaml"),
                  "fourth": HELDOUT.with_name("planner_heldout_fourth.yaml"),
                  "fifth": HELDOUT.with_name("planner_heldout_fifth.yaml"),
                  "sixth": HELDOUT.with_name("planner_heldout_sixth.yaml")}
+#: sets once held out and, after their evaluation, retired into the planner's training requests (they
+#: live with the hand-written requests, :data:`speclm.agent.planner_data.WRITTEN`); still scorable by
+#: name, to reproduce the numbers they gave while unseen: "twelfth", "thirteenth", "fourteenth" (planner
+#: v10's held-out sets, trained on from generator v10 / planner v11)
+RETIRED_SETS = {k: WRITTEN / f"heldout_{k}.yaml" for k in ("twelfth", "thirteenth", "fourteenth")}
 DEFAULTS = {"cosmology": "Planck18", "radius_arcsec": 3.0}
 
 
 def load_held_out(path: str | Path = HELDOUT) -> list[dict]:
     """A held-out YAML by path, or by its name in :data:`HELD_OUT_SETS`."""
-    path = HELD_OUT_SETS.get(str(path), path)
+    path = HELD_OUT_SETS.get(str(path)) or RETIRED_SETS.get(str(path)) or path
     items = yaml.safe_load(Path(path).read_text()) or []
     for i, it in enumerate(items):
         if "text" not in it or "plan" not in it:
@@ -118,20 +122,27 @@ def _dataset_requests(info: dict) -> list[dict]:
 
 #: where each earlier generator version lives: (commit, layout). Versions 1-5 (planners v1-v6) are the
 #: stacked generator of finetune/planner_data.py at fe6ea40; 6 (planner v7) is agent/planner_data.py with
-#: agent/planner_phrases.py at 087b29a, 7 (planner v8) at 5bacb2d. Their requests are regenerated from the
+#: agent/planner_phrases.py at 087b29a, 7 (planner v8) at 5bacb2d, 8 (v9) at e61ff2c, 9 (v10, with the
+#: hand-written requests of agent/planner_written/ at that commit) at 5f2703d. Their requests are regenerated from the
 #: repository's history.
 LEGACY_GENERATORS = {**{v: ("fe6ea40", "finetune") for v in range(1, 6)}, 6: ("087b29a", "agent"),
-                     7: ("5bacb2d", "agent"), 8: ("e61ff2c", "agent")}
+                     7: ("5bacb2d", "agent"), 8: ("e61ff2c", "agent"), 9: ("5f2703d", "agent")}
 
 
 @functools.lru_cache(maxsize=4)
 def _legacy_module(commit: str, layout: str):
     """An old generator module, built from the repository's history (:mod:`speclm.evals.history`)."""
-    from speclm.evals.history import module_at
+    import tempfile
+
+    from speclm.evals.history import files_at, module_at
+
+    # generators from v9 on read the hand-written requests beside them: those of that commit
+    home = Path(tempfile.mkdtemp(prefix=f"speclm-planner-{commit}-"))
+    files_at(commit, f"{layout}/planner_written", home)
 
     def module(name: str, path: str):
         try:
-            return module_at(commit, path, name)
+            return module_at(commit, path, name, file=home / path)
         except ValueError as exc:
             raise ValueError(f"an earlier planner generator lives in commit {commit}: {exc}") from None
 

@@ -140,6 +140,16 @@ def test_held_out_phrasings_are_never_training_requests(path):
         pdata.assert_not_in(held, [{"text": held[3].upper() + " ?"}])
 
 
+def test_retired_held_out_sets_are_training_requests_and_no_longer_held_out():
+    """A set retired into training after its evaluation is trained on in full, and is never again listed
+    (or scored by default) as held out."""
+    written = {pdata._norm(it["text"]) for it in pdata.written_items()}
+    assert ev.RETIRED_SETS and not set(ev.RETIRED_SETS) & set(ev.HELD_OUT_SETS)
+    for name in ev.RETIRED_SETS:
+        texts = ev.held_out_texts(name)
+        assert len(texts) == 64 and all(pdata._norm(t) in written for t in texts)
+
+
 # -- the scorer can fail -----------------------------------------------------------------------
 def _oracle(items):
     by_text = {it["text"]: it for it in items}
