@@ -43,13 +43,16 @@ HELDOUT = Path(__file__).resolve().parent / "planner_heldout.yaml"
 #: (2026-12-06, the registry's tools incl. analyze_spectrum, attached files) written by a helper that
 #: never read the rules, the generator or the earlier sets, unseen until planner v7's final evaluation, whose
 #: failures shaped generator v7; "eighth" written the same way, unseen until planner v8's final evaluation,
-#: whose failures shaped generator v8; "ninth" likewise, unseen until planner v9's final evaluation
+#: whose failures shaped generator v8; "ninth" likewise, unseen until planner v9's final evaluation;
+#: "fifteenth" (2026-12-07) written by a helper from the tool card and the labelling conventions only,
+#: unseen until planner v11's evaluation (the rule that chose v11 used "seventh"-"eleventh")
 HELD_OUT_SETS = {"first": HELDOUT, "fresh": HELDOUT.with_name("planner_heldout_fresh.yaml"),
                  "seventh": HELDOUT.with_name("planner_heldout_seventh.yaml"),
                  "eighth": HELDOUT.with_name("planner_heldout_eighth.yaml"),
                  "ninth": HELDOUT.with_name("planner_heldout_ninth.yaml"),
                  "tenth": HELDOUT.with_name("planner_heldout_tenth.yaml"),
                  "eleventh": HELDOUT.with_name("planner_heldout_eleventh.yaml"),
+                 "fifteenth": HELDOUT.with_name("planner_heldout_fifteenth.yaml"),
                  "third": HELDOUT.with_name("planner_heldout_third.yaml"),
                  "fourth": HELDOUT.with_name("planner_heldout_fourth.yaml"),
                  "fifth": HELDOUT.with_name("planner_heldout_fifth.yaml"),
