@@ -466,7 +466,8 @@ def analysis_target(args: dict, text: str, steps: Sequence[tuple[str, dict]]) ->
     if not sid:
         return args
     written = {int(x) for x in _DIGITS.findall(text or "")}
-    if all(int(x) in written for x in _DIGITS.findall(str(sid))):
+    nums = _DIGITS.findall(str(sid))
+    if nums and all(int(x) in written for x in nums):  # every SDSS id has numbers: "GALAXY" is none
         return args
     a = {k: v for k, v in args.items() if k != "sdss_id"}
     for n, la in reversed(list(steps)):

@@ -2,6 +2,8 @@
 graph running its plans (the real SmolLM2-135M with the bundled planner LoRA, tools for real)."""
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from sdss_server import sdss_cfg, sdss_objects, sdss_sim  # noqa: F401  (pytest fixtures)
@@ -89,10 +91,12 @@ def test_hand_written_requests_are_valid_plans_and_their_z_is_redrawn_consistent
         for c in orig["plan"] + copy["plan"]:
             assert validate_call(c["name"], c["args"], tools, st) is None, (orig["text"], c)
         ctx = ev._parse_context(copy["context"]) or {}
+        read_back = set()  # z values an earlier call of this plan returned (a lookup's catalog z)
         for c in copy["plan"]:
             z = c["args"].get("z", c["args"].get("z0"))
             if c["name"] in ("measure_spectrum", "survey_reach") and not copy["context"].endswith(pt.ATTACHED):
-                assert z == ctx.get("z"), (copy, c)  # the object's z, as redrawn
+                assert z == ctx.get("z") or pt.format_number(z) in read_back, (copy, c)  # the object's z, as redrawn
+            read_back |= set(re.findall(r"z=([0-9.]+)", c["result"]))
         moved += orig["context"] != copy["context"]
     assert moved > len(items) // 2
 
@@ -148,6 +152,18 @@ def test_retired_held_out_sets_are_training_requests_and_no_longer_held_out():
     for name in ev.RETIRED_SETS:
         texts = ev.held_out_texts(name)
         assert len(texts) == 64 and all(pdata._norm(t) in written for t in texts)
+
+
+def test_an_analysed_sdss_id_comes_from_the_message_or_this_turns_lookup():
+    from speclm.agent.planner import analysis_target
+
+    lookup = [("sdss_lookup", {"plate": 412, "mjd": 51871, "fiberid": 233})]
+    text = "Fetch 0412-51871-0233 and then run the full analysis on its spectrum, please."
+    assert analysis_target({"sdss_id": "0412-51871-0233"}, text, lookup) == {"sdss_id": "0412-51871-0233"}
+    # a word the planner copied from the lookup's read-back line (fifteenth set) is no id: the lookup's is used
+    assert analysis_target({"sdss_id": "GALAXY"}, text, lookup) == {"sdss_id": "0412-51871-0233"}
+    assert analysis_target({"sdss_id": "0266-51630-0461"}, text, lookup) == {"sdss_id": "0412-51871-0233"}
+    assert analysis_target({"sdss_id": "GALAXY"}, "analyse it", []) == {}
 
 
 # -- the scorer can fail -----------------------------------------------------------------------
