@@ -66,7 +66,7 @@ DEFAULTS = {"cosmology": "Planck18", "radius_arcsec": 3.0}
 
 
 def load_held_out(path: str | Path = HELDOUT) -> list[dict]:
-    """A held-out YAML by path, or by its name in :data:`HELD_OUT_SETS`."""
+    """A held-out YAML by path, or by its name in :data:`HELD_OUT_SETS` (or :data:`RETIRED_SETS`)."""
     path = HELD_OUT_SETS.get(str(path)) or RETIRED_SETS.get(str(path)) or path
     items = yaml.safe_load(Path(path).read_text()) or []
     for i, it in enumerate(items):
@@ -455,7 +455,8 @@ def register_eval(esub) -> None:
     p.add_argument("--adapter", default="bundled-planner", help="planner adapter directory (default: the bundled one)")
     p.add_argument("--base", default="embedded", help="base model (default: embedded)")
     p.add_argument("--held-out", default="first",
-                   help=f"held-out set: a name ({', '.join(HELD_OUT_SETS)}) or a YAML path (default: first, "
+                   help=f"held-out set: a name ({', '.join(HELD_OUT_SETS)}; retired into training: {', '.join(RETIRED_SETS)}) "
+                        "or a YAML path (default: first, "
                         "evals/planner_heldout.yaml)")
     p.add_argument("--dataset", default=None, help="score this planner dataset's val split (synthetic requests) "
                    "instead of the held-out phrasings, e.g. to choose between adapters without touching them")
