@@ -489,7 +489,8 @@ def analysis_target(args: dict, text: str, steps: Sequence[tuple[str, dict]]) ->
     return a
 
 
-_COSMOLOGY_NAME = re.compile(r"\b(planck)\s*-?\s*(18|15)\b|\b(wmap)\s*-?\s*9\b", re.I)
+_COSMOLOGY_NAME = re.compile(r"\b(planck)\s*-?\s*(18|15)\b|\b(wmap)\s*-?\s*9\b"
+                             r"|\b(flat)\s+(?:ΛCDM|LCDM|lambda[- ]?CDM|cosmolog\w*|universe|model)", re.I)
 _RADIUS = re.compile(r"(\d+(?:\.\d+)?)\s*(?:arc-?sec(?:onds?)?s?|asec|″|\"|'')", re.I)
 #: a magnitude the message states by band ("r = 20.4", "g-band: 21.1", "i~19.9"); z is left out — "z = 0.3" is a redshift
 _MAGNITUDE = re.compile(r"\b([ugri])(?:\s*-?\s*band)?\s*(?:mag(?:nitude)?\s*)?(?:=|~|≈|:|\s+of\s+)\s*(\d{1,2}(?:\.\d+)?)\b")
@@ -498,7 +499,7 @@ _RADIUS_ARCMIN = re.compile(r"(\d+(?:\.\d+)?)\s*(?:arc-?min(?:utes?)?s?|amin|′
 
 def text_arguments(name: str, args: dict, text: str, part: str | None = None, thread_z: float | None = None) -> dict:
     """Arguments the message states that a proposed call left out: a named cosmology (Planck18,
-    Planck15, WMAP9) for ``cosmology``, a cone radius ("within 10 arcsec") for a coordinate
+    Planck15, WMAP9, or "flat" when the message says a flat cosmology / ΛCDM) for ``cosmology``, a cone radius ("within 10 arcsec") for a coordinate
     ``sdss_lookup`` (arcmin converted to arcsec, replacing a bare copy of the number), magnitudes stated
     by band for ``survey_reach``; the redshift the request itself states for ``redshift_check`` (z0) and
     ``cosmology`` (z), when the proposal copied the thread's instead (with no object in the thread,
@@ -506,7 +507,8 @@ def text_arguments(name: str, args: dict, text: str, part: str | None = None, th
     unambiguously (one cosmology named, one radius, one stated redshift in the request)."""
     a = dict(args)
     if name == "cosmology" and not a.get("cosmology"):
-        named = {("Planck" + m.group(2)) if m.group(1) else "WMAP9" for m in _COSMOLOGY_NAME.finditer(text or "")}
+        named = {("Planck" + m.group(2)) if m.group(1) else ("flat" if m.group(4) else "WMAP9")
+                 for m in _COSMOLOGY_NAME.finditer(text or "")}
         if len(named) == 1:
             a["cosmology"] = named.pop()
     if name in ("redshift_check", "cosmology"):
@@ -516,6 +518,14 @@ def text_arguments(name: str, args: dict, text: str, part: str | None = None, th
             stated = stated_redshifts(text)  # no object yet: "D at z=0.05, and where does NaD land?" is one z
         if len(stated) == 1 and a.get(key) is not None and not _same_z(a[key], stated[0]):
             a[key] = stated[0]  # "test z = 2.03" / "if it were at z = 1.5": the user's number, not the thread's
+    if name == "survey_reach" and isinstance(a.get("magnitudes"), dict):  # a position is no magnitude:
+        mags = dict(a["magnitudes"])  # {"ra": 213.7, "dec": 52.4} under magnitudes goes where it belongs
+        for k in ("ra", "dec"):
+            if k in mags and a.get(k) is None:
+                a[k] = mags.pop(k)
+        a["magnitudes"] = {k: v for k, v in mags.items() if k not in ("ra", "dec")} or None
+        if a["magnitudes"] is None:
+            del a["magnitudes"]
     if name == "survey_reach" and not a.get("magnitudes"):
         mags = {m.group(1): float(m.group(2)) for m in _MAGNITUDE.finditer(text if part is None else part)
                 if 8.0 <= float(m.group(2)) <= 30.0}

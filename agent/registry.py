@@ -80,6 +80,15 @@ class CosmologyInput(BaseModel):
     lines: Optional[list[str]] = Field(None, description="line names for observed positions "
                                        "(e.g. ['Halpha', 'OIII5008']); default: the usual optical set")
 
+    @field_validator("cosmology")
+    @classmethod
+    def _known_cosmology(cls, v):
+        """Only a cosmology the tool has (Planck18, Planck15, WMAP9, flat): a planner's 'APO3500' is
+        refused here, so the proposal is not run."""
+        from speclm.tools.cosmology import CosmologyConfig
+
+        return CosmologyConfig(name=v).name if v is not None else v
+
     @field_validator("lines")
     @classmethod
     def _known_lines(cls, v):

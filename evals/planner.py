@@ -15,6 +15,11 @@ identifier string as the object the lookup's own parser reads in it (``{"identif
 0266-51630-0461"}`` names plate 266, MJD 51630, fiber 461: the same call); arguments at their schema
 default (cosmology Planck18, a 3" cone) may be left out or written.
 
+One plan equivalence, from the tools' definitions: ``analyze_spectrum`` of an SDSS object runs that
+object's ``sdss_lookup`` itself (agent/registry.py ``analyze_tool``), so an ``sdss_lookup`` of the
+same object just before the analysis adds nothing: [lookup X, analyze X] and [analyze X] are the same
+plan, whichever one the expected plan writes (:func:`canonical_plan`).
+
 The rules (agent/router.py) plan no sequence and no arguments, so their column is the first tool
 only: the route's first tool (lookup -> sdss_lookup, check -> redshift_check, cosmology ->
 cosmology, an object question -> measure_spectrum or survey_reach, chat -> no call).
@@ -45,7 +50,9 @@ HELDOUT = Path(__file__).resolve().parent / "planner_heldout.yaml"
 #: failures shaped generator v7; "eighth" written the same way, unseen until planner v8's final evaluation,
 #: whose failures shaped generator v8; "ninth" likewise, unseen until planner v9's final evaluation;
 #: "fifteenth" (2026-12-07) written by a helper from the tool card and the labelling conventions only,
-#: unseen until planner v11's evaluation (the rule that chose v11 used "seventh"-"eleventh")
+#: unseen until planner v11's evaluation (the rule that chose v11 used "seventh"-"eleventh");
+#: "sixteenth" (2026-12-07 06:30 UTC) written the same way after the conventions page settled SDSS
+#: analyses; six texts equal to a training request or an earlier set's were reworded before any scoring
 HELD_OUT_SETS = {"first": HELDOUT, "fresh": HELDOUT.with_name("planner_heldout_fresh.yaml"),
                  "seventh": HELDOUT.with_name("planner_heldout_seventh.yaml"),
                  "eighth": HELDOUT.with_name("planner_heldout_eighth.yaml"),
@@ -53,6 +60,7 @@ HELD_OUT_SETS = {"first": HELDOUT, "fresh": HELDOUT.with_name("planner_heldout_f
                  "tenth": HELDOUT.with_name("planner_heldout_tenth.yaml"),
                  "eleventh": HELDOUT.with_name("planner_heldout_eleventh.yaml"),
                  "fifteenth": HELDOUT.with_name("planner_heldout_fifteenth.yaml"),
+                 "sixteenth": HELDOUT.with_name("planner_heldout_sixteenth.yaml"),
                  "third": HELDOUT.with_name("planner_heldout_third.yaml"),
                  "fourth": HELDOUT.with_name("planner_heldout_fourth.yaml"),
                  "fifth": HELDOUT.with_name("planner_heldout_fifth.yaml"),
@@ -290,6 +298,35 @@ def args_match(got: dict, want: dict, tool: str | None = None) -> bool:
     return True
 
 
+def _same_object(lookup_args: dict, sdss_id) -> bool:
+    """Does this ``sdss_lookup`` name the object an analysis's ``sdss_id`` names?"""
+    if not sdss_id:
+        return False
+    a, b = _lookup_key(lookup_args), _lookup_key({"identifier": str(sdss_id)})
+    keys = ("plate", "mjd", "fiberid", "specobjid", "ra", "dec")
+    def norm(d):
+        try:
+            return {k: (round(float(d[k]), 6) if k in ("ra", "dec") else int(d[k])) for k in keys if d.get(k) is not None}
+        except (TypeError, ValueError):
+            return None
+
+    na, nb = norm(a), norm(b)
+    return bool(na) and na == nb
+
+
+def _kept(calls: list) -> list[bool]:
+    """For each (name, args): False for an ``sdss_lookup`` followed at once by the analysis of the same
+    object (module docstring: the analysis runs that lookup itself)."""
+    return [not (name == "sdss_lookup" and i + 1 < len(calls) and calls[i + 1][0] == "analyze_spectrum"
+                 and _same_object(args or {}, (calls[i + 1][1] or {}).get("sdss_id")))
+            for i, (name, args) in enumerate(calls)]
+
+
+def canonical_plan(calls: list) -> list:
+    """The plan without the lookups its analyses run themselves (:func:`_kept`)."""
+    return [c for c, kept in zip(calls, _kept(calls)) if kept]
+
+
 @functools.lru_cache(maxsize=1)
 def _tools() -> dict:
     from speclm.agent.registry import build_tools
@@ -310,16 +347,25 @@ def score_planner(propose, items: list[dict]) -> dict:
 
     rows, step_secs = [], []
     for it in items:
-        ctx, text, plan = it.get("context_line") or _context(it.get("context")), it["text"], it["plan"]
+        ctx, text = it.get("context_line") or _context(it.get("context")), it["text"]
+        calls = [(c["name"], c.get("args") or {}) for c in it["plan"]]
+        plan = [c for c, kept in zip(it["plan"], _kept(calls)) if kept]
         done, row = [], {"text": text, "want": [(c["name"], c.get("args") or {}) for c in plan], "got": [],
                          "first_tool": False, "tools": False, "args": False, "right": False, "fallback": False}
-        ok_tools, ok_args = True, True
-        for k in range(len(plan) + 1):
+        ok_tools, ok_args, extra = True, True, 0
+        k = 0
+        while k <= len(plan):
             t0 = time.perf_counter()
             raw = propose(ctx, text, done)
             step_secs.append(time.perf_counter() - t0)
             got = parse_step(raw)
             want = plan[k] if k < len(plan) else None
+            if got and got[0] == "sdss_lookup" and want and want["name"] == "analyze_spectrum" and not extra and \
+                    _same_object(got[1], (want.get("args") or {}).get("sdss_id")):
+                extra = 1  # the lookup the analysis runs anyway, written before it: the same plan
+                row["got"].append(("sdss_lookup", got[1]))
+                done.append(("sdss_lookup", got[1], result_summary("sdss_lookup", None)))
+                continue
             if got is None or (got[0] is not None and _schema_problem(got[0], got[1])):
                 row["fallback"] = True
                 row["got"].append(("?", raw.strip()[:80]))
@@ -337,6 +383,7 @@ def score_planner(propose, items: list[dict]) -> dict:
                 ok_args = False
             done.append((want["name"], want.get("args") or {},
                          want.get("result") or result_summary(want["name"], want.get("output"))))
+            k += 1
         row["tools"] = ok_tools
         row["args"] = ok_tools and ok_args
         row["right"] = row["args"] and not row["fallback"]
@@ -409,8 +456,9 @@ def score_agent_planner(planner, items: list[dict], max_steps: int = 4) -> dict:
                 if out.get("z") is not None:
                     st["z"] = out["z"]
                     st["spectype"] = out.get("spectype") or out.get("obj_class") or st.get("spectype")
-        names_ok = [g[0] for g in got] == [w[0] for w in want]
-        args_ok = names_ok and all(args_match(g[1], w[1], w[0]) for g, w in zip(got, want))
+        cg, cw = canonical_plan(got), canonical_plan(want)
+        names_ok = [g[0] for g in cg] == [w[0] for w in cw]
+        args_ok = names_ok and all(args_match(g[1], w[1], w[0]) for g, w in zip(cg, cw))
         fb = any(str(b).endswith("(fallback)") for b in by)
         rows.append({"text": it["text"], "want": want, "got": got, "planned_by": by, "first_tool":
                      (got[0][0] if got else None) == (want[0][0] if want else None), "tools": names_ok,
@@ -461,6 +509,9 @@ def register_eval(esub) -> None:
     p.add_argument("--dataset", default=None, help="score this planner dataset's val split (synthetic requests) "
                    "instead of the held-out phrasings, e.g. to choose between adapters without touching them")
     p.add_argument("--rules-only", action="store_true", help="score the rules only (no model)")
+    p.add_argument("--default-only", action="store_true",
+                   help="score the default configuration only (the embedded planner with the rules' fallback): "
+                        "a third of the time, for measuring a change to the driving code on burned sets")
     p.add_argument("--json", default=None, help="write the per-request rows and totals to this JSON file")
     p.add_argument("--device", default="auto")
     p.set_defaults(func=_cmd)
@@ -491,10 +542,19 @@ def _cmd(args: argparse.Namespace) -> int:
                 bar.update(1)
             return out
 
-        model = score_planner(propose, items)
+        if args.default_only and args.dataset:
+            raise SystemExit("--default-only scores held-out sets, not a dataset's val split")
+        model = None if args.default_only else score_planner(propose, items)
         bar.close()
         default = None if args.dataset else score_agent_planner(FallbackPlanner(planner), items)
-    print(table(model, rules, default if not args.rules_only else None))
+    if args.default_only:
+        print(f"default configuration, whole plan right: {round(default['right'] * default['n'])}/{default['n']} "
+              f"= {100 * default['right']:.1f}%; turns planned by the fallback: {100 * default['fallback']:.1f}%")
+        for r in default["rows"]:
+            if not r["right"]:
+                print(f"  wrong: {r['text']!r}: want {r['want']}, got {r['got']} ({', '.join(map(str, r['planned_by']))})")
+    else:
+        print(table(model, rules, default if not args.rules_only else None))
     if model:
         wrong = [r for r in model["rows"] if not r["right"]]
         for r in wrong:

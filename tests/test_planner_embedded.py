@@ -195,6 +195,36 @@ def test_scorer_rewards_the_right_plan_and_punishes_constants():
     assert ev.args_match({"z": 3, "cosmology": "Planck18"}, {"z": 3.0})
 
 
+def test_an_sdss_analysis_and_the_lookup_it_runs_are_one_plan_and_nothing_else_is():
+    """analyze_spectrum of an SDSS object runs that object's lookup itself: [lookup X, analyze X] and
+    [analyze X] score the same, whichever the expected plan writes; a lookup of another object, or
+    a lookup that is not followed by the analysis, stays a call of its own."""
+    x = {"plate": 412, "mjd": 51871, "fiberid": 233}
+    both = [("sdss_lookup", x), ("analyze_spectrum", {"sdss_id": "0412-51871-0233"})]
+    assert ev.canonical_plan(both) == both[1:]
+    assert ev.canonical_plan([("sdss_lookup", {"identifier": "SDSS 0412-51871-0233"}), both[1]]) == both[1:]
+    other = [("sdss_lookup", dict(x, fiberid=234)), both[1]]
+    assert ev.canonical_plan(other) == other
+    assert ev.canonical_plan([("sdss_lookup", x), ("cosmology", {"z": 0.1})]) == [("sdss_lookup", x), ("cosmology", {"z": 0.1})]
+    items = [{"text": "fetch 0412-51871-0233 and measure its redshift", "context": {},
+              "plan": [{"name": "analyze_spectrum", "args": {"sdss_id": "0412-51871-0233"}}]},
+             {"text": "look up 0412-51871-0233, then analyse it", "context": {},
+              "plan": [{"name": "sdss_lookup", "args": x}, {"name": "analyze_spectrum", "args": {"sdss_id": "0412-51871-0233"}}]}]
+    lookup = pt.step_answer("sdss_lookup", x)
+    analyse = pt.step_answer("analyze_spectrum", {"sdss_id": "0412-51871-0233"})
+
+    def with_lookup(ctx, text, done):
+        return [lookup, analyse, " done"][min(len(done), 2)]
+
+    def alone(ctx, text, done):
+        return [analyse, " done"][min(len(done), 1)]
+
+    assert ev.score_planner(with_lookup, items)["right"] == 1.0
+    assert ev.score_planner(alone, items)["right"] == 1.0
+    wrong = pt.step_answer("sdss_lookup", dict(x, fiberid=234))
+    assert ev.score_planner(lambda c, t, d: [wrong, analyse, " done"][min(len(d), 2)], items)["right"] == 0.0
+
+
 # -- chat-template tool planning (Llama-3.1 / Hermes outputs) ------------------------------------
 def test_template_tool_calls_are_parsed():
     llama = '<|python_tag|>{"name": "cosmology", "parameters": {"z": 0.3, "lines": ["Halpha"]}}'
@@ -292,6 +322,11 @@ def test_cosmology_schema_refuses_names_the_line_list_does_not_know():
     assert err and "CIII1549" in err and "CIV1549" not in err.split("known:")[0]
     assert validate_call("cosmology", {"z": 2.3, "lines": ["QSO"]}, tools, {})
     assert validate_call("cosmology", {"z": 2.3, "lines": ["C III]", "Hα", "[O III] 5007", "Dn4000"]}, tools, {}) is None
+    # a cosmology the tool does not have ("book two nights on the APO 3.5m" -> 'APO3500') is refused too
+    err = validate_call("cosmology", {"z": 2.2, "cosmology": "APO3500"}, tools, {})
+    assert err and "unknown cosmology" in err
+    assert validate_call("cosmology", {"z": 2.2, "cosmology": "planck-15"}, tools, {}) is None
+    assert validate_call("cosmology", {"z": 2.2, "cosmology": "flat"}, tools, {}) is None
 
 
 def test_the_default_configuration_scorer_turns_red_on_a_constant_planner():
@@ -362,6 +397,16 @@ def test_stated_arguments_are_completed_and_repeated_requests_are_one_call():
     got = text_arguments("survey_reach", {"z": 0.44, "spectype": "GALAXY"}, "it's r = 20.4, g=21.1 in our imaging; which surveys?")
     assert got["magnitudes"] == {"r": 20.4, "g": 21.1}
     assert "magnitudes" not in text_arguments("survey_reach", {"z": 0.3}, "at z = 0.3, which surveys could see it?")
+    # a position the planner wrote under magnitudes goes to ra / dec, and is no magnitude
+    got = text_arguments("survey_reach", {"z": 0.74, "magnitudes": {"ra": 213.7, "dec": 52.4}},
+                         "Could DESI have targeted it? It sits at RA 213.7, Dec +52.4.")
+    assert got == {"z": 0.74, "ra": 213.7, "dec": 52.4}
+    got = text_arguments("survey_reach", {"z": 0.74, "magnitudes": {"ra": 213.7, "r": 20.1}}, "RA 213.7, r = 20.1")
+    assert got == {"z": 0.74, "ra": 213.7, "magnitudes": {"r": 20.1}}
+    # "a flat cosmology" names one; a flat continuum does not
+    assert text_arguments("cosmology", {"z": 0.25}, "luminosity distance in a flat cosmology?")["cosmology"] == "flat"
+    assert text_arguments("cosmology", {"z": 0.25}, "assume flat ΛCDM, what is D_A?")["cosmology"] == "flat"
+    assert "cosmology" not in text_arguments("cosmology", {"z": 0.25}, "the continuum is flat; how far away is it?")
     got = text_arguments("sdss_lookup", {"ra": 150.1, "dec": 2.2, "radius_arcsec": 0.5}, "within 0.5 arcmin of RA 150.1, Dec 2.2")
     assert got["radius_arcsec"] == 30.0  # arcmin in the text: converted, the copied bare number replaced
     from speclm.agent.planner import ungrounded_argument
