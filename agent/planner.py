@@ -484,6 +484,10 @@ _COSMOLOGY_NAME = re.compile(r"\b(planck)\s*-?\s*(18|15)\b|\b(wmap)\s*-?\s*9\b"
 _RADIUS = re.compile(r"(\d+(?:\.\d+)?)\s*(?:arc-?sec(?:onds?)?s?|asec|″|\"|'')", re.I)
 #: a magnitude the message states by band ("r = 20.4", "g-band: 21.1", "i~19.9"); z is left out — "z = 0.3" is a redshift
 _MAGNITUDE = re.compile(r"\b([ugri])(?:\s*-?\s*band)?\s*(?:mag(?:nitude)?\s*)?(?:=|~|≈|:|\s+of\s+)\s*(\d{1,2}(?:\.\d+)?)\b")
+#: in a message that says "mag(s)" / "magnitudes" / "photometry", a bare band-value pair is a magnitude too
+#: ("mags u 21.9, g 20.7, r 19.95"); without that word "r 20" could be anything
+_MAGNITUDE_BARE = re.compile(r"\b([ugri])\s+(\d{1,2}\.\d+)\b")
+_MAGNITUDE_WORD = re.compile(r"\bmag(?:nitude)?s?\b|\bphotometry\b", re.I)
 _RADIUS_ARCMIN = re.compile(r"(\d+(?:\.\d+)?)\s*(?:arc-?min(?:utes?)?s?|amin|′)", re.I)
 
 
@@ -517,8 +521,9 @@ def text_arguments(name: str, args: dict, text: str, part: str | None = None, th
         if a["magnitudes"] is None:
             del a["magnitudes"]
     if name == "survey_reach" and not a.get("magnitudes"):
-        mags = {m.group(1): float(m.group(2)) for m in _MAGNITUDE.finditer(text if part is None else part)
-                if 8.0 <= float(m.group(2)) <= 30.0}
+        said = text if part is None else part
+        pairs = list(_MAGNITUDE.finditer(said)) + (list(_MAGNITUDE_BARE.finditer(said)) if _MAGNITUDE_WORD.search(said) else [])
+        mags = {m.group(1): float(m.group(2)) for m in pairs if 8.0 <= float(m.group(2)) <= 30.0}
         if mags:
             a["magnitudes"] = mags  # "it's r = 20.4, g = 21.1 — which surveys could get it?"
     if name == "sdss_lookup" and a.get("ra") is not None and a.get("dec") is not None:

@@ -397,6 +397,9 @@ def test_stated_arguments_are_completed_and_repeated_requests_are_one_call():
     got = text_arguments("survey_reach", {"z": 0.44, "spectype": "GALAXY"}, "it's r = 20.4, g=21.1 in our imaging; which surveys?")
     assert got["magnitudes"] == {"r": 20.4, "g": 21.1}
     assert "magnitudes" not in text_arguments("survey_reach", {"z": 0.3}, "at z = 0.3, which surveys could see it?")
+    got = text_arguments("survey_reach", {"z": 0.42}, "which surveys can reach it? mags u 21.9, g 20.7, r 19.95, i 19.6")
+    assert got["magnitudes"] == {"u": 21.9, "g": 20.7, "r": 19.95, "i": 19.6}
+    assert "magnitudes" not in text_arguments("survey_reach", {"z": 0.42}, "which surveys, given a 3.5 m telescope and r 2.5 hours?")
     # a position the planner wrote under magnitudes goes to ra / dec, and is no magnitude
     got = text_arguments("survey_reach", {"z": 0.74, "magnitudes": {"ra": 213.7, "dec": 52.4}},
                          "Could DESI have targeted it? It sits at RA 213.7, Dec +52.4.")
