@@ -513,13 +513,13 @@ def text_arguments(name: str, args: dict, text: str, part: str | None = None, th
         if len(stated) == 1 and a.get(key) is not None and not _same_z(a[key], stated[0]):
             a[key] = stated[0]  # "test z = 2.03" / "if it were at z = 1.5": the user's number, not the thread's
     if name == "survey_reach" and isinstance(a.get("magnitudes"), dict):  # a position is no magnitude:
-        mags = dict(a["magnitudes"])  # {"ra": 213.7, "dec": 52.4} under magnitudes goes where it belongs
+        written = a.pop("magnitudes")  # {"ra": 213.7, "dec": 52.4} under magnitudes goes where it belongs
         for k in ("ra", "dec"):
-            if k in mags and a.get(k) is None:
-                a[k] = mags.pop(k)
-        a["magnitudes"] = {k: v for k, v in mags.items() if k not in ("ra", "dec")} or None
-        if a["magnitudes"] is None:
-            del a["magnitudes"]
+            if k in written and a.get(k) is None:
+                a[k] = written[k]
+        mags = {k: v for k, v in written.items() if k not in ("ra", "dec")}
+        if mags:
+            a["magnitudes"] = mags
     if name == "survey_reach" and not a.get("magnitudes"):
         said = text if part is None else part
         pairs = list(_MAGNITUDE.finditer(said)) + (list(_MAGNITUDE_BARE.finditer(said)) if _MAGNITUDE_WORD.search(said) else [])

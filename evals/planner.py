@@ -520,6 +520,9 @@ def register_eval(esub) -> None:
 def _cmd(args: argparse.Namespace) -> int:
     from speclm.agent.planner_data import assert_not_in
 
+    if args.default_only and args.dataset:
+        raise SystemExit("--default-only scores held-out sets, not a dataset's val split")
+
     items = dataset_items(args.dataset) if args.dataset else load_held_out(args.held_out)
     rules = score_rules(items)
     model = default = None
@@ -542,8 +545,6 @@ def _cmd(args: argparse.Namespace) -> int:
                 bar.update(1)
             return out
 
-        if args.default_only and args.dataset:
-            raise SystemExit("--default-only scores held-out sets, not a dataset's val split")
         model = None if args.default_only else score_planner(propose, items)
         bar.close()
         default = None if args.dataset else score_agent_planner(FallbackPlanner(planner), items)
