@@ -501,8 +501,13 @@ def text_arguments(name: str, args: dict, text: str, part: str | None = None, th
     unambiguously (one cosmology named, one radius, one stated redshift in the request)."""
     a = dict(args)
     if name == "cosmology" and not a.get("cosmology"):
-        named = {("Planck" + m.group(2)) if m.group(1) else ("flat" if m.group(4) else "WMAP9")
-                 for m in _COSMOLOGY_NAME.finditer(text or "")}
+        def names(t):
+            return {("Planck" + m.group(2)) if m.group(1) else ("flat" if m.group(4) else "WMAP9")
+                    for m in _COSMOLOGY_NAME.finditer(t or "")}
+
+        named = names(text)
+        if len(named) > 1 and part is not None:  # "in WMAP9 first, then the same in Planck18": each part its own
+            named = names(part)
         if len(named) == 1:
             a["cosmology"] = named.pop()
     if name in ("redshift_check", "cosmology"):
@@ -567,11 +572,14 @@ def merge_arguments(a: dict, b: dict) -> dict:
 
 def same_call(name: str, args: dict, name2: str, args2: dict) -> bool:
     """Two calls that answer the same request: the same tool at the same redshift (lookups: the same
-    arguments; an analysis of the same file)."""
+    arguments; an analysis of the same file; cosmology: not in two different named cosmologies)."""
     if name != name2:
         return False
     if name in ("sdss_lookup", "read_spectrum"):
         return {k: v for k, v in args.items() if v is not None} == {k: v for k, v in args2.items() if v is not None}
+    if name == "cosmology" and args.get("cosmology") and args2.get("cosmology") and \
+            str(args["cosmology"]).lower() != str(args2["cosmology"]).lower():
+        return False  # the same z in two named cosmologies: two answers
     for key in ("z", "z0"):
         if (args.get(key) is None) != (args2.get(key) is None):
             return False

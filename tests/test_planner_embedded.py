@@ -225,6 +225,39 @@ def test_an_sdss_analysis_and_the_lookup_it_runs_are_one_plan_and_nothing_else_i
     assert ev.score_planner(lambda c, t, d: [wrong, analyse, " done"][min(len(d), 2)], items)["right"] == 0.0
 
 
+def test_a_call_the_attached_files_analysis_already_made_is_the_same_plan_and_nothing_else_is():
+    """The analysis of an attached file measures it and runs the default cosmology at the z it finds:
+    [analyze, measure at that z] and [analyze] score the same, whichever is expected; a measurement at
+    another z, a cosmology with lines or a named cosmology, a survey call, or a missing analysis do not."""
+    out = {"z": 0.0893, "spectype": "GALAXY"}
+    an = ("analyze_spectrum", {})
+    meas = ("measure_spectrum", {"z": 0.0893, "spectype": "GALAXY"})
+    assert ev.canonical_plan([an, meas], [out, None]) == [an]
+    assert ev.canonical_plan([an, ("cosmology", {"z": 0.0893})], [out, None]) == [an]
+    keep = [[an, ("measure_spectrum", {"z": 0.09, "spectype": "GALAXY"})],
+            [an, ("measure_spectrum", {"z": 0.0893, "spectype": "QSO"})],
+            [an, ("cosmology", {"z": 0.0893, "lines": ["Halpha"]})],
+            [an, ("cosmology", {"z": 0.0893, "cosmology": "WMAP9"})],
+            [an, ("survey_reach", {"z": 0.0893, "spectype": "GALAXY"})]]
+    for plan in keep:
+        assert ev.canonical_plan(plan, [out, None]) == plan, plan
+    assert ev.canonical_plan([meas], [None]) == [meas]
+    # after a redshift search the z may differ from the analysis': a measurement then is a call of its own
+    search = ("find_redshift", {})
+    assert ev.canonical_plan([an, search, meas], [out, out, None]) == [an, search, meas]
+    items = [{"text": "here's a new one, is it an AGN?", "context": {"attached": True},
+              "plan": [{"name": "analyze_spectrum", "args": {}, "output": out},
+                       {"name": "measure_spectrum", "args": {"z": 0.0893, "spectype": "GALAXY"}}]},
+             {"text": "here's a new one, what is it?", "context": {"attached": True},
+              "plan": [{"name": "analyze_spectrum", "args": {}, "output": out}]}]
+    analyse, measure = pt.step_answer("analyze_spectrum", {}), pt.step_answer(*meas)
+    assert ev.score_planner(lambda c, t, d: [analyse, " done"][min(len(d), 1)], items)["right"] == 1.0
+    assert ev.score_planner(lambda c, t, d: [analyse, measure, " done"][min(len(d), 2)], items)["right"] == 1.0
+    other = pt.step_answer("measure_spectrum", {"z": 0.5, "spectype": "GALAXY"})
+    assert ev.score_planner(lambda c, t, d: [analyse, other, " done"][min(len(d), 2)], items)["right"] == 0.0
+    assert ev.score_planner(lambda c, t, d: [measure, " done"][min(len(d), 1)], items)["right"] == 0.0
+
+
 # -- chat-template tool planning (Llama-3.1 / Hermes outputs) ------------------------------------
 def test_template_tool_calls_are_parsed():
     llama = '<|python_tag|>{"name": "cosmology", "parameters": {"z": 0.3, "lines": ["Halpha"]}}'
@@ -375,22 +408,32 @@ def test_a_message_is_split_into_the_requests_it_makes():
         "Which surveys would pick it up", "give me the Dn4000"]
     assert request_parts("measure the line fluxes and tell me how far away it is") == [
         "measure the line fluxes", "tell me how far away it is"]
+    assert request_parts("Dn4000 pls + the angular diameter distance") == ["Dn4000 pls", "the angular diameter distance"]
+    assert request_parts("redshift please + which surveys could observe it?") == [
+        "redshift please", "which surveys could observe it?"]
     for one in ("where do Halpha and [NII] 6585 land in the observed frame?", "if it were at z = 1. what's D_L?",
                 "second-order effects aside, how far is it?", "z=1.5. Next time more",
                 "is this really a star? the template says so but I'm not sure",
-                "look up 0266-51630-0461 and measure its redshift", "NII/Ha, SII/Ha and the WHAN class"):
+                "look up 0266-51630-0461 and measure its redshift", "NII/Ha, SII/Ha and the WHAN class",
+                "is the [OIII]+Hbeta blend resolved?"):
         assert request_parts(one) == [one.strip(" ?.")] or len(request_parts(one)) == 1, request_parts(one)
 
 
 def test_stated_arguments_are_completed_and_repeated_requests_are_one_call():
     """A cosmology or a cone radius the message names is added to a call that left it out (only when
     unambiguous); two parts that ask the same tool at the same z are one call with both arguments."""
+    from speclm.agent.plan_text import request_parts
     from speclm.agent.planner import merge_arguments, same_call, text_arguments
 
     assert text_arguments("cosmology", {"z": 0.05}, "distance modulus at z=0.05 in WMAP9")["cosmology"] == "WMAP9"
     assert text_arguments("cosmology", {"z": 0.05}, "use planck 15 please")["cosmology"] == "Planck15"
     assert "cosmology" not in text_arguments("cosmology", {"z": 0.05}, "Planck15 or WMAP9, which is larger?")
     assert text_arguments("cosmology", {"z": 0.05, "cosmology": "Planck18"}, "WMAP9")["cosmology"] == "Planck18"
+    two = "lookback time in WMAP9 first, then the same thing in Planck18"
+    a, b = (text_arguments("cosmology", {"z": 0.3}, two, part) for part in request_parts(two))
+    assert (a["cosmology"], b["cosmology"]) == ("WMAP9", "Planck18")
+    assert not same_call("cosmology", a, "cosmology", b)  # two named cosmologies: two calls
+    assert same_call("cosmology", a, "cosmology", {"z": 0.3, "lines": ["NaD"]})
     got = text_arguments("sdss_lookup", {"ra": 185.7, "dec": 15.8}, "anything within 10 arcsec of RA 185.7, Dec 15.8?")
     assert got["radius_arcsec"] == 10.0
     assert "radius_arcsec" not in text_arguments("sdss_lookup", {"plate": 266}, "plate 266 within 10 arcsec")
