@@ -68,7 +68,8 @@ def format_call(name: str, args: dict) -> str:
 
 
 #: where one request ends and the next begins in a message that asks for several things: "then"
-#: (", then", "and then", "; then"), "after that", "afterwards", ";", "plus" or a spaced "+", ", and also", a comma or a question mark followed by
+#: (", then", "and then", "; then"), "after that", "afterwards", ";", "plus" or a spaced "+", "vs" before "at /
+#: if / in / for / assuming / using / with" (a quantity at two redshifts or in two cosmologies), ", and also", a comma or a question mark followed by
 #: "and"/"also" and a new question or verb, a bare "and" before a wh-question ("is it passive and how
 #: far is it"). Any other bare " and " (lists: "Hα and [N II]"; one idiom: "look it up
 #: and measure its z") and a second sentence (often an elaboration: "… a star? the template says so")
@@ -77,7 +78,8 @@ def format_call(name: str, args: dict) -> str:
 _PART_BREAK = re.compile(
     r"(?:[.?!]\s+(?:and\s+|oh\s+and\s+)?(?:separately|in\s+addition|additionally|secondly|second|meanwhile|besides|"
     r"one\s+more\s+thing|also|plus|finally|after\s+that|afterwards|then)(?=[\s,:])[,:]?\s*|,?\s+and\s+(?=(?:tell|give|show)\s+me\b)|(?:^|\s)\(?[1-4]\)\s+|\s+and\s+(?=(?:what|what's|whats|how|where|which|when|who)\s)|\?\s+(?:if\s+so,?\s+)?(?=(?:what|what's|"
-    r"whats|how|where|which|when|who)\s)|,?\s+(?:and\s+)?(?:then|after\s+that|afterwards)\s+|;\s*|,?\s+(?:plus|\+)\s+|[,?]\s+and\s+also\s+|[,?]\s+(?:and|also)\s+(?=(?:what|what's|"
+    r"whats|how|where|which|when|who)\s)|,?\s+(?:and\s+)?(?:then|after\s+that|afterwards)\s+|;\s*|,?\s+(?:plus|\+)\s+|"
+    r"\s+(?:vs\.?|versus)\s+(?=(?:at|if|in|for|assuming|using|with)\b)|[,?]\s+and\s+also\s+|[,?]\s+(?:and|also)\s+(?=(?:what|what's|"
     r"whats|how|where|when|which|who|is|are|does|do|did|can|could|would|will|give|show|tell|compute|calculate|"
     r"check|test|rerun|redo|re-run|run|measure|list|look|plot|find|get|estimate|summari[sz]e|describe)\b))", re.I)
 _LEAD = re.compile(r"^(?:\(?[1-4]\)\s*)?(?:and|also|then|plus)?\b[\s,]*(?:(?:once|when|after)\s+(?:that'?s|that\s+is|"

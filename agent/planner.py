@@ -419,6 +419,7 @@ class EmbeddedPlanner:
                 k += 1
                 continue
             name, args = got[0], text_arguments(got[0], got[1], text, parts[k], state.get("z"))
+            args = thread_arguments(name, args, text, state)
             if name == "analyze_spectrum":
                 args = analysis_target(args, text, [(n, a) for n, a, _, _ in steps])
             if any(same_call(name, args, n, a) for n, a, _, _ in steps):
@@ -531,11 +532,36 @@ def text_arguments(name: str, args: dict, text: str, part: str | None = None, th
         mags = {m.group(1): float(m.group(2)) for m in pairs if 8.0 <= float(m.group(2)) <= 30.0}
         if mags:
             a["magnitudes"] = mags  # "it's r = 20.4, g = 21.1 — which surveys could get it?"
+    if name == "survey_reach" and a.get("ra") is None and a.get("dec") is None:
+        said = {(float(m.group(1)), float(m.group(2))) for m in _POSITION.finditer(text or "")}
+        if len(said) == 1:  # "at RA 34.52 Dec -5.13 (XMM-LSS), could BOSS have reached it?"
+            a["ra"], a["dec"] = said.pop()
     if name == "sdss_lookup" and a.get("ra") is not None and a.get("dec") is not None:
         radii = {float(m.group(1)) for m in _RADIUS.finditer(text or "")}
         radii |= {round(60.0 * float(m.group(1)), 6) for m in _RADIUS_ARCMIN.finditer(text or "")}
         if len(radii) == 1 and (a.get("radius_arcsec") is None or float(a["radius_arcsec"]) not in radii):
             a["radius_arcsec"] = radii.pop()  # "within 0.5 arcmin": 30 arcsec, whatever number the planner copied
+    return a
+
+
+#: a position the message states: "RA 150.117, Dec +2.206", "ra=34.52 dec=-5.13" (degrees)
+_POSITION = re.compile(r"\bRA\s*[=:]?\s*([+-]?\d{1,3}(?:\.\d+)?)\s*(?:deg\w*|°)?\s*,?\s*(?:and\s+)?"
+                       r"Dec\.?\s*[=:]?\s*([+-]?\d{1,2}(?:\.\d+)?)(?![\d:])", re.I)
+_CLASS_WORDS = {"GALAXY": re.compile(r"\bgalax", re.I), "QSO": re.compile(r"\b(?:quasars?|qsos?)\b", re.I),
+                "STAR": re.compile(r"\bstars?\b|\bstellar\s+(?:object|source)", re.I)}
+
+
+def thread_arguments(name: str, args: dict, text: str, state: dict) -> dict:
+    """The thread's object type on a ``measure_spectrum`` / ``survey_reach`` at the thread's redshift
+    (the type a tool found, not one the planner guessed), unless the message itself names another
+    type ("if it were a quasar, …")."""
+    a = dict(args)
+    typ = str(state.get("spectype") or "").upper()
+    if name in ("measure_spectrum", "survey_reach") and typ in _CLASS_WORDS and state.get("z") is not None \
+            and _same_z(a.get("z"), state["z"]) and str(a.get("spectype") or "GALAXY").upper() != typ:
+        named = {k for k, rx in _CLASS_WORDS.items() if rx.search(text or "")}
+        if not (named - {typ}):
+            a["spectype"] = typ
     return a
 
 

@@ -409,6 +409,9 @@ def test_a_message_is_split_into_the_requests_it_makes():
     assert request_parts("measure the line fluxes and tell me how far away it is") == [
         "measure the line fluxes", "tell me how far away it is"]
     assert request_parts("Dn4000 pls + the angular diameter distance") == ["Dn4000 pls", "the angular diameter distance"]
+    assert request_parts("kpc per arcsec here vs if it were at z = 1.2?") == ["kpc per arcsec here", "if it were at z = 1.2?"]
+    assert request_parts("D_L in WMAP9 vs in Planck18") == ["D_L in WMAP9", "in Planck18"]
+    assert len(request_parts("[NII]/Ha vs [OIII]/Hb, where does it sit?")) == 1  # a BPT ratio pair is one request
     assert request_parts("redshift please + which surveys could observe it?") == [
         "redshift please", "which surveys could observe it?"]
     for one in ("where do Halpha and [NII] 6585 land in the observed frame?", "if it were at z = 1. what's D_L?",
@@ -434,6 +437,18 @@ def test_stated_arguments_are_completed_and_repeated_requests_are_one_call():
     assert (a["cosmology"], b["cosmology"]) == ("WMAP9", "Planck18")
     assert not same_call("cosmology", a, "cosmology", b)  # two named cosmologies: two calls
     assert same_call("cosmology", a, "cosmology", {"z": 0.3, "lines": ["NaD"]})
+    # a position the message states goes to survey_reach; two positions are ambiguous
+    got = text_arguments("survey_reach", {"z": 0.66}, "at RA 34.52 Dec -5.13 (XMM-LSS), could BOSS reach it?")
+    assert (got["ra"], got["dec"]) == (34.52, -5.13)
+    assert "ra" not in text_arguments("survey_reach", {"z": 0.6}, "RA 34.5 Dec -5.1 or RA 150.1, Dec +2.2?")
+    # the thread's object type, unless the message names another
+    from speclm.agent.planner import thread_arguments
+    star = {"z": 0.0, "spectype": "STAR"}
+    assert thread_arguments("survey_reach", {"z": 0.0, "spectype": "GALAXY"}, "would LAMOST get this star?", star)[
+        "spectype"] == "STAR"
+    assert thread_arguments("measure_spectrum", {"z": 0.0, "spectype": "GALAXY"}, "its lines?", star)["spectype"] == "STAR"
+    assert thread_arguments("survey_reach", {"z": 0.0, "spectype": "QSO"}, "if it were a quasar?", star)["spectype"] == "QSO"
+    assert thread_arguments("survey_reach", {"z": 1.2, "spectype": "GALAXY"}, "at z = 1.2?", star)["spectype"] == "GALAXY"
     got = text_arguments("sdss_lookup", {"ra": 185.7, "dec": 15.8}, "anything within 10 arcsec of RA 185.7, Dec 15.8?")
     assert got["radius_arcsec"] == 10.0
     assert "radius_arcsec" not in text_arguments("sdss_lookup", {"plate": 266}, "plate 266 within 10 arcsec")
