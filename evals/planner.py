@@ -60,6 +60,8 @@ HELDOUT = Path(__file__).resolve().parent / "planner_heldout.yaml"
 #: analyses; six texts equal to a training request or an earlier set's were reworded before any scoring
 #: "seventeenth" (2026-12-07 08:45 UTC) written the same way after the conventions page said that a call the
 #: attached file's analysis already made may be written or left out
+#: "eighteenth" (2026-12-07 09:16 UTC) written the same way, scored once after the driving-code fixes that
+#: followed the seventeenth's misses
 HELD_OUT_SETS = {"first": HELDOUT, "fresh": HELDOUT.with_name("planner_heldout_fresh.yaml"),
                  "seventh": HELDOUT.with_name("planner_heldout_seventh.yaml"),
                  "eighth": HELDOUT.with_name("planner_heldout_eighth.yaml"),
@@ -69,6 +71,7 @@ HELD_OUT_SETS = {"first": HELDOUT, "fresh": HELDOUT.with_name("planner_heldout_f
                  "fifteenth": HELDOUT.with_name("planner_heldout_fifteenth.yaml"),
                  "sixteenth": HELDOUT.with_name("planner_heldout_sixteenth.yaml"),
                  "seventeenth": HELDOUT.with_name("planner_heldout_seventeenth.yaml"),
+                 "eighteenth": HELDOUT.with_name("planner_heldout_eighteenth.yaml"),
                  "third": HELDOUT.with_name("planner_heldout_third.yaml"),
                  "fourth": HELDOUT.with_name("planner_heldout_fourth.yaml"),
                  "fifth": HELDOUT.with_name("planner_heldout_fifth.yaml"),
