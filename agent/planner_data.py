@@ -32,7 +32,7 @@ from speclm.agent.planner_phrases import (CLOSERS, COSMO_FIRST, COSMO_FORMS, LIN
                                           SURVEY_FORMS)
 
 FORMAT = "speclm-planner-dataset"
-GENERATOR_VERSION = 10  # 1-5: planner v1-v6 (their cards); 6: planner v7 (the registry's tools, analyze_spectrum);
+GENERATOR_VERSION = 11  # 1-5: planner v1-v6 (their cards); 6: planner v7 (the registry's tools, analyze_spectrum);
 # 7: planner v8 — distances and line positions at a named z with nothing loaded, two requests in one message
 # joined in any order, more summaries and line-ratio questions (what planner v7 missed on the seventh set);
 # 8: planner v9 — yes/no questions about the object's nature are measurements (as the tool card says), more
@@ -42,6 +42,8 @@ GENERATOR_VERSION = 10  # 1-5: planner v1-v6 (their cards); 6: planner v7 (the r
 # attached files with a follow-up (cosmology, a z to test, the model's own z); sentence-level joiners;
 # 10: planner v11 — 260 more hand-written requests (multi-part and multi-argument requests, research chat), and
 # the held-out sets twelfth-fourteenth retired into training after their evaluation (heldout_*.yaml here)
+# 11: planner v12 — the held-out sets fifteenth-eighteenth retired into training after their evaluation, and
+# follow-ups about "the redshift you just predicted" that use the thread's z (followups.yaml)
 
 
 def P(tool: str, kind: str) -> list[str]:

@@ -68,10 +68,6 @@ HELD_OUT_SETS = {"first": HELDOUT, "fresh": HELDOUT.with_name("planner_heldout_f
                  "ninth": HELDOUT.with_name("planner_heldout_ninth.yaml"),
                  "tenth": HELDOUT.with_name("planner_heldout_tenth.yaml"),
                  "eleventh": HELDOUT.with_name("planner_heldout_eleventh.yaml"),
-                 "fifteenth": HELDOUT.with_name("planner_heldout_fifteenth.yaml"),
-                 "sixteenth": HELDOUT.with_name("planner_heldout_sixteenth.yaml"),
-                 "seventeenth": HELDOUT.with_name("planner_heldout_seventeenth.yaml"),
-                 "eighteenth": HELDOUT.with_name("planner_heldout_eighteenth.yaml"),
                  "third": HELDOUT.with_name("planner_heldout_third.yaml"),
                  "fourth": HELDOUT.with_name("planner_heldout_fourth.yaml"),
                  "fifth": HELDOUT.with_name("planner_heldout_fifth.yaml"),
@@ -79,8 +75,10 @@ HELD_OUT_SETS = {"first": HELDOUT, "fresh": HELDOUT.with_name("planner_heldout_f
 #: sets once held out and, after their evaluation, retired into the planner's training requests (they
 #: live with the hand-written requests, :data:`speclm.agent.planner_data.WRITTEN`); still scorable by
 #: name, to reproduce the numbers they gave while unseen: "twelfth", "thirteenth", "fourteenth" (planner
-#: v10's held-out sets, trained on from generator v10 / planner v11)
-RETIRED_SETS = {k: WRITTEN / f"heldout_{k}.yaml" for k in ("twelfth", "thirteenth", "fourteenth")}
+#: v10's held-out sets, trained on from generator v10 / planner v11), "fifteenth" - "eighteenth" (scored with
+#: planner v10/v11, trained on from generator v11 / planner v12)
+RETIRED_SETS = {k: WRITTEN / f"heldout_{k}.yaml" for k in ("twelfth", "thirteenth", "fourteenth", "fifteenth",
+                                                             "sixteenth", "seventeenth", "eighteenth")}
 DEFAULTS = {"cosmology": "Planck18", "radius_arcsec": 3.0}
 
 
