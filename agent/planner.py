@@ -420,6 +420,7 @@ class EmbeddedPlanner:
                 continue
             name, args = got[0], text_arguments(got[0], got[1], text, parts[k], state.get("z"))
             args = thread_arguments(name, args, text, state)
+            args, repaired = repaired_arguments(name, args, tools, state, text, parts[k])
             if name == "analyze_spectrum":
                 args = analysis_target(args, text, [(n, a) for n, a, _, _ in steps])
             if any(same_call(name, args, n, a) for n, a, _, _ in steps):
@@ -434,7 +435,8 @@ class EmbeddedPlanner:
                     break
                 args = merge_arguments(args, nxt[1])
                 k += 1
-            return AIMessage(content="", name="planner", additional_kwargs={"raw": raw, "part": k},
+            extra = {"repaired": repaired} if repaired else {}
+            return AIMessage(content="", name="planner", additional_kwargs={"raw": raw, "part": k, **extra},
                              tool_calls=[_call(name, args)])
         return AIMessage(content="", name="planner", additional_kwargs={"raw": raw, "part": k})
 
@@ -549,6 +551,27 @@ _POSITION = re.compile(r"\bRA\s*[=:]?\s*([+-]?\d{1,3}(?:\.\d+)?)\s*(?:deg\w*|°)
                        r"Dec\.?\s*[=:]?\s*([+-]?\d{1,2}(?:\.\d+)?)(?![\d:])", re.I)
 _CLASS_WORDS = {"GALAXY": re.compile(r"\bgalax", re.I), "QSO": re.compile(r"\b(?:quasars?|qsos?)\b", re.I),
                 "STAR": re.compile(r"\bstars?\b|\bstellar\s+(?:object|source)", re.I)}
+
+
+def repaired_arguments(name: str, args: dict, tools: dict, state: dict, text: str,
+                       part: str | None = None) -> tuple[dict, str | None]:
+    """A call the tool's schema refuses only for one optional argument's value (a cosmology "Planck19", a
+    line list ["Planck15"]) runs without that argument, completed from the message's own words
+    (:func:`text_arguments`: "a flat cosmology" gives ``flat``); the note says what was dropped. Any other
+    refusal is returned unchanged, for the fallback."""
+    if validate_call(name, args, tools, state) is None:
+        return args, None
+    schema = getattr(tools.get(name), "args_schema", None)
+    if schema is None:
+        return args, None
+    for key in list(args):
+        field = schema.model_fields.get(key)
+        if field is not None and field.is_required():
+            continue
+        trial = text_arguments(name, {k: v for k, v in args.items() if k != key}, text, part, state.get("z"))
+        if trial and validate_call(name, trial, tools, state) is None:
+            return trial, f"dropped {key}={args[key]!r}, which {name} does not accept"
+    return args, None
 
 
 def thread_arguments(name: str, args: dict, text: str, state: dict) -> dict:

@@ -258,6 +258,24 @@ def test_a_call_the_attached_files_analysis_already_made_is_the_same_plan_and_no
     assert ev.score_planner(lambda c, t, d: [measure, " done"][min(len(d), 1)], items)["right"] == 0.0
 
 
+def test_an_optional_argument_the_schema_refuses_is_dropped_and_read_from_the_message():
+    """The model's "Planck17" for "a flat cosmology rather than Planck" is dropped and the message's own
+    cosmology used; a line list of cosmology names likewise; a valid call, or a refusal of a required
+    argument, is left as it is (the fallback decides)."""
+    from speclm.agent.planner import repaired_arguments
+
+    tools, st = ev._tools(), {"z": 0.5, "spectype": "GALAXY", "spectrum": {"path": "x.fits"}}
+    got, note = repaired_arguments("cosmology", {"z": 0.33, "cosmology": "Planck17"}, tools, st,
+                                   "the distances in a simple flat cosmology rather than Planck")
+    assert got == {"z": 0.33, "cosmology": "flat"} and "Planck17" in note
+    got, _ = repaired_arguments("cosmology", {"z": 0.07, "lines": ["Planck15"]}, tools, st, "its age in Planck15")
+    assert got == {"z": 0.07, "cosmology": "Planck15"}
+    assert repaired_arguments("cosmology", {"z": 0.3, "cosmology": "WMAP9"}, tools, st, "in WMAP9") == (
+        {"z": 0.3, "cosmology": "WMAP9"}, None)
+    bad = {"z": "far", "cosmology": "Planck17"}
+    assert repaired_arguments("cosmology", bad, tools, st, "distance?") == (bad, None)
+
+
 # -- chat-template tool planning (Llama-3.1 / Hermes outputs) ------------------------------------
 def test_template_tool_calls_are_parsed():
     llama = '<|python_tag|>{"name": "cosmology", "parameters": {"z": 0.3, "lines": ["Halpha"]}}'
