@@ -36,6 +36,7 @@ from typing import Sequence
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMessage
 
 from speclm.tools.errors import BackendError
+from speclm.agent.grounding import POLARITY
 
 PLANNER_SYSTEM = (
     "You are the planner of speclm, an assistant for galaxy spectra. Call the tools you need to answer the "
@@ -549,7 +550,7 @@ def text_arguments(name: str, args: dict, text: str, part: str | None = None, th
 #: a position the message states: "RA 150.117, Dec +2.206", "ra=34.52 dec=-5.13" (degrees)
 _POSITION = re.compile(r"\bRA\s*[=:]?\s*([+-]?\d{1,3}(?:\.\d+)?)\s*(?:deg\w*|°)?\s*,?\s*(?:and\s+)?"
                        r"Dec\.?\s*[=:]?\s*([+-]?\d{1,2}(?:\.\d+)?)(?![\d:])", re.I)
-_CLASS_WORDS = {"GALAXY": re.compile(r"\bgalax", re.I), "QSO": re.compile(r"\b(?:quasars?|qsos?)\b", re.I),
+_CLASS_WORDS = {"GALAXY": re.compile(r"\bgalax", re.I), "QSO": POLARITY[0][0],  # the claim check's quasar words
                 "STAR": re.compile(r"\bstars?\b|\bstellar\s+(?:object|source)", re.I)}
 
 

@@ -328,18 +328,16 @@ def _repeats_analysis(name: str, args: dict, analysis_out: dict | None) -> bool:
     ``measure_spectrum`` or its plain ``cosmology`` at the z (and spectype) it found?"""
     if not analysis_out or analysis_out.get("z") is None:
         return False
-    try:
-        z, want = float(args.get("z")), float(analysis_out["z"])
-    except (TypeError, ValueError):
-        return False
-    if abs(z - want) > 1e-6 * max(1.0, abs(want)):
+    from speclm.agent.planner import _same_z
+
+    if not _same_z(args.get("z"), analysis_out["z"]):
         return False
     if name == "measure_spectrum":
         typ = str(args.get("spectype") or "GALAXY").upper()
         return set(args) <= {"z", "spectype"} and typ == str(analysis_out.get("spectype") or "GALAXY").upper()
     if name == "cosmology":
         extra = {k: v for k, v in args.items() if k != "z" and v not in (None, [], "")}
-        return not extra or (set(extra) == {"cosmology"} and str(extra["cosmology"]).lower() == "planck18")
+        return not extra or (set(extra) == {"cosmology"} and str(extra["cosmology"]).lower() == DEFAULTS["cosmology"].lower())
     return False
 
 
