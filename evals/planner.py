@@ -62,7 +62,7 @@ HELDOUT = Path(__file__).resolve().parent / "planner_heldout.yaml"
 #: attached file's analysis already made may be written or left out
 #: "eighteenth" (2026-12-07 09:16 UTC) written the same way, scored once after the driving-code fixes that
 #: followed the seventeenth's misses
-#: "nineteenth" (2026-12-07 12:05 UTC) written the same way, for planner v12's final evaluation; thirteen texts
+#: "nineteenth" (2026-12-07 12:05 UTC) written the same way, for planner v12's final evaluation; fifteen texts
 #: close to a training request (or equal to an earlier set's) were reworded before any scoring
 HELD_OUT_SETS = {"first": HELDOUT, "fresh": HELDOUT.with_name("planner_heldout_fresh.yaml"),
                  "seventh": HELDOUT.with_name("planner_heldout_seventh.yaml"),
