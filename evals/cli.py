@@ -50,6 +50,9 @@ def register(subparsers) -> None:
     c.add_argument("--seed", type=int, default=0)
     c.add_argument("--snr-bins", type=int, default=0,
                    help="also fit T inside this many equal-count bins of r-band S/N (0: one global T)")
+    c.add_argument("--outlier", action="store_true",
+                   help="also fit the outlier weight (p(z) mass spread over the model's domain) so the 99%% "
+                        "intervals hold 99%% of the truths, per S/N bin with --snr-bins")
     c.add_argument("--write", action="store_true", help="store the fitted temperature in the adapter card")
     c.add_argument("--no-progress", action="store_true")
     c.set_defaults(func=_calibrate)
@@ -86,16 +89,27 @@ def _calibrate(args) -> int:
     from speclm.evals.redshift import calibrate_temperature
 
     out = calibrate_temperature(args.adapter, args.dataset, split=args.split, limit=args.limit, seed=args.seed,
-                                write=args.write, progress=not args.no_progress, snr_bins=args.snr_bins)
+                                write=args.write, progress=not args.no_progress, snr_bins=args.snr_bins,
+                                outlier=args.outlier)
     print(f"p(z) temperature T = {out['pz_temperature']:.3g}: 68% coverage {out['coverage_at_T']:.1%} "
           f"(raw model, T = 1: {out['coverage_at_T1']:.1%}) on {out['n']} spectra of {out['dataset']} [{out['split']}]"
           + ("; written to the adapter card" if args.write else "; not written (pass --write)"))
     for b in out.get("snr_bins", []):
         print(f"  S/N {b['snr_lo']:.1f}-{b['snr_hi']:.1f} (median {b['snr_median']:.1f}, {b['n']} spectra): "
               f"T = {b['T']:.3g}, coverage {b['coverage_68']:.1%} (at the global T: {b['coverage_at_global_T']:.1%})")
+    if "pz_outlier" in out:
+        print(f"outlier weight {out['pz_outlier']:.3g}: 99% coverage {out['coverage_99']:.1%} "
+              f"(without: {out['coverage_99_without_outlier']:.1%})")
+        for b in out.get("snr_bins", []):
+            print(f"  S/N {b['snr_median']:.1f}: w = {b['outlier_w']:.3g}, T = {b['outlier_T']:.3g}, 68% coverage "
+                  f"{b['outlier_coverage_68']:.1%}, 99% coverage {b['outlier_coverage_99']:.1%} "
+                  f"(w = 0: {b['outlier_coverage_99_at_w0']:.1%})")
     if "pz_temperature_snr" in out:
         t = out["pz_temperature_snr"]
         print("  table (non-increasing in S/N): " + ", ".join(f"S/N {a:.1f} -> T {b:.3g}" for a, b in zip(t["snr"], t["T"])))
+    if "pz_outlier_snr" in out:
+        t = out["pz_outlier_snr"]
+        print("  outlier table: " + ", ".join(f"S/N {a:.1f} -> w {b:.3g}" for a, b in zip(t["snr"], t["w"])))
     return 0
 
 

@@ -432,7 +432,7 @@ def run_redshift_eval(cfg: RedshiftEvalConfig) -> dict:
         row = {"id": ev.ids[i], "z_true": float(ev.z[i]), "z": r.z, "z_lo": r.z_lo, "z_hi": r.z_hi,
                "z_mode": r.z_mode, "z_mean": r.z_mean, "z_greedy": r.z_greedy}
         if snr is not None:
-            row.update(snr_r=snr[i], pz_temperature=pred.temperature_for(snr[i]))
+            row.update(snr_r=snr[i], pz_temperature=pred.temperature_for(snr[i]), pz_outlier=pred.outlier_for(snr[i]))
         if kz is not None:
             row.update(knn_z=float(kz[i]), knn_z_lo=float(klo[i]), knn_z_hi=float(khi[i]))
         if z_unc is not None:
@@ -555,13 +555,12 @@ def dataset_snr(ds, split: str | None, rows=None) -> np.ndarray:
 def _fit_T(raws, pred, z, grid, target, rows=None) -> list[dict]:
     """Coverage, width and MAE of every T on the grid (over ``rows`` of the concatenated logits)."""
     out = []
+    if rows is not None:  # summarise only those rows (the same numbers, a fraction of the time)
+        raws, z = [_take({k: np.concatenate([r[k] for r in raws]) for k in raws[0]}, rows)], z[rows]
     for T in grid:
         res = [r for raw in raws for r in pred.summarise_raw(raw, float(T))]
         lo, hi, zm = (np.array([getattr(r, k) for r in res]) for k in ("z_lo", "z_hi", "z"))
-        if rows is not None:
-            lo, hi, zm, zz = lo[rows], hi[rows], zm[rows], z[rows]
-        else:
-            zz = z
+        zz = z
         out.append({"T": float(T), "coverage_68": float(np.mean((lo <= zz) & (zz <= hi))),
                     "median_width": float(np.median(hi - lo)), "mae": float(np.mean(np.abs(zm - zz)))})
     return out
@@ -571,15 +570,65 @@ def _best(rows: list[dict], target: float) -> dict:
     return min(rows, key=lambda r: (abs(r["coverage_68"] - target), abs(math.log(r["T"]))))
 
 
+#: the outlier weights tried, smallest first (the share of p(z) spread evenly over the model's domain)
+OUTLIER_GRID = (0.0, 0.002, 0.005, 0.01, 0.02, 0.03, 0.05, 0.07, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5)
+
+
+def _take(raw: dict, rows) -> dict:
+    """Rows of a concatenated digit-logit dict (:meth:`RedshiftPredictor.raw_logits`)."""
+    return {k: v[rows] for k, v in raw.items()}
+
+
+def _coverages(pred, raw, z, T: float, w: float) -> tuple[float, float]:
+    """(68% coverage, 99% coverage) of one temperature and outlier weight on a logit dict."""
+    res = pred.summarise_raw(raw, T, w)
+    lo, hi = np.array([r.z_lo for r in res]), np.array([r.z_hi for r in res])
+    lo99, hi99 = np.array([r.z_lo99 for r in res]), np.array([r.z_hi99 for r in res])
+    return float(np.mean((lo <= z) & (z <= hi))), float(np.mean((lo99 <= z) & (z <= hi99)))
+
+
+def fit_outlier(pred, raw, z, target: float = 0.68, target99: float = 0.99, grid=OUTLIER_GRID,
+                t_grid=None) -> dict:
+    """The smallest outlier weight w whose 99% intervals hold ``target99`` of the truths, each w with its
+    temperature refitted for the 68% ``target`` (the floor widens the 68% interval too). Returns
+    {"w", "T", "coverage_68", "coverage_99", "coverage_99_at_w0"}; the largest w tried when none reaches."""
+    t_grid = np.round(np.exp(np.linspace(np.log(0.1), np.log(3.0), 35)), 4) if t_grid is None else t_grid
+    t_grid = sorted(float(t) for t in t_grid)
+    first = None
+    for w in grid:
+        # the 68% coverage rises with T: bisect the grid for the target, then keep the closer neighbour
+        seen: dict[int, tuple] = {}
+
+        def at(i: int) -> tuple:
+            if i not in seen:
+                seen[i] = (t_grid[i], *_coverages(pred, raw, z, t_grid[i], float(w)))
+            return seen[i]
+
+        lo, hi = 0, len(t_grid) - 1
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            lo, hi = (mid, hi) if at(mid)[1] < target else (lo, mid)
+        best = min((at(lo), at(hi)), key=lambda r: (abs(r[1] - target), abs(math.log(r[0]))))
+        row = {"w": float(w), "T": float(best[0]), "coverage_68": best[1], "coverage_99": best[2]}
+        first = first or row
+        if row["coverage_99"] >= target99:
+            break
+    row["coverage_99_at_w0"] = first["coverage_99"]
+    return row
+
+
 def calibrate_temperature(adapter: str, dataset: str, split: str = "val", limit: int | None = 300, seed: int = 0,
                           target: float = 0.68, write: bool = False, batch_size: int = 16, device: str = "auto",
-                          progress: bool = True, snr_bins: int = 0) -> dict:
+                          progress: bool = True, snr_bins: int = 0, outlier: bool = False) -> dict:
     """Fit the p(z) temperature T so the 68% interval covers ``target`` of a *simulated* split.
 
     Digit logits are computed once; T is chosen on a grid (0.1-3) by the coverage closest to the
     target (ties: the smaller |log T|). With ``snr_bins`` = k > 1, T is also fitted inside k
     equal-count bins of the spectra's r-band S/N, and the card gets the table (bin median S/N -> T)
-    that predictions interpolate in log S/N; the global T stays for spectra without an S/N. Refuses
+    that predictions interpolate in log S/N; the global T stays for spectra without an S/N. With
+    ``outlier``, each bin (and the whole set) also gets the smallest outlier weight (p(z) mass spread
+    evenly over the model's domain, :func:`fit_outlier`) whose 99% intervals hold 99% of the truths,
+    with T refitted beside it; the weights are made non-increasing in S/N. Refuses
     the adapter's own training split. With ``write`` the result goes into the adapter card
     (``calibration``), which every later prediction uses.
     """
@@ -638,6 +687,24 @@ def calibrate_temperature(adapter: str, dataset: str, split: str = "val", limit:
         Ts = _non_increasing([b["T"] for b in bins], [b["n"] for b in bins])
         out["pz_temperature_snr"] = {"snr": [b["snr_median"] for b in bins], "T": [round(t, 4) for t in Ts]}
         out["snr_bins"] = bins
+    if outlier:
+        raw_all = {k: np.concatenate([r[k] for r in raws]) for k in raws[0]}
+        g = fit_outlier(pred, raw_all, z, target)
+        out.update(pz_temperature=g["T"], pz_outlier=g["w"], coverage_at_T=g["coverage_68"],
+                   coverage_99=g["coverage_99"], coverage_99_without_outlier=g["coverage_99_at_w0"])
+        if snr_bins:
+            for b in bins:
+                sel = np.flatnonzero((snr >= b["snr_lo"]) & (snr <= b["snr_hi"]))
+                b.update({f"outlier_{k}": v for k, v in fit_outlier(pred, _take(raw_all, sel), z[sel], target).items()})
+            ws = _non_increasing([b["outlier_w"] for b in bins], [b["n"] for b in bins])
+            for b, w in zip(bins, ws):  # T refitted at the pooled weight
+                sel = np.flatnonzero((snr >= b["snr_lo"]) & (snr <= b["snr_hi"]))
+                r = fit_outlier(pred, _take(raw_all, sel), z[sel], target, grid=(w,))
+                b.update(outlier_w=round(w, 4), outlier_T=r["T"], outlier_coverage_68=r["coverage_68"],
+                         outlier_coverage_99=r["coverage_99"])
+            Ts = _non_increasing([b["outlier_T"] for b in bins], [b["n"] for b in bins])
+            out["pz_temperature_snr"] = {"snr": [b["snr_median"] for b in bins], "T": [round(t, 4) for t in Ts]}
+            out["pz_outlier_snr"] = {"snr": [b["snr_median"] for b in bins], "w": [b["outlier_w"] for b in bins]}
     if write:
         card["calibration"] = {k: v for k, v in out.items() if k not in ("grid", "snr_bins")}
         f = Path(path) / "training_card.json"

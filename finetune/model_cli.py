@@ -136,6 +136,7 @@ def cmd_predict(args) -> int:
     results = pred.predict_prompts(prompts, batch_size=args.batch_size or 8, progress=len(prompts) > 8, snr=snr)
     for (label, s), r, sn in zip(keep, results, snr):
         d = {"file": label, **r.to_dict(), "z_catalog": s.z_catalog, "snr_r": sn, "pz_temperature": pred.temperature_for(sn),
+             "pz_outlier": pred.outlier_for(sn),
              "preprocess_notes": coverage_notes(s, pred.pre)}
         if args.refine:
             d = refined_record(label, s, d)

@@ -116,16 +116,18 @@ def _left_pad(seqs: Sequence[list[int]], pad_id: int):
 THIRD_DIGIT_LEAVES = 3
 
 
-def _check_snr_table(tab: dict) -> dict:
+def _check_snr_table(tab: dict, key: str = "T", bounds: tuple[float, float] = (0.05, 20.0)) -> dict:
+    """A calibration table {"snr": [...], key: [...]} (pz_temperature_snr: T; pz_outlier_snr: w), checked."""
+    name = "pz_temperature_snr" if key == "T" else "pz_outlier_snr"
     try:
-        snr, T = [float(x) for x in tab["snr"]], [float(x) for x in tab["T"]]
+        snr, T = [float(x) for x in tab["snr"]], [float(x) for x in tab[key]]
     except (KeyError, TypeError, ValueError) as exc:
-        raise ConfigError(f"pz_temperature_snr must be {{'snr': [...], 'T': [...]}}: {exc}") from None
+        raise ConfigError(f"{name} must be {{'snr': [...], '{key}': [...]}}: {exc}") from None
     if not snr or len(snr) != len(T) or any(b <= a for a, b in zip(snr, snr[1:])) or snr[0] <= 0:
-        raise ConfigError("pz_temperature_snr: need as many T as S/N nodes, S/N positive and increasing")
-    if not all(0.05 <= t <= 20 for t in T):
-        raise ConfigError(f"pz_temperature_snr: every T must be in [0.05, 20], got {T}")
-    return {"snr": snr, "T": T}
+        raise ConfigError(f"{name}: need as many {key} as S/N nodes, S/N positive and increasing")
+    if not all(bounds[0] <= t <= bounds[1] for t in T):
+        raise ConfigError(f"{name}: every {key} must be in [{bounds[0]}, {bounds[1]}], got {T}")
+    return {"snr": snr, key: T}
 
 
 class RedshiftPredictor:
@@ -133,13 +135,16 @@ class RedshiftPredictor:
 
     #: galaxies at z ≤ this are the model's training domain (the adapter card's ``domain.z_max``; None: unknown)
     domain_z_max: float | None = None
+    outlier: float = 0.0
+    snr_outlier: dict | None = None
     #: None, or the caches of a predictor whose weights cannot change (the catalog's own: no training, no
     #: adapter switch): the prompt head's KV cache, kept between batches, and the output layer's digit rows
     prefix_cache: dict | None = None
     _head_ids: list[int] | None = None
 
     def __init__(self, runtime, preprocess_cfg: PreprocessConfig, codec_cfg: CodecConfig,
-                 temperature: float = 1.0, snr_temperature: dict | None = None):
+                 temperature: float = 1.0, snr_temperature: dict | None = None,
+                 outlier: float = 0.0, snr_outlier: dict | None = None):
         if codec_cfg.z_int_digits != 1 or codec_cfg.z_decimals < 2:
             raise ConfigError("constrained p(z) decoding supports answers of the form d.dd[d...]")
         if not (0.05 <= temperature <= 20):
@@ -152,6 +157,15 @@ class RedshiftPredictor:
         #: the text the model reads hides the noise level, so its p(z) is as wide for a bright galaxy
         #: as for a faint one; the calibration supplies what the encoding drops.
         self.snr_temperature = _check_snr_table(snr_temperature) if snr_temperature else None
+        if not (0.0 <= outlier < 1.0):
+            raise ConfigError(f"p(z) outlier weight {outlier} must be in [0, 1)")
+        #: the share of p(z) spread evenly over the model's domain (0 <= z <= domain_z_max): the chance that the
+        #: answer is a catastrophe the digits do not show. A temperature only widens the peaks the model
+        #: proposes; a faint spectrum read at the wrong peak needs mass where the model put none. Fitted
+        #: by `speclm eval calibrate --outlier` per S/N bin (the smallest weight whose 99% interval holds
+        #: 99% of a simulated split), stored in the card; 0 = none.
+        self.outlier = float(outlier)
+        self.snr_outlier = _check_snr_table(snr_outlier, "w", (0.0, 0.99)) if snr_outlier else None
         self.rt = runtime
         self.pre = preprocess_cfg
         self.codec = codec_cfg
@@ -169,7 +183,8 @@ class RedshiftPredictor:
             raise ConfigError("the active adapter has no training_card.json; cannot know its codec")
         cal = card.get("calibration") or {}
         return cls(runtime, PreprocessConfig.from_dict(card["preprocess"]), CodecConfig.from_dict(card["codec"]),
-                   temperature=float(cal.get("pz_temperature", 1.0)), snr_temperature=cal.get("pz_temperature_snr"))
+                   temperature=float(cal.get("pz_temperature", 1.0)), snr_temperature=cal.get("pz_temperature_snr"),
+                   outlier=float(cal.get("pz_outlier", 0.0)), snr_outlier=cal.get("pz_outlier_snr"))
 
     def temperature_for(self, snr: float | None) -> float:
         """The p(z) temperature for a spectrum of r-band S/N ``snr`` (None: unknown -> the global T)."""
@@ -177,6 +192,13 @@ class RedshiftPredictor:
         if tab is None or snr is None or not math.isfinite(snr) or snr <= 0:
             return self.temperature
         return float(np.interp(math.log(snr), np.log(tab["snr"]), tab["T"]))
+
+    def outlier_for(self, snr: float | None) -> float:
+        """The p(z) outlier weight for a spectrum of r-band S/N ``snr`` (None: unknown -> the global one)."""
+        tab = self.snr_outlier
+        if tab is None or snr is None or not math.isfinite(snr) or snr <= 0:
+            return self.outlier
+        return float(np.interp(math.log(snr), np.log(tab["snr"]), tab["w"]))
 
     def predict_spectra(self, spectra: Sequence[Spectrum], batch_size: int = 8, progress: bool = False):
         from speclm.tools.spectrum import r_band_snr
@@ -197,10 +219,12 @@ class RedshiftPredictor:
         if snr is not None and len(snr) != len(prompts):
             raise ConfigError(f"{len(snr)} S/N values for {len(prompts)} prompts")
         temps = [self.temperature_for(None if snr is None else snr[i]) for i in range(len(prompts))]
+        floors = [self.outlier_for(None if snr is None else snr[i]) for i in range(len(prompts))]
         out: list[RedshiftPrediction] = []
         it = range(0, len(prompts), batch_size)
         for i in tqdm(it, desc="predict", unit="batch", disable=not progress):
-            out.extend(self.summarise_raw(self.raw_logits(prompts[i : i + batch_size]), temps[i : i + batch_size]))
+            out.extend(self.summarise_raw(self.raw_logits(prompts[i : i + batch_size]), temps[i : i + batch_size],
+                                          floors[i : i + batch_size]))
         return out
 
     def _forward(self, ids, mask, pos, cache):
@@ -233,9 +257,9 @@ class RedshiftPredictor:
             self.prefix_cache[key] = (base.model, lm.weight[self.digits].contiguous()) if ok else None
         return self.prefix_cache[key]
 
-    def summarise_raw(self, raw: dict, temperature) -> list[RedshiftPrediction]:
-        """Predictions from the digit logits of :meth:`raw_logits` at a given p(z) temperature (one
-        value, or one per spectrum of the batch)."""
+    def summarise_raw(self, raw: dict, temperature, outlier=0.0) -> list[RedshiftPrediction]:
+        """Predictions from the digit logits of :meth:`raw_logits` at a given p(z) temperature and
+        outlier weight (each one value, or one per spectrum of the batch)."""
         def sm(x, T):
             x = x / T.reshape((-1,) + (1,) * (x.ndim - 1))
             x = x - x.max(-1, keepdims=True)
@@ -244,8 +268,9 @@ class RedshiftPredictor:
 
         B = raw["l1"].shape[0]
         Tb = np.broadcast_to(np.asarray(temperature, dtype=float), (B,)).copy()
+        Wb = np.broadcast_to(np.asarray(outlier, dtype=float), (B,)).copy()
 
-        def at(T: np.ndarray) -> list[RedshiftPrediction]:
+        def at(T: np.ndarray, W: np.ndarray) -> list[RedshiftPrediction]:
             p1, p2, p3 = sm(raw["l1"], T), sm(raw["l2"], T), sm(raw["l3"], T)
             out = []
             # raw["leaf"] (B, K) / raw["l3"] (B, K, 10): the K expanded leaves, most probable first
@@ -256,18 +281,19 @@ class RedshiftPredictor:
                 joint = (p1[b][:, None] * p2[b]).reshape(100)
                 g1 = int(p1[b].argmax())
                 g2 = int(p2[b, g1].argmax())
-                out.append(self._summarise(int(raw["d0"][b]), joint, [int(x) for x in leaves[b]], p3[b], g1, g2))
+                out.append(self._summarise(int(raw["d0"][b]), joint, [int(x) for x in leaves[b]], p3[b], g1, g2,
+                                           float(W[b])))
             return out
 
-        raw1 = at(np.ones(B))
+        raw1 = at(np.ones(B), np.zeros(B))
         for r in raw1:
             r.domain_z_max = self.domain_z_max
-        if np.all(Tb == 1.0):
+        if np.all(Tb == 1.0) and np.all(Wb == 0.0):
             return raw1
         # the temperature calibrates the interval (and p(z) itself); the point estimates stay those of
         # the raw p(z): sharpening pulls the median toward the mode, the noisier estimate
         # (simulated test: MAE 0.0052 at T = 1, 0.0066 with the median at T = 0.405)
-        cal = at(Tb)
+        cal = at(Tb, Wb)
         for r1, rc in zip(raw1, cal):
             rc.z, rc.z_mean, rc.z_mode, rc.z_greedy, rc.text = r1.z, r1.z_mean, r1.z_mode, r1.z_greedy, r1.text
             rc.z_lo, rc.z_hi = min(rc.z_lo, rc.z), max(rc.z_hi, rc.z)
@@ -357,8 +383,9 @@ class RedshiftPredictor:
         c.batch_repeat_interleave(B)
         return c
 
-    def _summarise(self, d0, joint, leaves, p3, g1, g2) -> RedshiftPrediction:
-        """``leaves``: the expanded leaves, most probable first; ``p3`` (len(leaves), 10): p(d3) on each."""
+    def _summarise(self, d0, joint, leaves, p3, g1, g2, outlier: float = 0.0) -> RedshiftPrediction:
+        """``leaves``: the expanded leaves, most probable first; ``p3`` (len(leaves), 10): p(d3) on each;
+        ``outlier``: the share of p(z) spread evenly over 0 <= z <= the domain's z_max (answers 0.xxx only)."""
         joint = joint / joint.sum()
         # 0.001-resolution density: uniform inside each 0.01 leaf except the expanded ones (p(d3)).
         # The codec *rounds* labels (f"{z:.3f}"), so the answer "0.021" stands for 0.0205 <= z < 0.0215:
@@ -368,6 +395,12 @@ class RedshiftPredictor:
         fine = np.repeat(joint / 10.0, 10)
         for lf, p in zip(leaves, p3):
             fine[lf * 10 : lf * 10 + 10] = joint[lf] * p / p.sum()
+        if outlier > 0 and d0 == 0:
+            n_dom = int(round(1000 * min(self.domain_z_max or 0.5, 0.999))) + 1
+            flat = np.zeros(1000)
+            flat[:n_dom] = 1.0 / n_dom
+            fine = (1.0 - outlier) * fine + outlier * flat
+            joint = fine.reshape(100, 10).sum(1)
         centers = d0 + np.arange(1000) / 1000.0
         cdf = np.cumsum(fine)
         edges = d0 + (np.arange(1001) - 0.5) / 1000.0

@@ -108,3 +108,53 @@ def test_a_p_z_split_over_two_leaves_keeps_its_third_digit_on_both():
     # the same logits with only the first leaf expanded: the second leaf's mass smeared over 0.01
     one = p.summarise_raw({"d0": np.zeros(1, int), "l1": l1, "l2": l2, "l3": l3[:, 0], "leaf": leaf[:, 0]}, 1.0)[0]
     assert one.z_hi > 0.033 and (one.z_hi - one.z_lo) > 2 * (r.z_hi - r.z_lo)
+
+
+def _peaked(z_peaks, sharp=30.0):
+    """Digit logits of a p(z) with all its mass at one 0.001 answer per row (d0 = 0)."""
+    B = len(z_peaks)
+    l1, l2, l3 = np.zeros((B, 10)), np.zeros((B, 10, 10)), np.zeros((B, 1, 10))
+    leaf = np.zeros((B, 1), int)
+    for b, z in enumerate(z_peaks):
+        k = int(round(z * 1000))
+        l1[b, k // 100] = l2[b, :, (k // 10) % 10] = l3[b, 0, k % 10] = sharp
+        leaf[b, 0] = k // 10
+    return {"d0": np.zeros(B, int), "l1": l1, "l2": l2, "l3": l3, "leaf": leaf}
+
+
+def test_outlier_weight_puts_mass_where_the_digits_put_none():
+    p = _Pred(T=1.0)
+    p.domain_z_max = 0.8
+    raw = _peaked([0.4])
+    narrow, = p.summarise_raw(raw, 1.0)
+    wide, = p.summarise_raw(raw, 1.0, 0.5)
+    assert narrow.z == wide.z == pytest.approx(0.4)  # the answer stays the model's
+    assert narrow.z_hi99 - narrow.z_lo99 < 0.002  # a confident p(z): a catastrophe at 0.02 would be outside
+    assert wide.z_lo99 < 0.02 and wide.z_hi99 > 0.75  # half its mass spread over 0-0.8
+    assert wide.z_hi99 <= 0.8006  # never beyond the model's domain
+    assert narrow.z_lo <= 0.4 <= narrow.z_hi and wide.z_lo < narrow.z_lo
+    assert sum(wide.pz) == pytest.approx(1.0)
+
+
+def test_outlier_table_and_its_validation():
+    p = _Pred()
+    p.outlier, p.snr_outlier = 0.01, _check_snr_table({"snr": [1.0, 10.0], "w": [0.3, 0.0]}, "w", (0.0, 0.99))
+    assert p.outlier_for(None) == 0.01 and p.outlier_for(0.5) == pytest.approx(0.3) and p.outlier_for(50.0) == 0.0
+    assert p.outlier_for(np.sqrt(10.0)) == pytest.approx(0.15)
+    with pytest.raises(ConfigError, match="pz_outlier_snr"):
+        _check_snr_table({"snr": [1.0], "w": [1.5]}, "w", (0.0, 0.99))
+
+
+def test_fitted_outlier_weight_covers_catastrophes_and_is_zero_without_them():
+    from speclm.evals.redshift import fit_outlier
+
+    p = _Pred(T=1.0)
+    p.domain_z_max = 0.8
+    rng = np.random.default_rng(1)
+    z = rng.uniform(0.05, 0.75, 200)
+    right = fit_outlier(p, _peaked(z, sharp=30.0), z, t_grid=(0.5, 1.0, 2.0))  # the model's peaks are where the truths are
+    assert right["w"] == 0.0 and right["coverage_99"] >= 0.99
+    peaks = z.copy()
+    peaks[:40] = rng.uniform(0.05, 0.75, 40)  # 20% catastrophes: confident answers far from the truth
+    wrong = fit_outlier(p, _peaked(peaks, sharp=30.0), z, t_grid=(0.5, 1.0, 2.0))
+    assert wrong["coverage_99_at_w0"] < 0.9 and wrong["coverage_99"] >= 0.99 and wrong["w"] >= 0.05

@@ -1,0 +1,97 @@
+"""Two p(z) calibrations of the same adapter weights on one simulated split, from one set of digit logits.
+
+The calibration (temperature and outlier weight per r-band S/N) only changes how the digit logits become
+intervals, so two cards with the same weights are compared exactly on the same logits: 68% / 95% coverage,
+confidently wrong (truth outside the 99% interval), and the median 68% width, overall and per S/N range.
+The numbers equal `speclm eval redshift --adapter X --dataset D --split S --no-knn` run once per card.
+
+    OMP_NUM_THREADS=1 taskset -c 0 python benchmarks/pz_tables.py --adapter runs/v14_cal16 \
+        --baseline bundled --dataset data/cal15 --split test [--limit N] [--json out.json]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+
+import numpy as np
+
+
+def main(argv=None) -> int:
+    from tqdm.auto import tqdm
+
+    from speclm.evals.redshift import _subset, dataset_snr
+    from speclm.finetune.codec import build_prompt
+    from speclm.finetune.datasets import open_dataset
+    from speclm.finetune.predict import RedshiftPredictor
+    from speclm.finetune.preprocess import PreprocessConfig
+    from speclm.finetune.runtime import ModelRuntime, read_card, resolve_adapter
+
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--adapter", required=True, help="adapter whose weights and calibration are scored")
+    ap.add_argument("--baseline", required=True, help="adapter (same weights) whose calibration is compared")
+    ap.add_argument("--dataset", required=True)
+    ap.add_argument("--split", default="test")
+    ap.add_argument("--limit", type=int, default=None)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--json", default=None)
+    args = ap.parse_args(argv)
+
+    path, base = resolve_adapter(args.adapter), resolve_adapter(args.baseline)
+    card, bcard = read_card(path), read_card(base)
+    if card.get("train_ids_sha") != bcard.get("train_ids_sha") or card.get("steps") != bcard.get("steps"):
+        raise SystemExit("the two adapters must share their weights (same training card); only calibrations differ")
+    ds = open_dataset(args.dataset)
+    pre = PreprocessConfig.from_dict(card["preprocess"])
+    X, z = ds.features(args.split, pre), ds.z(args.split)
+    ok = np.flatnonzero(np.isfinite(z) & ~np.isnan(X).any(1))
+    ok = ok[_subset(ok.size, args.limit, args.seed)]
+    snr, X, z = dataset_snr(ds, args.split, ok), X[ok], z[ok]
+    rt = ModelRuntime.load(card.get("base_model") or "embedded", path, device="auto")
+    preds = {"adapter": RedshiftPredictor.from_runtime(rt)}
+    cal = bcard.get("calibration") or {}
+    p0 = preds["adapter"]
+    preds["baseline"] = RedshiftPredictor(rt, p0.pre, p0.codec, temperature=float(cal.get("pz_temperature", 1.0)),
+                                          snr_temperature=cal.get("pz_temperature_snr"),
+                                          outlier=float(cal.get("pz_outlier", 0.0)), snr_outlier=cal.get("pz_outlier_snr"))
+    prompts = [build_prompt(x, p0.codec) for x in X]
+    raws = [p0.raw_logits(prompts[i : i + 16]) for i in tqdm(range(0, len(prompts), 16), desc="logits", unit="batch")]
+    out = {"dataset": args.dataset, "split": args.split, "n": int(len(z))}
+    edges = [0, 1.5, 3, 5, 10, 1e9]
+    for name, pred in preds.items():
+        res, i = [], 0
+        for raw in raws:
+            B = raw["l1"].shape[0]
+            s = snr[i : i + B]
+            res += pred.summarise_raw(raw, [pred.temperature_for(x) for x in s], [pred.outlier_for(x) for x in s])
+            i += B
+        g = {k: np.array([getattr(r, k) for r in res]) for k in ("z", "z_lo", "z_hi", "z_lo95", "z_hi95", "z_lo99", "z_hi99")}
+
+        def stats(sel):
+            zz = z[sel]
+            return {"n": int(sel.sum()), "mae": float(np.mean(np.abs(g["z"][sel] - zz))),
+                    "coverage_68": float(np.mean((g["z_lo"][sel] <= zz) & (zz <= g["z_hi"][sel]))),
+                    "coverage_95": float(np.mean((g["z_lo95"][sel] <= zz) & (zz <= g["z_hi95"][sel]))),
+                    "confidently_wrong": float(np.mean((zz < g["z_lo99"][sel]) | (zz > g["z_hi99"][sel]))),
+                    "median_width_68": float(np.median(g["z_hi"][sel] - g["z_lo"][sel]))}
+
+        fin = np.isfinite(snr)
+        out[name] = {"all": stats(np.ones(len(z), bool)), "snr>=5": stats(fin & (snr >= 5)),
+                     "bins": {f"{a:g}-{b:g}": stats(fin & (snr >= a) & (snr < b)) for a, b in zip(edges, edges[1:])}}
+    print(f"{args.dataset} [{args.split}], n = {len(z)}: {args.adapter} vs the calibration of {args.baseline}")
+    print("| S/N | n | calibration | MAE | 68% cov | 95% cov | confidently wrong | median 68% width |")
+    print("|---|---|---|---|---|---|---|---|")
+    for key in ["all", "snr>=5"] + [f"bins/{k}" for k in out["adapter"]["bins"]]:
+        for name in ("baseline", "adapter"):
+            d = out[name]
+            for part in key.split("/"):
+                d = d[part]
+            print(f"| {key.replace('bins/', '')} | {d['n']} | {name} | {d['mae']:.4f} | {d['coverage_68']:.1%} | "
+                  f"{d['coverage_95']:.1%} | {d['confidently_wrong']:.1%} | {d['median_width_68']:.4f} |")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(out, f, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
