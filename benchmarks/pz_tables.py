@@ -19,10 +19,11 @@ import numpy as np
 def main(argv=None) -> int:
     from tqdm.auto import tqdm
 
-    from speclm.evals.redshift import _subset, dataset_snr
+    from speclm.evals.metrics import redshift_metrics
+    from speclm.evals.redshift import _subset, concat_logits, dataset_snr
     from speclm.finetune.codec import build_prompt
     from speclm.finetune.datasets import open_dataset
-    from speclm.finetune.predict import RedshiftPredictor
+    from speclm.finetune.predict import RedshiftPredictor, calibration_kwargs
     from speclm.finetune.preprocess import PreprocessConfig
     from speclm.finetune.runtime import ModelRuntime, read_card, resolve_adapter
 
@@ -36,45 +37,36 @@ def main(argv=None) -> int:
     ap.add_argument("--json", default=None)
     args = ap.parse_args(argv)
 
-    path, base = resolve_adapter(args.adapter), resolve_adapter(args.baseline)
-    card, bcard = read_card(path), read_card(base)
+    path = resolve_adapter(args.adapter)
+    card, bcard = read_card(path), read_card(resolve_adapter(args.baseline))
     if card.get("train_ids_sha") != bcard.get("train_ids_sha") or card.get("steps") != bcard.get("steps"):
         raise SystemExit("the two adapters must share their weights (same training card); only calibrations differ")
     ds = open_dataset(args.dataset)
-    pre = PreprocessConfig.from_dict(card["preprocess"])
-    X, z = ds.features(args.split, pre), ds.z(args.split)
+    X, z = ds.features(args.split, PreprocessConfig.from_dict(card["preprocess"])), ds.z(args.split)
     ok = np.flatnonzero(np.isfinite(z) & ~np.isnan(X).any(1))
     ok = ok[_subset(ok.size, args.limit, args.seed)]
     snr, X, z = dataset_snr(ds, args.split, ok), X[ok], z[ok]
     rt = ModelRuntime.load(card.get("base_model") or "embedded", path, device="auto")
-    preds = {"adapter": RedshiftPredictor.from_runtime(rt)}
-    cal = bcard.get("calibration") or {}
-    p0 = preds["adapter"]
-    preds["baseline"] = RedshiftPredictor(rt, p0.pre, p0.codec, temperature=float(cal.get("pz_temperature", 1.0)),
-                                          snr_temperature=cal.get("pz_temperature_snr"),
-                                          outlier=float(cal.get("pz_outlier", 0.0)), snr_outlier=cal.get("pz_outlier_snr"))
+    p0 = RedshiftPredictor.from_runtime(rt)
+    preds = {"adapter": p0, "baseline": RedshiftPredictor(rt, p0.pre, p0.codec, **calibration_kwargs(bcard))}
     prompts = [build_prompt(x, p0.codec) for x in X]
-    raws = [p0.raw_logits(prompts[i : i + 16]) for i in tqdm(range(0, len(prompts), 16), desc="logits", unit="batch")]
+    raw = concat_logits([p0.raw_logits(prompts[i : i + 16])
+                         for i in tqdm(range(0, len(prompts), 16), desc="logits", unit="batch")])
     out = {"dataset": args.dataset, "split": args.split, "n": int(len(z))}
     edges = [0, 1.5, 3, 5, 10, 1e9]
+    fin = np.isfinite(snr)
     for name, pred in preds.items():
-        res, i = [], 0
-        for raw in raws:
-            B = raw["l1"].shape[0]
-            s = snr[i : i + B]
-            res += pred.summarise_raw(raw, [pred.temperature_for(x) for x in s], [pred.outlier_for(x) for x in s])
-            i += B
+        res = pred.summarise_at_snr(raw, snr)
         g = {k: np.array([getattr(r, k) for r in res]) for k in ("z", "z_lo", "z_hi", "z_lo95", "z_hi95", "z_lo99", "z_hi99")}
 
         def stats(sel):
-            zz = z[sel]
-            return {"n": int(sel.sum()), "mae": float(np.mean(np.abs(g["z"][sel] - zz))),
-                    "coverage_68": float(np.mean((g["z_lo"][sel] <= zz) & (zz <= g["z_hi"][sel]))),
-                    "coverage_95": float(np.mean((g["z_lo95"][sel] <= zz) & (zz <= g["z_hi95"][sel]))),
-                    "confidently_wrong": float(np.mean((zz < g["z_lo99"][sel]) | (zz > g["z_hi99"][sel]))),
-                    "median_width_68": float(np.median(g["z_hi"][sel] - g["z_lo"][sel]))}
+            if not sel.any():
+                return {"n": 0}
+            m = redshift_metrics(z[sel], g["z"][sel], g["z_lo"][sel], g["z_hi"][sel],
+                                 z95=(g["z_lo95"][sel], g["z_hi95"][sel]), z99=(g["z_lo99"][sel], g["z_hi99"][sel]))
+            return {k: m[k] for k in ("n", "mae", "coverage_68", "coverage_95", "confidently_wrong")} | {
+                "median_width_68": float(np.median(g["z_hi"][sel] - g["z_lo"][sel]))}
 
-        fin = np.isfinite(snr)
         out[name] = {"all": stats(np.ones(len(z), bool)), "snr>=5": stats(fin & (snr >= 5)),
                      "bins": {f"{a:g}-{b:g}": stats(fin & (snr >= a) & (snr < b)) for a, b in zip(edges, edges[1:])}}
     print(f"{args.dataset} [{args.split}], n = {len(z)}: {args.adapter} vs the calibration of {args.baseline}")
@@ -85,6 +77,8 @@ def main(argv=None) -> int:
             d = out[name]
             for part in key.split("/"):
                 d = d[part]
+            if not d["n"]:
+                continue
             print(f"| {key.replace('bins/', '')} | {d['n']} | {name} | {d['mae']:.4f} | {d['coverage_68']:.1%} | "
                   f"{d['coverage_95']:.1%} | {d['confidently_wrong']:.1%} | {d['median_width_68']:.4f} |")
     if args.json:

@@ -556,7 +556,7 @@ def _fit_T(raws, pred, z, grid, target, rows=None) -> list[dict]:
     """Coverage, width and MAE of every T on the grid (over ``rows`` of the concatenated logits)."""
     out = []
     if rows is not None:  # summarise only those rows (the same numbers, a fraction of the time)
-        raws, z = [_take({k: np.concatenate([r[k] for r in raws]) for k in raws[0]}, rows)], z[rows]
+        raws, z = [_take(concat_logits(raws), rows)], z[rows]
     for T in grid:
         res = [r for raw in raws for r in pred.summarise_raw(raw, float(T))]
         lo, hi, zm = (np.array([getattr(r, k) for r in res]) for k in ("z_lo", "z_hi", "z"))
@@ -572,6 +572,11 @@ def _best(rows: list[dict], target: float) -> dict:
 
 #: the outlier weights tried, smallest first (the share of p(z) spread evenly over the model's domain)
 OUTLIER_GRID = (0.0, 0.002, 0.005, 0.01, 0.02, 0.03, 0.05, 0.07, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5)
+
+
+def concat_logits(raws: list[dict]) -> dict:
+    """Batches of digit logits (:meth:`RedshiftPredictor.raw_logits`) as one dict, in order."""
+    return {k: np.concatenate([r[k] for r in raws]) for k in raws[0]}
 
 
 def _take(raw: dict, rows) -> dict:
@@ -688,7 +693,7 @@ def calibrate_temperature(adapter: str, dataset: str, split: str = "val", limit:
         out["pz_temperature_snr"] = {"snr": [b["snr_median"] for b in bins], "T": [round(t, 4) for t in Ts]}
         out["snr_bins"] = bins
     if outlier:
-        raw_all = {k: np.concatenate([r[k] for r in raws]) for k in raws[0]}
+        raw_all = concat_logits(raws)
         g = fit_outlier(pred, raw_all, z, target)
         out.update(pz_temperature=g["T"], pz_outlier=g["w"], coverage_at_T=g["coverage_68"],
                    coverage_99=g["coverage_99"], coverage_99_without_outlier=g["coverage_99_at_w0"])

@@ -230,7 +230,7 @@ def process_chunk(refs: list[str], cfg: dict) -> list[dict]:
     if prompts and cfg.get("engine") == "vllm":
         ids = [pred.rt.tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
         raw = _vllm(cfg["adapter"], cfg["base"], pred).raw_logits(ids)
-        preds = pred.summarise_raw(raw, [pred.temperature_for(x) for x in snr], [pred.outlier_for(x) for x in snr])
+        preds = pred.summarise_at_snr(raw, snr)
     else:
         preds = pred.predict_prompts(prompts, batch_size=cfg["batch_size"], snr=snr) if prompts else []
     for (row, s), p, sn in zip(keep, preds, snr):

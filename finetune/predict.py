@@ -130,6 +130,13 @@ def _check_snr_table(tab: dict, key: str = "T", bounds: tuple[float, float] = (0
     return {"snr": snr, key: T}
 
 
+def calibration_kwargs(card: dict) -> dict:
+    """The p(z) calibration an adapter card stores (``calibration``), as :class:`RedshiftPredictor` arguments."""
+    cal = card.get("calibration") or {}
+    return {"temperature": float(cal.get("pz_temperature", 1.0)), "snr_temperature": cal.get("pz_temperature_snr"),
+            "outlier": float(cal.get("pz_outlier", 0.0)), "snr_outlier": cal.get("pz_outlier_snr")}
+
+
 class RedshiftPredictor:
     """Batched constrained prediction on a ModelRuntime (adapter on)."""
 
@@ -181,10 +188,8 @@ class RedshiftPredictor:
         card = runtime.active_card
         if not card:
             raise ConfigError("the active adapter has no training_card.json; cannot know its codec")
-        cal = card.get("calibration") or {}
         return cls(runtime, PreprocessConfig.from_dict(card["preprocess"]), CodecConfig.from_dict(card["codec"]),
-                   temperature=float(cal.get("pz_temperature", 1.0)), snr_temperature=cal.get("pz_temperature_snr"),
-                   outlier=float(cal.get("pz_outlier", 0.0)), snr_outlier=cal.get("pz_outlier_snr"))
+                   **calibration_kwargs(card))
 
     def temperature_for(self, snr: float | None) -> float:
         """The p(z) temperature for a spectrum of r-band S/N ``snr`` (None: unknown -> the global T)."""
@@ -218,14 +223,18 @@ class RedshiftPredictor:
 
         if snr is not None and len(snr) != len(prompts):
             raise ConfigError(f"{len(snr)} S/N values for {len(prompts)} prompts")
-        temps = [self.temperature_for(None if snr is None else snr[i]) for i in range(len(prompts))]
-        floors = [self.outlier_for(None if snr is None else snr[i]) for i in range(len(prompts))]
         out: list[RedshiftPrediction] = []
         it = range(0, len(prompts), batch_size)
         for i in tqdm(it, desc="predict", unit="batch", disable=not progress):
-            out.extend(self.summarise_raw(self.raw_logits(prompts[i : i + batch_size]), temps[i : i + batch_size],
-                                          floors[i : i + batch_size]))
+            out.extend(self.summarise_at_snr(self.raw_logits(prompts[i : i + batch_size]),
+                                             None if snr is None else snr[i : i + batch_size]))
         return out
+
+    def summarise_at_snr(self, raw: dict, snr=None) -> list[RedshiftPrediction]:
+        """:meth:`summarise_raw` with each spectrum's calibrated temperature and outlier weight, from its
+        r-band S/N (``snr``: one per spectrum of the batch; None: the global calibration)."""
+        snr = [None] * raw["l1"].shape[0] if snr is None else list(snr)
+        return self.summarise_raw(raw, [self.temperature_for(x) for x in snr], [self.outlier_for(x) for x in snr])
 
     def _forward(self, ids, mask, pos, cache):
         """The ten digits' logits (B, 10) after the last token, and the cache. For a fixed-weight
