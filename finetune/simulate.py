@@ -106,6 +106,11 @@ class SimConfig(Config):
                                "common in real SDSS galaxies, passive ones included")
     agn_ew_max: float = setting(30.0, "largest rest-frame Halpha equivalent width (A) of the AGN-like lines; "
                            "drawn log-uniform from 0.3 A")
+    hii_lines_prob: float = setting(0.0, "probability that a star-forming galaxy is an HII galaxy / blue compact "
+                               "dwarf: strong low-metallicity nebular lines (high [O III]/Hbeta, weak [N II]) on a "
+                               "faint continuum, as in SDSS HII galaxies, green peas and DESI's low-z dwarfs")
+    hii_ew_min: float = setting(50.0, "smallest rest-frame Halpha equivalent width (A) of an HII galaxy's lines")
+    hii_ew_max: float = setting(1500.0, "largest rest-frame Halpha equivalent width (A); drawn log-uniform")
 
     def __post_init__(self) -> None:
         if int(self.n) != self.n or self.n < 1:
@@ -122,13 +127,16 @@ class SimConfig(Config):
             raise ConfigError("need 0 < snr_min <= snr_median <= snr_max")
         if not (-4.0 <= self.logu_min <= self.logu_max <= 0.0):
             raise ConfigError("need -4 <= logu_min <= logu_max <= 0 (bagpipes nebular grid)")
-        for name in ("passive_frac_low_z", "passive_frac_high_z", "flux_offset_prob", "agn_lines_prob"):
+        for name in ("passive_frac_low_z", "passive_frac_high_z", "flux_offset_prob", "agn_lines_prob",
+                     "hii_lines_prob"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ConfigError(f"{name} must be in [0, 1]")
         for name in ("av_max", "sky_residual_strength", "telluric_strength", "fluxcal_amplitude",
                      "mask_strength", "flux_offset_amplitude", "inst_sigma_kms", "snr_scatter_dex", "agn_ew_max"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be >= 0")
+        if not 0 < self.hii_ew_min <= self.hii_ew_max:
+            raise ConfigError(f"need 0 < hii_ew_min <= hii_ew_max, got {self.hii_ew_min}, {self.hii_ew_max}")
         if self.fluxcal_amplitude >= 1.0:
             raise ConfigError("fluxcal_amplitude must be < 1")
         if self.model_resolution < 1000:
@@ -346,6 +354,9 @@ def observe(wave_rest: np.ndarray, flux_rest: np.ndarray, dlnw: float, p: dict, 
 
     if cfg.agn_lines_prob > 0 and rng.random() < cfg.agn_lines_prob:
         model, extra["agn"] = _add_agn_lines(wave, model, z, cfg, rng)
+    if (cfg.hii_lines_prob > 0 and p.get("sfh") in ("star-forming", "starburst")
+            and rng.random() < cfg.hii_lines_prob):
+        model, extra["hii"] = _add_hii_lines(wave, model, z, cfg, rng)
 
     if cfg.fluxcal_tilt and cfg.fluxcal_amplitude > 0:
         x = np.linspace(-1.0, 1.0, npix)
@@ -423,14 +434,42 @@ _AGN_RATIOS = {
 def _add_agn_lines(wave: np.ndarray, model: np.ndarray, z: float, cfg: SimConfig,
                    rng: np.random.Generator) -> tuple[np.ndarray, dict]:
     """Narrow AGN-like emission lines at the galaxy's redshift, scaled to a drawn Halpha EW."""
-    from speclm.tools import lines as L
-
     kind = "seyfert" if rng.random() < 0.3 else "liner"
     ratios = {"Halpha": 1.0} | {k: float(rng.uniform(*v)) for k, v in _AGN_RATIOS[kind].items()}
     ratios["NII6550"] = ratios["NII6585"] / 3.05  # fixed by atomic physics
     ratios["OIII4960"] = ratios["OIII5008"] / 2.98
     ew = float(np.exp(rng.uniform(np.log(0.3), np.log(max(cfg.agn_ew_max, 0.31)))))
     sig_kms = math.hypot(float(rng.uniform(80.0, 300.0)), cfg.inst_sigma_kms)
+    return _add_narrow_lines(wave, model, z, ratios, ew, sig_kms), {"kind": kind, "ew_halpha": ew,
+                                                                     "sigma_kms": sig_kms}
+
+
+# Low-metallicity HII-region ratios relative to Halpha (Case B Balmer decrement, little dust): the lines of
+# HII galaxies and blue compact dwarfs (Terlevich et al. 1991; Izotov & Thuan SDSS samples), green peas
+# ([O III]/Hbeta ~ 5-10, Cardamone et al. 2009).
+_HII_RATIOS = {"Hbeta": (0.30, 0.35), "OIII5008": (0.7, 3.0), "NII6585": (0.02, 0.15), "SII6718": (0.03, 0.12),
+               "SII6733": (0.02, 0.09), "OII3727": (0.15, 0.5), "OII3729": (0.2, 0.6), "NeIII3870": (0.08, 0.25),
+               "OI6302": (0.005, 0.03)}
+
+
+def _add_hii_lines(wave: np.ndarray, model: np.ndarray, z: float, cfg: SimConfig,
+                   rng: np.random.Generator) -> tuple[np.ndarray, dict]:
+    """An HII galaxy's strong nebular lines at the galaxy's redshift, scaled to a drawn Halpha EW."""
+    ratios = {"Halpha": 1.0} | {k: float(rng.uniform(*v)) for k, v in _HII_RATIOS.items()}
+    ratios["NII6550"] = ratios["NII6585"] / 3.05
+    ratios["OIII4960"] = ratios["OIII5008"] / 2.98
+    ratios["Hgamma"] = 0.47 * ratios["Hbeta"]
+    ratios["Hdelta"] = 0.26 * ratios["Hbeta"]
+    ew = float(np.exp(rng.uniform(np.log(cfg.hii_ew_min), np.log(cfg.hii_ew_max))))
+    sig_kms = math.hypot(float(rng.uniform(20.0, 80.0)), cfg.inst_sigma_kms)
+    return _add_narrow_lines(wave, model, z, ratios, ew, sig_kms), {"ew_halpha": ew, "sigma_kms": sig_kms}
+
+
+def _add_narrow_lines(wave: np.ndarray, model: np.ndarray, z: float, ratios: dict[str, float], ew: float,
+                      sig_kms: float) -> np.ndarray:
+    """Gaussian lines with fluxes ``ratios`` x F(Halpha), F(Halpha) = ``ew`` (rest, A) x the continuum at Halpha."""
+    from speclm.tools import lines as L
+
     ha_obs = L.get("Halpha").rest_A * (1 + z)
     near = np.abs(wave - ha_obs) < 60
     # continuum at Halpha (observed frame); when Halpha is redshifted out of range use the red end
@@ -443,7 +482,7 @@ def _add_agn_lines(wave: np.ndarray, model: np.ndarray, z: float, cfg: SimConfig
             continue
         sa = c * sig_kms / C_KM_S
         add += r * f_ha * np.exp(-0.5 * ((wave - c) / sa) ** 2) / (math.sqrt(2 * math.pi) * sa)
-    return model + add, {"kind": kind, "ew_halpha": ew, "sigma_kms": sig_kms}
+    return model + add
 
 
 def simulate_one(cfg: SimConfig, i: int) -> Spectrum:

@@ -197,6 +197,36 @@ def test_agn_lines_on_a_passive_galaxy():
                           simulate_one(SimConfig(n=400, seed=4, z_max=0.3, agn_lines_prob=0.0), i).flux)
 
 
+def _line_flux(s, rest: float, z: float, half: float = 6.0) -> float:
+    win = np.abs(s.wavelength - rest * (1 + z)) < half
+    side = (np.abs(s.wavelength - rest * (1 + z)) > 15) & (np.abs(s.wavelength - rest * (1 + z)) < 40)
+    dw = np.gradient(s.wavelength.astype(np.float64))
+    return float(((s.flux[win] - np.median(s.flux[side])) * dw[win]).sum())
+
+
+def test_hii_galaxy_lines_are_strong_low_metallicity_ones_on_star_forming_galaxies_only():
+    """hii_lines_prob=1 gives a star-forming galaxy an HII galaxy's lines: Halpha EW in the drawn range,
+    [O III] 5008 > 2 x Hbeta, [N II] 6585 < 0.2 x Halpha; a passive galaxy is left bit-identical."""
+    base = SimConfig(n=400, seed=5, z_max=0.25, **CLEAN)
+    hii = SimConfig(n=400, seed=5, z_max=0.25, hii_lines_prob=1.0, hii_ew_min=300.0, hii_ew_max=600.0, **CLEAN)
+    i = _find(base, {"star-forming"}, (0.02, 0.25))
+    a, b = simulate_one(base, i), simulate_one(hii, i)
+    info = b.meta["sim"]["hii"]
+    assert 300.0 <= info["ew_halpha"] <= 600.0 and "hii" not in a.meta["sim"]
+    z = a.meta["z"]
+    added = {r: _line_flux(b, r, z) - _line_flux(a, r, z) for r in (6564.61, 4862.68, 5008.24, 6585.27)}
+    assert added[5008.24] > 2.0 * added[4862.68] > 0
+    assert 0 < added[6585.27] < 0.2 * added[6564.61]
+    cont = float(np.median(a.flux[np.abs(a.wavelength - 6564.61 * (1 + z)) < 60]))
+    ew_rest = added[6564.61] / cont / (1 + z)
+    assert 0.7 * info["ew_halpha"] < ew_rest < 1.3 * info["ew_halpha"], (ew_rest, info)
+    j = _find(base, {"passive"}, (0.02, 0.25))
+    assert np.array_equal(simulate_one(base, j).flux, simulate_one(hii, j).flux)
+    assert "hii" not in simulate_one(hii, j).meta["sim"]
+    with pytest.raises(ConfigError, match="hii_ew_min"):
+        SimConfig(hii_ew_min=500.0, hii_ew_max=100.0)
+
+
 def test_sim_overrides_parse():
     from speclm.finetune.data_cli import parse_sim_overrides
 
