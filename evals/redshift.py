@@ -427,6 +427,13 @@ def run_redshift_eval(cfg: RedshiftEvalConfig) -> dict:
         metrics["refined"] = redshift_metrics(ev.z, zr)
         metrics["refined"].update(refine_summary(ev.z, refined, ev.classes))
 
+    model_cols = {"z": zm, "lo": lo, "hi": hi, "iv95": iv95, "iv99": iv99}
+    knn_cols = None if kz is None else {"z": kz, "lo": klo, "hi": khi, "iv95": knn.interval(kz, 95),
+                                        "iv99": knn.interval(kz, 99)}
+    breakdowns = {"z": breakdown(ev.z, ev.z, Z_EDGES, model_cols, knn_cols)}
+    if snr is not None:
+        breakdowns["snr"] = breakdown([np.nan if v is None else v for v in snr], ev.z, SNR_EDGES, model_cols, knn_cols)
+
     preds = []
     for i, r in enumerate(res):
         row = {"id": ev.ids[i], "z_true": float(ev.z[i]), "z": r.z, "z_lo": r.z_lo, "z_hi": r.z_hi,
@@ -464,6 +471,7 @@ def run_redshift_eval(cfg: RedshiftEvalConfig) -> dict:
         "preprocess": pre.to_dict(),
         "overlap_checks": checks,
         "metrics": metrics,
+        "breakdown": breakdowns,
         "baseline": knn_desc,
         "timing": timing,
         "plot": "pred_vs_true.png",
@@ -510,6 +518,52 @@ def confusion_table(conf: dict) -> str:
     return "\n".join(lines)
 
 
+SNR_EDGES = (0.0, 1.0, 2.0, 5.0, 10.0, math.inf)  # r-band S/N per pixel
+Z_EDGES = (0.0, 0.05, 0.15, 0.3, 0.5, 0.8, math.inf)
+
+
+def breakdown(values, z_true, edges, model: dict, knn: dict | None = None) -> list[dict]:
+    """The model's (and the kNN's) metrics inside each range [edges[k], edges[k+1]) of ``values``
+    (the r-band S/N or the true z): where a method fails, side by side. Ranges without spectra are left out."""
+    v = np.asarray(values, dtype=np.float64)
+    zt = np.asarray(z_true, dtype=np.float64)
+    rows = []
+    for a, b in zip(edges[:-1], edges[1:]):
+        sel = np.isfinite(v) & (v >= a) & (v < b)
+        if not sel.any():
+            continue
+        row = {"lo": float(a), "hi": float(b), "n": int(sel.sum())}
+        for name, c in (("model", model), ("knn", knn)):
+            if c is None:
+                continue
+            row[name] = redshift_metrics(zt[sel], np.asarray(c["z"], float)[sel], np.asarray(c["lo"], float)[sel],
+                                         np.asarray(c["hi"], float)[sel],
+                                         z95=tuple(np.asarray(x, float)[sel] for x in c["iv95"]),
+                                         z99=tuple(np.asarray(x, float)[sel] for x in c["iv99"]))
+        rows.append(row)
+    return rows
+
+
+def breakdown_table(rows: list[dict], label: str) -> str:
+    """One line per range: n, then MAE / beyond 0.05 / confidently wrong for the model and the kNN."""
+    has_knn = any("knn" in r for r in rows)
+    head = f"{label:<12} {'n':>5}  {'MAE':>7} {'>0.05':>6} {'conf.wr':>7}"
+    if has_knn:
+        head += f"  {'kNN MAE':>7} {'>0.05':>6} {'conf.wr':>7}"
+    lines = [head]
+    for r in rows:
+        hi = "inf" if not math.isfinite(r["hi"]) else f"{r['hi']:g}"
+        m = r["model"]
+        rng = f"{r['lo']:g}-{hi}"
+        line = (f"{rng:<12} {r['n']:>5}  {m['mae']:>7.4f} "
+                f"{m['outlier_frac_0.05']:>6.1%} {m['confidently_wrong']:>7.1%}")
+        if "knn" in r:
+            k = r["knn"]
+            line += f"  {k['mae']:>7.4f} {k['outlier_frac_0.05']:>6.1%} {k['confidently_wrong']:>7.1%}"
+        lines.append(line)
+    return "\n".join(lines)
+
+
 def summary_table(report: dict) -> str:
     """The compact table the CLI prints: model vs refined vs kNN vs constant (and unconstrained if run)."""
     m = report["metrics"]
@@ -535,6 +589,10 @@ def summary_table(report: dict) -> str:
                 f"type right {r['frac_type_right']:.0%}\n" + confusion_table(r["type_confusion"]))
     if "knn" in m and m["knn"].get("mae"):
         out += f"\nLLM/kNN MAE ratio: {m['model']['mae'] / m['knn']['mae']:.2f}"
+    for key, label in (("snr", "S/N (r)"), ("z", "true z")):
+        rows = report.get("breakdown", {}).get(key)
+        if rows and len(rows) > 1:
+            out += "\n" + breakdown_table(rows, label)
     return out
 
 

@@ -158,6 +158,8 @@ def test_eval_redshift_cli_end_to_end(tiny_setup, capsys):
     assert rep["train_set"]["n"] == 12 and rep["train_set"]["match"].startswith("exact: z-uniform")
     m = rep["metrics"]
     assert set(m) >= {"model", "model_greedy", "model_unconstrained", "knn", "constant"}
+    bz = rep["breakdown"]["z"]
+    assert sum(r["n"] for r in bz) == 8 and all({"model", "knn"} <= set(r) for r in bz)
     for row in rep["predictions"]:
         assert row["z_lo"] <= row["z"] <= row["z_hi"]
         assert {"id", "z_true", "knn_z", "z_unconstrained"} <= set(row)
@@ -244,6 +246,33 @@ def test_confidently_wrong_counts_truths_outside_the_99_interval():
     assert m["confidently_wrong"] == 0.25 and m["coverage_95"] == 1.0
     wide = redshift_metrics(zt, zp, z99=([0.0] * 4, [0.5] * 4))
     assert wide["confidently_wrong"] == 0.0
+
+
+def test_breakdown_puts_each_failure_in_its_own_s_n_range_beside_the_knn():
+    """A model that fails only below S/N 2 (and a kNN that fails only above S/N 5) shows it in those rows
+    and no other; the CLI prints the table."""
+    from speclm.evals.redshift import SNR_EDGES, breakdown, breakdown_table
+
+    rng = np.random.default_rng(0)
+    n = 400
+    zt = rng.uniform(0.0, 0.5, n)
+    snr = rng.choice([0.7, 1.5, 3.0, 7.0, 20.0], n)
+    zm = np.where(snr < 2, zt + 0.3, zt + 0.001)
+    zk = np.where(snr > 5, zt + 0.2, zt - 0.002)
+    narrow = lambda z: (z - 0.005, z + 0.005)  # noqa: E731
+    model = {"z": zm, "lo": zm - 0.003, "hi": zm + 0.003, "iv95": narrow(zm), "iv99": narrow(zm)}
+    knn = {"z": zk, "lo": zk - 0.003, "hi": zk + 0.003, "iv95": narrow(zk), "iv99": narrow(zk)}
+    rows = breakdown(snr, zt, SNR_EDGES, model, knn)
+    assert [(r["lo"], r["hi"]) for r in rows] == [(0, 1), (1, 2), (2, 5), (5, 10), (10, float("inf"))]
+    assert sum(r["n"] for r in rows) == n
+    for r in rows:
+        low, high = r["hi"] <= 2, r["lo"] >= 5
+        assert r["model"]["outlier_frac_0.05"] == (1.0 if low else 0.0)
+        assert r["model"]["confidently_wrong"] == (1.0 if low else 0.0)
+        assert r["knn"]["outlier_frac_0.05"] == (1.0 if high else 0.0)
+    text = breakdown_table(rows, "S/N (r)")
+    assert text.splitlines()[1].startswith("0-1") and "100.0%" in text.splitlines()[1]
+    assert len(text.splitlines()) == 6
 
 
 def test_model_p_z_intervals_nest():
