@@ -409,8 +409,8 @@ def run_redshift_eval(cfg: RedshiftEvalConfig) -> dict:
         knn = KNNRedshift().fit(tr_X, tr_z)
         kz, klo, khi = knn.predict(ev.X)
         knn_desc = knn.describe() | {"seconds": round(time.perf_counter() - t0, 3)}
-        metrics["knn"] = redshift_metrics(ev.z, kz, klo, khi, train_median=train_median,
-                                          z95=knn.interval(kz, 95), z99=knn.interval(kz, 99))
+        k95, k99 = knn.interval(kz, 95), knn.interval(kz, 99)
+        metrics["knn"] = redshift_metrics(ev.z, kz, klo, khi, train_median=train_median, z95=k95, z99=k99)
 
     # the assistant's stated redshift: find_redshift with the model's answer as evidence
     refined = None
@@ -428,8 +428,7 @@ def run_redshift_eval(cfg: RedshiftEvalConfig) -> dict:
         metrics["refined"].update(refine_summary(ev.z, refined, ev.classes))
 
     model_cols = {"z": zm, "lo": lo, "hi": hi, "iv95": iv95, "iv99": iv99}
-    knn_cols = None if kz is None else {"z": kz, "lo": klo, "hi": khi, "iv95": knn.interval(kz, 95),
-                                        "iv99": knn.interval(kz, 99)}
+    knn_cols = None if kz is None else {"z": kz, "lo": klo, "hi": khi, "iv95": k95, "iv99": k99}
     breakdowns = {"z": breakdown(ev.z, ev.z, Z_EDGES, model_cols, knn_cols)}
     if snr is not None:
         breakdowns["snr"] = breakdown([np.nan if v is None else v for v in snr], ev.z, SNR_EDGES, model_cols, knn_cols)
