@@ -23,6 +23,7 @@ import io
 import math
 import multiprocessing as mp
 import os
+import re
 import warnings
 from dataclasses import dataclass, fields
 from typing import Any, Iterator
@@ -111,6 +112,9 @@ class SimConfig(Config):
                                "faint continuum, as in SDSS HII galaxies, green peas and DESI's low-z dwarfs")
     hii_ew_min: float = setting(50.0, "smallest rest-frame Halpha equivalent width (A) of an HII galaxy's lines")
     hii_ew_max: float = setting(1500.0, "largest rest-frame Halpha equivalent width (A); drawn log-uniform")
+    id_tag: str = setting("", "letters/digits put after the seed in each id (sim-{seed}{tag}-{i}), so that a twin of a "
+                          "set -- the same seed and galaxies drawn with other settings, e.g. hii_lines_prob=0 for "
+                          "continuum-only twins of HII galaxies -- can be merged with it")
 
     def __post_init__(self) -> None:
         if int(self.n) != self.n or self.n < 1:
@@ -137,6 +141,8 @@ class SimConfig(Config):
                 raise ConfigError(f"{name} must be >= 0")
         if not 0 < self.hii_ew_min <= self.hii_ew_max:
             raise ConfigError(f"need 0 < hii_ew_min <= hii_ew_max, got {self.hii_ew_min}, {self.hii_ew_max}")
+        if not re.fullmatch(r"[A-Za-z0-9]*", self.id_tag):
+            raise ConfigError(f"id_tag must be letters and digits only, got {self.id_tag!r}")
         if self.fluxcal_amplitude >= 1.0:
             raise ConfigError("fluxcal_amplitude must be < 1")
         if self.model_resolution < 1000:
@@ -492,7 +498,7 @@ def simulate_one(cfg: SimConfig, i: int) -> Spectrum:
     wr, fr = rest_frame_model(p, cfg)
     wave, flux, ivar, mask, extra = observe(wr, fr, M["dlnw"], p, cfg, _rng(cfg, i, 1))
     meta = {
-        "id": f"sim-{cfg.seed}-{i}", "z": p["z"], "z_err": 0.0, "class": "GALAXY", "source": "simulated",
+        "id": f"sim-{cfg.seed}{cfg.id_tag}-{i}", "z": p["z"], "z_err": 0.0, "class": "GALAXY", "source": "simulated",
         "format": "simulated", "air_or_vacuum": "vacuum",
         "sim": {**{k: v for k, v in p.items() if k != "z"}, **extra},
     }

@@ -227,6 +227,22 @@ def test_hii_galaxy_lines_are_strong_low_metallicity_ones_on_star_forming_galaxi
         SimConfig(hii_ew_min=500.0, hii_ew_max=100.0)
 
 
+def test_continuum_only_twin_is_the_same_galaxy_without_the_lines_under_its_own_ids():
+    """id_tag lets a twin set (same seed, hii_lines_prob=0) be merged with its HII set: same z, galaxy and
+    continuum S/N, no HII lines, distinct ids; a bad tag is a one-line ConfigError."""
+    hii = SimConfig(n=400, seed=5, z_max=0.25, hii_lines_prob=1.0, **CLEAN)
+    twin = SimConfig(n=400, seed=5, z_max=0.25, id_tag="c", **CLEAN)
+    i = _find(twin, {"star-forming"}, (0.02, 0.25))
+    a, b = simulate_one(hii, i), simulate_one(twin, i)
+    assert a.meta["z"] == b.meta["z"] and a.meta["sim"]["snr"] == b.meta["sim"]["snr"]
+    assert "hii" in a.meta["sim"] and "hii" not in b.meta["sim"]
+    assert a.meta["id"] == f"sim-5-{i}" and b.meta["id"] == f"sim-5c-{i}"
+    z = a.meta["z"]
+    assert _line_flux(a, 5008.24, z) > 5 * abs(_line_flux(b, 5008.24, z))
+    with pytest.raises(ConfigError, match="id_tag"):
+        SimConfig(id_tag="c-1")
+
+
 def test_sim_overrides_parse():
     from speclm.finetune.data_cli import parse_sim_overrides
 
