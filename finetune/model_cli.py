@@ -1,4 +1,4 @@
-"""`speclm predict` and `speclm train`: the model runtime from the command line."""
+"""`speclm predict`, `speclm train` and `speclm soup`: the model runtime from the command line."""
 from __future__ import annotations
 
 import argparse
@@ -62,6 +62,17 @@ def register(sub) -> None:
     t.add_argument("--no-resume", action="store_true", help="refuse to continue an existing run in --out")
     t.add_argument("--device", default="auto")
     t.set_defaults(func=cmd_train)
+
+    s = sub.add_parser("soup", help="average LoRA adapters into one (a weight soup)",
+                       description="Writes an adapter whose update is the weighted mean of the given adapters' "
+                                   "(peft add_weighted_adapter, cat: exact, rank = sum of ranks). Calibrate it "
+                                   "afterwards: speclm eval calibrate --adapter OUT ... --write.")
+    s.add_argument("adapters", nargs="+", help="two or more LoRA adapter directories of one base, preprocessing and codec")
+    s.add_argument("--out", required=True, help="output adapter directory")
+    s.add_argument("--weights", type=float, nargs="+", default=None,
+                   help="one positive weight per adapter, summing to 1 (default: equal)")
+    s.add_argument("--fp32", action="store_true", help="store the soup in float32 (default float16)")
+    s.set_defaults(func=cmd_soup)
 
 
 # -- predict -----------------------------------------------------------------------------------
@@ -238,6 +249,17 @@ def cmd_train(args) -> int:
     print(f"training {preset.name} on {len(ztr)} spectra ({info['source']}), base {preset.base}", file=sys.stderr)
     train_arrays(preset, args.out, Xtr, ztr, Xv, zv, train_ids=list(idtr), val_ids=list(idv), dataset_info=info,
                  resume=not args.no_resume, max_steps=args.max_steps, device=args.device)
+    return 0
+
+
+def cmd_soup(args) -> int:
+    from speclm.finetune.soup import soup_adapters
+
+    card = soup_adapters(args.adapters, args.out, args.weights, fp16=not args.fp32)
+    s = card["soup"]
+    print(f"wrote {args.out}: rank {card['lora']['r']}, weights "
+          f"{', '.join(f'{a['weight']:.3g}' for a in s['adapters'])}, {s['layers']} LoRA layers, "
+          f"max relative error of dW {s['max_rel_error_dW']:.1e}, {card['n_train_including_init']} training ids")
     return 0
 
 

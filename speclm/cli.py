@@ -17,7 +17,7 @@ CLI_MODULES = (
     "speclm.tools.cli",          # inspect
     "speclm.tools.check_cli",    # check
     "speclm.finetune.data_cli",  # data {simulate,sdss,folder,info}, encode
-    "speclm.finetune.model_cli", # predict, train
+    "speclm.finetune.model_cli", # predict, train, soup
     "speclm.agent.cli",          # demo
     "speclm.agent.ask_cli",      # ask
     "speclm.ui.cli",             # chat

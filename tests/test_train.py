@@ -189,3 +189,46 @@ def test_lm_head_gets_a_contiguous_answer_window():
         full = model(input_ids=ids).logits
     assert seen == [True, True]
     assert torch.allclose(part, full[:, -4:], atol=1e-5)
+
+
+def _delta_w(d):
+    """Every LoRA layer's update scale * B @ A, read from an adapter directory's files (not through peft)."""
+    from safetensors.torch import load_file
+
+    cfg = json.loads((d / "adapter_config.json").read_text())
+    t = load_file(d / "adapter_model.safetensors")
+    scale = cfg["lora_alpha"] / cfg["r"]
+    return {k.replace(".lora_A.weight", ""): scale * (t[k.replace("lora_A", "lora_B")].float() @ t[k].float())
+            for k in t if k.endswith("lora_A.weight")}
+
+
+def test_soup_is_the_weighted_mean_of_the_adapters_updates(tmp_path):
+    """`speclm soup`: dW of the soup = sum w_i dW_i on every layer, read back from the files; ids are the union."""
+    from speclm.finetune.soup import soup_adapters
+    from speclm.tools.errors import ConfigError
+
+    X, z, ids = _data(48)
+    p = get_preset("tiny", train={"n_eval": 0})
+    train_arrays(p, tmp_path / "a", X[:16], z[:16], X[32:], z[32:], train_ids=ids[:16], val_ids=ids[32:], progress=False)
+    train_arrays(p, tmp_path / "b", X[16:32], z[16:32], X[32:], z[32:], train_ids=ids[16:32], val_ids=ids[32:],
+                 progress=False)
+    da, db = _delta_w(tmp_path / "a"), _delta_w(tmp_path / "b")
+    assert max(float((da[k] - db[k]).abs().max()) for k in da) > 1e-4  # two different adapters
+    card = soup_adapters([tmp_path / "a", tmp_path / "b"], tmp_path / "s", [0.25, 0.75], fp16=False)
+    ds = _delta_w(tmp_path / "s")
+    assert set(ds) == set(da) and card["lora"]["r"] == 2 * p.lora.r
+    for k in da:
+        want = 0.25 * da[k] + 0.75 * db[k]
+        assert torch.allclose(ds[k], want, atol=1e-6 * float(want.abs().max()) + 1e-9), k
+    assert sorted((tmp_path / "s" / "train_ids.txt").read_text().split()) == sorted(ids[:32])
+    assert "calibration" not in card and [a["weight"] for a in card["soup"]["adapters"]] == [0.25, 0.75]
+    # the soup loads and predicts like any adapter
+    rt = ModelRuntime.load("tiny", str(tmp_path / "s"))
+    assert len(RedshiftPredictor.from_runtime(rt).predict_values(X[32:34])) == 2
+    with pytest.raises(ConfigError, match="sum to 1"):
+        soup_adapters([tmp_path / "a", tmp_path / "b"], tmp_path / "t", [0.5, 0.6])
+    p8 = get_preset("tiny", preprocess={"n_bins": 8, "continuum_window": 3}, train={"n_eval": 0})
+    train_arrays(p8, tmp_path / "c", X[:16, :8], z[:16], X[32:, :8], z[32:], train_ids=ids[:16], val_ids=ids[32:],
+                 progress=False)
+    with pytest.raises(ConfigError, match="preprocess differ"):
+        soup_adapters([tmp_path / "a", tmp_path / "c"], tmp_path / "t")
