@@ -258,7 +258,7 @@ def cmd_soup(args) -> int:
     card = soup_adapters(args.adapters, args.out, args.weights, fp16=not args.fp32)
     s = card["soup"]
     print(f"wrote {args.out}: rank {card['lora']['r']}, weights "
-          f"{', '.join(f'{a['weight']:.3g}' for a in s['adapters'])}, {s['layers']} LoRA layers, "
+          f"{', '.join(format(a['weight'], '.3g') for a in s['adapters'])}, {s['layers']} LoRA layers, "
           f"max relative error of dW {s['max_rel_error_dW']:.1e}, {card['n_train_including_init']} training ids")
     return 0
 
