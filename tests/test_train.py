@@ -214,7 +214,11 @@ def test_soup_is_the_weighted_mean_of_the_adapters_updates(tmp_path):
                  progress=False)
     da, db = _delta_w(tmp_path / "a"), _delta_w(tmp_path / "b")
     assert max(float((da[k] - db[k]).abs().max()) for k in da) > 1e-4  # two different adapters
-    card = soup_adapters([tmp_path / "a", tmp_path / "b"], tmp_path / "s", [0.25, 0.75], fp16=False)
+    from speclm.cli import main
+
+    assert main(["soup", str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(tmp_path / "s"),
+                 "--weights", "0.25", "0.75", "--fp32"]) == 0
+    card = json.loads((tmp_path / "s" / "training_card.json").read_text())
     ds = _delta_w(tmp_path / "s")
     assert set(ds) == set(da) and card["lora"]["r"] == 2 * p.lora.r
     for k in da:
