@@ -324,8 +324,9 @@ def check_overlap(card: dict, adapter_path: str, ev: EvalSet, cfg: RedshiftEvalC
         if ids_sha(ev.ids) == card["train_ids_sha"]:
             raise EvalOverlapError("the evaluation ids are exactly the adapter's training ids (train_ids_sha matches)")
         done.append("evaluation ids != adapter training ids (train_ids_sha)")
-    id_file = Path(adapter_path) / "train_ids.txt"
-    listed = card.get("train_ids") or (id_file.read_text().split() if id_file.is_file() else None)
+    from speclm.finetune.runtime import read_train_ids
+
+    listed = card.get("train_ids") or read_train_ids(adapter_path) or None
     if listed:
         both = set(map(str, listed)) & set(map(str, ev.ids))
         if both and (ev.info["source"] == "dataset" and (_same_path(c_path, ev.info["path"]) or c_fp == ev.info["fingerprint"])):

@@ -371,3 +371,9 @@ def resolve_adapter(path: str) -> str:
 def read_card(path: str) -> dict:
     f = Path(path) / "training_card.json"
     return json.loads(f.read_text()) if f.is_file() else {}
+
+
+def read_train_ids(path) -> list[str]:
+    """The training ids an adapter directory lists in ``train_ids.txt`` (warm-start chain included); [] if none."""
+    f = Path(path) / "train_ids.txt"
+    return f.read_text().split() if f.is_file() else []

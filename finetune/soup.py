@@ -36,7 +36,7 @@ def soup_adapters(paths: Sequence[str], out: str, weights: Sequence[float] | Non
     from peft import PeftModel
     from safetensors.torch import load_file, save_file
 
-    from speclm.finetune.runtime import load_base_model, read_card, resolve_adapter
+    from speclm.finetune.runtime import load_base_model, read_card, read_train_ids, resolve_adapter
 
     if len(paths) < 2:
         raise ConfigError("a soup needs at least two adapters")
@@ -85,11 +85,7 @@ def soup_adapters(paths: Sequence[str], out: str, weights: Sequence[float] | Non
     cfg["base_model_name_or_path"] = json.loads((src[0] / "adapter_config.json").read_text()).get("base_model_name_or_path")
     (outp / "adapter_config.json").write_text(json.dumps(cfg, indent=2))
 
-    ids: set[str] = set()
-    for p in src:
-        f = p / "train_ids.txt"
-        if f.is_file():
-            ids |= set(f.read_text().split())
+    ids = set().union(*(read_train_ids(p) for p in src))
     (outp / "train_ids.txt").write_text("".join(i + "\n" for i in sorted(ids)))
     card = dict(cards[0])
     card.pop("calibration", None)  # the soup's p(z) is calibrated afresh (speclm eval calibrate --write)

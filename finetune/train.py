@@ -491,7 +491,7 @@ def warm_start(model, preset: Preset, path: str) -> dict:
     from peft import set_peft_model_state_dict
     from peft.utils import load_peft_weights
 
-    from speclm.finetune.runtime import read_card, resolve_adapter
+    from speclm.finetune.runtime import read_card, read_train_ids, resolve_adapter
 
     src = resolve_adapter(path)
     card = read_card(src)
@@ -509,8 +509,7 @@ def warm_start(model, preset: Preset, path: str) -> dict:
     if missing or getattr(res, "unexpected_keys", []):
         raise TrainingError(f"--init-adapter {path}: weights do not fit this model "
                             f"({len(missing)} LoRA tensors missing, {len(res.unexpected_keys)} unexpected)")
-    ids_f = Path(src) / "train_ids.txt"
-    ids = ids_f.read_text().split() if ids_f.is_file() else []
+    ids = read_train_ids(src)
     prior = card.get("init_adapter") or {}
     return {"path": str(Path(src).resolve()), "steps": card.get("steps"), "train_ids_sha": ids_sha(ids),
             "base_model": card.get("base_model"), "train_ids": ids,
