@@ -9,7 +9,6 @@ adapter has rank r1 + r2 and ``dW = sum_i w_i dW_i`` — no approximation (check
 from __future__ import annotations
 
 import json
-import shutil
 import tempfile
 from pathlib import Path
 from typing import Sequence
@@ -53,6 +52,8 @@ def soup_adapters(paths: Sequence[str], out: str, weights: Sequence[float] | Non
     outp = Path(out).expanduser()
     if outp.resolve() in [p.resolve() for p in src]:
         raise ConfigError(f"--out {outp} is one of the sources")
+    if outp.exists() and (not outp.is_dir() or any(outp.iterdir())):
+        raise ConfigError(f"--out {outp} exists and is not an empty directory: choose a new one (nothing is overwritten)")
 
     model, _, _ = load_base_model(base or cards[0].get("base_model") or "embedded", device="cpu", dtype="float32")
     names = [f"a{i}" for i in range(len(src))]
@@ -75,9 +76,7 @@ def soup_adapters(paths: Sequence[str], out: str, weights: Sequence[float] | Non
     with tempfile.TemporaryDirectory() as tmp:
         model.save_pretrained(tmp, selected_adapters=["soup"])
         d = Path(tmp) / "soup"
-        if outp.exists():
-            shutil.rmtree(outp)
-        outp.mkdir(parents=True)
+        outp.mkdir(parents=True, exist_ok=True)
         tensors = load_file(str(d / "adapter_model.safetensors"))
         dt = torch.float16 if fp16 else torch.float32
         save_file({k: v.to(dt) for k, v in tensors.items()}, str(outp / "adapter_model.safetensors"))

@@ -229,6 +229,9 @@ def test_soup_is_the_weighted_mean_of_the_adapters_updates(tmp_path):
     # the soup loads and predicts like any adapter
     rt = ModelRuntime.load("tiny", str(tmp_path / "s"))
     assert len(RedshiftPredictor.from_runtime(rt).predict_values(X[32:34])) == 2
+    with pytest.raises(ConfigError, match="not an empty directory"):  # never overwrites a user's folder
+        soup_adapters([tmp_path / "a", tmp_path / "b"], tmp_path / "s")
+    assert torch.allclose(_delta_w(tmp_path / "s")[k], ds[k])
     with pytest.raises(ConfigError, match="sum to 1"):
         soup_adapters([tmp_path / "a", tmp_path / "b"], tmp_path / "t", [0.5, 0.6])
     p8 = get_preset("tiny", preprocess={"n_bins": 8, "continuum_window": 3}, train={"n_eval": 0})
