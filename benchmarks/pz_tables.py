@@ -7,6 +7,8 @@ The numbers equal `speclm eval redshift --adapter X --dataset D --split S --no-k
 
     OMP_NUM_THREADS=1 taskset -c 0 python benchmarks/pz_tables.py --adapter runs/v14_cal16 \
         --baseline bundled --dataset data/cal15 --split test [--limit N] [--json out.json]
+
+With ``--logits F`` (stored by benchmarks/pz_logits.py for these weights on that split) the model is not run.
 """
 from __future__ import annotations
 
@@ -20,7 +22,7 @@ def main(argv=None) -> int:
     from tqdm.auto import tqdm
 
     from speclm.evals.metrics import redshift_metrics
-    from speclm.evals.redshift import _subset, concat_logits, dataset_snr
+    from speclm.evals.redshift import _subset, concat_logits, dataset_snr, load_split_logits
     from speclm.finetune.codec import build_prompt
     from speclm.finetune.datasets import open_dataset
     from speclm.finetune.predict import RedshiftPredictor, calibration_kwargs
@@ -35,23 +37,29 @@ def main(argv=None) -> int:
     ap.add_argument("--limit", type=int, default=None)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", default=None)
+    ap.add_argument("--logits", default=None, help="digit logits stored by benchmarks/pz_logits.py (same weights, split)")
     args = ap.parse_args(argv)
 
     path = resolve_adapter(args.adapter)
     card, bcard = read_card(path), read_card(resolve_adapter(args.baseline))
     if card.get("train_ids_sha") != bcard.get("train_ids_sha") or card.get("steps") != bcard.get("steps"):
         raise SystemExit("the two adapters must share their weights (same training card); only calibrations differ")
-    ds = open_dataset(args.dataset)
-    X, z = ds.features(args.split, PreprocessConfig.from_dict(card["preprocess"])), ds.z(args.split)
-    ok = np.flatnonzero(np.isfinite(z) & ~np.isnan(X).any(1))
-    ok = ok[_subset(ok.size, args.limit, args.seed)]
-    snr, X, z = dataset_snr(ds, args.split, ok), X[ok], z[ok]
     rt = ModelRuntime.load(card.get("base_model") or "embedded", path, device="auto")
     p0 = RedshiftPredictor.from_runtime(rt)
     preds = {"adapter": p0, "baseline": RedshiftPredictor(rt, p0.pre, p0.codec, **calibration_kwargs(bcard))}
-    prompts = [build_prompt(x, p0.codec) for x in X]
-    raw = concat_logits([p0.raw_logits(prompts[i : i + 16])
-                         for i in tqdm(range(0, len(prompts), 16), desc="logits", unit="batch")])
+    if args.logits:
+        d = load_split_logits(args.logits, adapter=args.adapter, dataset=args.dataset, split=args.split,
+                              limit=args.limit, seed=args.seed if args.limit else None)
+        raw, z, snr = d["raw"], d["z"], d["snr"]
+    else:
+        ds = open_dataset(args.dataset)
+        X, z = ds.features(args.split, PreprocessConfig.from_dict(card["preprocess"])), ds.z(args.split)
+        ok = np.flatnonzero(np.isfinite(z) & ~np.isnan(X).any(1))
+        ok = ok[_subset(ok.size, args.limit, args.seed)]
+        snr, X, z = dataset_snr(ds, args.split, ok), X[ok], z[ok]
+        prompts = [build_prompt(x, p0.codec) for x in X]
+        raw = concat_logits([p0.raw_logits(prompts[i : i + 16])
+                             for i in tqdm(range(0, len(prompts), 16), desc="logits", unit="batch")])
     out = {"dataset": args.dataset, "split": args.split, "n": int(len(z))}
     edges = [0, 1.5, 3, 5, 10, 1e9]
     fin = np.isfinite(snr)

@@ -53,6 +53,12 @@ def register(subparsers) -> None:
     c.add_argument("--outlier", action="store_true",
                    help="also fit the outlier weight (p(z) mass spread over the model's domain) so the 99%% "
                         "intervals hold 99%% of the truths, per S/N bin with --snr-bins")
+    c.add_argument("--tail", type=float, default=0.99,
+                   help="with --outlier: the share of truths the 99%% intervals must hold (default 0.99, "
+                        "calibrated tails; e.g. 0.995 for conservative tails and fewer confidently wrong answers)")
+    c.add_argument("--logits", default=None,
+                   help="digit logits stored by benchmarks/pz_logits.py for this adapter's weights and this split "
+                        "(the model is not run again)")
     c.add_argument("--write", action="store_true", help="store the fitted temperature in the adapter card")
     c.add_argument("--no-progress", action="store_true")
     c.set_defaults(func=_calibrate)
@@ -90,7 +96,7 @@ def _calibrate(args) -> int:
 
     out = calibrate_temperature(args.adapter, args.dataset, split=args.split, limit=args.limit, seed=args.seed,
                                 write=args.write, progress=not args.no_progress, snr_bins=args.snr_bins,
-                                outlier=args.outlier)
+                                outlier=args.outlier, tail=args.tail, logits=args.logits)
     print(f"p(z) temperature T = {out['pz_temperature']:.3g}: 68% coverage {out['coverage_at_T']:.1%} "
           f"(raw model, T = 1: {out['coverage_at_T1']:.1%}) on {out['n']} spectra of {out['dataset']} [{out['split']}]"
           + ("; written to the adapter card" if args.write else "; not written (pass --write)"))

@@ -680,21 +680,18 @@ def fit_outlier(pred, raw, z, target: float = 0.68, target99: float = 0.99, grid
     return row
 
 
-def calibrate_temperature(adapter: str, dataset: str, split: str = "val", limit: int | None = 300, seed: int = 0,
-                          target: float = 0.68, write: bool = False, batch_size: int = 16, device: str = "auto",
-                          progress: bool = True, snr_bins: int = 0, outlier: bool = False) -> dict:
-    """Fit the p(z) temperature T so the 68% interval covers ``target`` of a *simulated* split.
+def _weights_id(card: dict) -> dict:
+    """What identifies an adapter's weights (two cards with the same id differ only in calibration)."""
+    return {"train_ids_sha": card.get("train_ids_sha"), "steps": card.get("steps"),
+            "base_model": card.get("base_model"), "dataset": card.get("dataset")}
 
-    Digit logits are computed once; T is chosen on a grid (0.1-3) by the coverage closest to the
-    target (ties: the smaller |log T|). With ``snr_bins`` = k > 1, T is also fitted inside k
-    equal-count bins of the spectra's r-band S/N, and the card gets the table (bin median S/N -> T)
-    that predictions interpolate in log S/N; the global T stays for spectra without an S/N. With
-    ``outlier``, each bin (and the whole set) also gets the smallest outlier weight (p(z) mass spread
-    evenly over the model's domain, :func:`fit_outlier`) whose 99% intervals hold 99% of the truths,
-    with T refitted beside it; the weights are made non-increasing in S/N. Refuses
-    the adapter's own training split. With ``write`` the result goes into the adapter card
-    (``calibration``), which every later prediction uses.
-    """
+
+def compute_split_logits(adapter: str, dataset: str, split: str = "val", limit: int | None = None, seed: int = 0,
+                         out=None, batch_size: int = 16, device: str = "auto", progress: bool = True) -> dict:
+    """Digit logits of an adapter on a simulated split, with the truths, r-band S/N and rows they belong to.
+
+    ``out``: also store them (``.npz``, written whole or not at all) for :func:`load_split_logits`.
+    Refuses the train split. Returns {"raw": logits dict, "z", "snr", "rows", "meta"}."""
     from tqdm.auto import tqdm
 
     from speclm.finetune.codec import build_prompt
@@ -705,8 +702,6 @@ def calibrate_temperature(adapter: str, dataset: str, split: str = "val", limit:
 
     if split == "train":
         raise ConfigError("calibrate on a held-out split (val), never on training spectra")
-    if snr_bins == 1 or snr_bins < 0:
-        raise ConfigError(f"--snr-bins {snr_bins}: use 0 (one global T) or at least 2 bins")
     path = resolve_adapter(adapter)
     card = read_card(path)
     ds = open_dataset(dataset)
@@ -717,26 +712,106 @@ def calibrate_temperature(adapter: str, dataset: str, split: str = "val", limit:
     X, z = ds.features(split, pre), ds.z(split)
     ok = np.flatnonzero(np.isfinite(z) & ~np.isnan(X).any(1))
     ok = ok[_subset(ok.size, limit, seed)]
-    snr = dataset_snr(ds, split, ok) if snr_bins else None
+    snr = dataset_snr(ds, split, ok)
     X, z = X[ok], z[ok]
-    if snr is not None:
-        keep = np.isfinite(snr)
-        X, z, snr = X[keep], z[keep], snr[keep]
-        if len(z) < 40 * snr_bins:
-            raise ConfigError(f"{len(z)} spectra with an S/N are too few for {snr_bins} S/N bins (need 40 per bin)")
     rt = ModelRuntime.load(card.get("base_model") or "embedded", path, device=device)
     pred = RedshiftPredictor.from_runtime(rt)
     prompts = [build_prompt(x, pred.codec) for x in X]
     raws = [pred.raw_logits(prompts[i : i + batch_size])
             for i in tqdm(range(0, len(prompts), batch_size), desc="logits", unit="batch", disable=not progress)]
+    meta = {"weights": _weights_id(card), "dataset": str(Path(dataset).resolve()), "fingerprint": ds.fingerprint(),
+            "split": split, "limit": limit, "seed": seed, "simulated": True}
+    d = {"raw": concat_logits(raws), "z": np.asarray(z, float), "snr": snr, "rows": ok, "meta": meta}
+    if out is not None:
+        out = Path(out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_name(out.name + ".part.npz")
+        np.savez_compressed(tmp, z=d["z"], snr=d["snr"], rows=d["rows"], meta=json.dumps(meta),
+                            **{f"raw_{k}": v for k, v in d["raw"].items()})
+        os.replace(tmp, out)
+    return d
+
+
+def load_split_logits(path, adapter: str | None = None, dataset: str | None = None, split: str | None = None,
+                      limit: int | None = None, seed: int | None = None) -> dict:
+    """Digit logits stored by :func:`compute_split_logits`; with ``adapter``/``dataset``/``split``, checks that
+    they are that adapter's weights on that split (ValueError, saying which differs, if not)."""
+    from speclm.finetune.datasets import open_dataset
+    from speclm.finetune.runtime import read_card, resolve_adapter
+
+    with np.load(path, allow_pickle=False) as f:
+        meta = json.loads(str(f["meta"]))
+        d = {"raw": {k[4:]: f[k] for k in f.files if k.startswith("raw_")}, "z": f["z"], "snr": f["snr"],
+             "rows": f["rows"], "meta": meta}
+    want = {}
+    if adapter is not None:
+        want["weights"] = _weights_id(read_card(resolve_adapter(adapter)))
+    if dataset is not None:
+        want["fingerprint"] = open_dataset(dataset).fingerprint()
+    if split is not None:
+        want["split"] = split
+    if limit is not None or seed is not None:
+        want.update(limit=limit, seed=seed)
+    for k, v in want.items():
+        if meta.get(k) != v:
+            raise ValueError(f"stored logits {path} are for another {k} ({meta.get(k)!r}, not {v!r})")
+    return d
+
+
+def calibrate_temperature(adapter: str, dataset: str, split: str = "val", limit: int | None = 300, seed: int = 0,
+                          target: float = 0.68, write: bool = False, batch_size: int = 16, device: str = "auto",
+                          progress: bool = True, snr_bins: int = 0, outlier: bool = False,
+                          tail: float = 0.99, logits: str | None = None) -> dict:
+    """Fit the p(z) temperature T so the 68% interval covers ``target`` of a *simulated* split.
+
+    Digit logits are computed once (or read from ``logits``, a file of :func:`compute_split_logits` for this
+    adapter's weights and this split); T is chosen on a grid (0.1-3) by the coverage closest to the
+    target (ties: the smaller |log T|). With ``snr_bins`` = k > 1, T is also fitted inside k
+    equal-count bins of the spectra's r-band S/N, and the card gets the table (bin median S/N -> T)
+    that predictions interpolate in log S/N; the global T stays for spectra without an S/N. With
+    ``outlier``, each bin (and the whole set) also gets the smallest outlier weight (p(z) mass spread
+    evenly over the model's domain, :func:`fit_outlier`) whose 99% intervals hold ``tail`` of the truths
+    (0.99: calibrated tails; higher: conservative tails, wider 99% intervals, fewer confidently wrong answers),
+    with T refitted beside it; the weights are made non-increasing in S/N. Refuses
+    the adapter's own training split. With ``write`` the result goes into the adapter card
+    (``calibration``), which every later prediction uses.
+    """
+    from speclm.finetune.predict import RedshiftPredictor
+    from speclm.finetune.runtime import ModelRuntime, read_card, resolve_adapter
+
+    if split == "train":
+        raise ConfigError("calibrate on a held-out split (val), never on training spectra")
+    if snr_bins == 1 or snr_bins < 0:
+        raise ConfigError(f"--snr-bins {snr_bins}: use 0 (one global T) or at least 2 bins")
+    if not (0.5 < tail < 1.0):
+        raise ConfigError(f"--tail {tail}: the 99% interval's coverage target must be in (0.5, 1)")
+    path = resolve_adapter(adapter)
+    card = read_card(path)
+    if logits:
+        try:
+            d = load_split_logits(logits, adapter=adapter, dataset=dataset, split=split, limit=limit, seed=seed)
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
+    else:
+        d = compute_split_logits(adapter, dataset, split, limit=limit, seed=seed, batch_size=batch_size,
+                                 device=device, progress=progress)
+    raw_all, z, snr = d["raw"], d["z"], d["snr"]
+    if snr_bins:
+        keep = np.flatnonzero(np.isfinite(snr))
+        raw_all, z, snr = _take(raw_all, keep), z[keep], snr[keep]
+        if len(z) < 40 * snr_bins:
+            raise ConfigError(f"{len(z)} spectra with an S/N are too few for {snr_bins} S/N bins (need 40 per bin)")
+    rt = ModelRuntime.load(card.get("base_model") or "embedded", path, device=device)
+    pred = RedshiftPredictor.from_runtime(rt)
+    raws = [raw_all]
     grid = np.round(np.exp(np.linspace(np.log(0.1), np.log(3.0), 69)), 4)
     rows = _fit_T(raws, pred, z, grid, target)
     best = _best(rows, target)
     at1 = min(rows, key=lambda r: abs(math.log(r["T"])))
     out = {"pz_temperature": best["T"], "target_coverage": target, "coverage_at_T": best["coverage_68"],
-           "coverage_at_T1": at1["coverage_68"], "dataset": str(Path(dataset).resolve()), "split": split,
-           "fingerprint": ds.fingerprint(), "n": int(len(z)), "seed": seed, "grid": rows,
-           "simulated": bool(ds.meta.get("simulated"))}
+           "coverage_at_T1": at1["coverage_68"], "dataset": d["meta"]["dataset"], "split": split,
+           "fingerprint": d["meta"]["fingerprint"], "n": int(len(z)), "seed": seed, "grid": rows,
+           "simulated": True}
     if snr_bins:
         edges = np.quantile(snr, np.linspace(0, 1, snr_bins + 1))
         bins = []
@@ -751,14 +826,15 @@ def calibrate_temperature(adapter: str, dataset: str, split: str = "val", limit:
         out["pz_temperature_snr"] = {"snr": [b["snr_median"] for b in bins], "T": [round(t, 4) for t in Ts]}
         out["snr_bins"] = bins
     if outlier:
-        raw_all = concat_logits(raws)
-        g = fit_outlier(pred, raw_all, z, target)
+        out["tail_coverage_target"] = tail
+        g = fit_outlier(pred, raw_all, z, target, target99=tail)
         out.update(pz_temperature=g["T"], pz_outlier=g["w"], coverage_at_T=g["coverage_68"],
                    coverage_99=g["coverage_99"], coverage_99_without_outlier=g["coverage_99_at_w0"])
         if snr_bins:
             for b in bins:
                 sel = np.flatnonzero((snr >= b["snr_lo"]) & (snr <= b["snr_hi"]))
-                b.update({f"outlier_{k}": v for k, v in fit_outlier(pred, _take(raw_all, sel), z[sel], target).items()})
+                b.update({f"outlier_{k}": v for k, v in fit_outlier(pred, _take(raw_all, sel), z[sel], target,
+                                                                     target99=tail).items()})
             ws = _non_increasing([b["outlier_w"] for b in bins], [b["n"] for b in bins])
             for b, w in zip(bins, ws):  # T refitted at the pooled weight
                 sel = np.flatnonzero((snr >= b["snr_lo"]) & (snr <= b["snr_hi"]))

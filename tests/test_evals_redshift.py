@@ -291,3 +291,29 @@ def test_model_p_z_intervals_nest():
     r = pred._summarise(0, joint, [20, 21, 35], p3, 2, 0)
     assert r.z_lo99 <= r.z_lo95 <= r.z_lo <= r.z <= r.z_hi <= r.z_hi95 <= r.z_hi99
     assert r.z_hi99 >= 0.35  # the third peak's mass is inside the 99% interval
+
+
+def test_calibration_from_stored_logits_equals_the_one_that_runs_the_model(tiny_setup, tmp_path):
+    """benchmarks/pz_logits.py stores an adapter's digit logits on a split once; `eval calibrate --logits`
+    must fit exactly what running the model gives, and refuse logits of another split or other weights."""
+    from speclm.cli import main
+    from speclm.evals.redshift import calibrate_temperature, compute_split_logits, load_split_logits
+
+    ad, ds = str(tiny_setup["adapter"]), str(tiny_setup["ds"])
+    f = tmp_path / "logits.npz"
+    d = compute_split_logits(ad, ds, "val", out=f, device="cpu", progress=False)
+    back = load_split_logits(f, adapter=ad, dataset=ds, split="val")
+    assert len(back["z"]) == 8 and np.array_equal(back["z"], d["z"]) and np.isfinite(back["snr"]).all()
+    assert all(np.array_equal(back["raw"][k], d["raw"][k]) for k in d["raw"])
+    kw = dict(split="val", limit=None, outlier=True, device="cpu", progress=False)
+    direct = calibrate_temperature(ad, ds, **kw)
+    stored = calibrate_temperature(ad, ds, logits=str(f), **kw)
+    for k in ("pz_temperature", "pz_outlier", "coverage_at_T", "coverage_99", "n"):
+        assert stored[k] == direct[k]
+    with pytest.raises(ValueError, match="another split"):
+        load_split_logits(f, split="test")
+    with pytest.raises(ValueError, match="another limit"):
+        load_split_logits(f, limit=4, seed=0)
+    # the CLI: a mismatched file is a one-line error, not a silent fit on the wrong logits
+    assert main(["eval", "calibrate", "--adapter", ad, "--dataset", ds, "--limit", "4", "--outlier",
+                 "--logits", str(f), "--no-progress"]) == 2

@@ -158,3 +158,23 @@ def test_fitted_outlier_weight_covers_catastrophes_and_is_zero_without_them():
     peaks[:40] = rng.uniform(0.05, 0.75, 40)  # 20% catastrophes: confident answers far from the truth
     wrong = fit_outlier(p, _peaked(peaks, sharp=30.0), z, t_grid=(0.5, 1.0, 2.0))
     assert wrong["coverage_99_at_w0"] < 0.9 and wrong["coverage_99"] >= 0.99 and wrong["w"] >= 0.05
+
+
+def test_conservative_tail_target_covers_the_rare_catastrophe_a_calibrated_one_leaves_out():
+    """`--tail`: a 99% interval fitted to hold 99% of truths may leave a 1-in-200 catastrophe outside
+    (confidently wrong); a higher tail target must put enough floor mass to hold it."""
+    from speclm.evals.redshift import fit_outlier
+
+    p = _Pred(T=1.0)
+    p.domain_z_max = 0.8
+    rng = np.random.default_rng(2)
+    z = rng.uniform(0.05, 0.75, 200)
+    peaks = z.copy()
+    peaks[0] = 0.065 if z[0] > 0.3 else 0.7  # one confident catastrophe in 200 (0.5%)
+    raw = _peaked(peaks, sharp=30.0)
+    calibrated = fit_outlier(p, raw, z, t_grid=(0.5, 1.0, 2.0))
+    assert calibrated["w"] == 0.0 and calibrated["coverage_99"] == pytest.approx(0.995)
+    conservative = fit_outlier(p, raw, z, t_grid=(0.5, 1.0, 2.0), target99=0.999)
+    assert conservative["w"] > 0 and conservative["coverage_99"] == 1.0
+    res, = p.summarise_raw({k: v[:1] for k, v in raw.items()}, conservative["T"], conservative["w"])
+    assert res.z_lo99 <= z[0] <= res.z_hi99 and res.z == pytest.approx(peaks[0])  # the answer itself unchanged
