@@ -56,6 +56,10 @@ def register(subparsers) -> None:
     c.add_argument("--tail", type=float, default=0.99,
                    help="with --outlier: the share of truths the 99%% intervals must hold (default 0.99, "
                         "calibrated tails; e.g. 0.995 for conservative tails and fewer confidently wrong answers)")
+    c.add_argument("--floor-local", type=float, default=0.0,
+                   help="with --outlier: the share of the outlier mass put beside the model's own p(z) (its p(z) "
+                        "broadened by a Gaussian of --floor-sigma) instead of evenly over the domain (default 0)")
+    c.add_argument("--floor-sigma", type=float, default=0.01, help="the local floor's Gaussian sigma in z (default 0.01)")
     c.add_argument("--logits", default=None,
                    help="digit logits stored by benchmarks/pz_logits.py for this adapter's weights and this split "
                         "(the model is not run again)")
@@ -96,7 +100,8 @@ def _calibrate(args) -> int:
 
     out = calibrate_temperature(args.adapter, args.dataset, split=args.split, limit=args.limit, seed=args.seed,
                                 write=args.write, progress=not args.no_progress, snr_bins=args.snr_bins,
-                                outlier=args.outlier, tail=args.tail, logits=args.logits)
+                                outlier=args.outlier, tail=args.tail, logits=args.logits,
+                                floor_local=args.floor_local, floor_sigma=args.floor_sigma)
     print(f"p(z) temperature T = {out['pz_temperature']:.3g}: 68% coverage {out['coverage_at_T']:.1%} "
           f"(raw model, T = 1: {out['coverage_at_T1']:.1%}) on {out['n']} spectra of {out['dataset']} [{out['split']}]"
           + ("; written to the adapter card" if args.write else "; not written (pass --write)"))

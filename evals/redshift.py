@@ -761,7 +761,8 @@ def load_split_logits(path, adapter: str | None = None, dataset: str | None = No
 def calibrate_temperature(adapter: str, dataset: str, split: str = "val", limit: int | None = 300, seed: int = 0,
                           target: float = 0.68, write: bool = False, batch_size: int = 16, device: str = "auto",
                           progress: bool = True, snr_bins: int = 0, outlier: bool = False,
-                          tail: float = 0.99, logits: str | None = None) -> dict:
+                          tail: float = 0.99, logits: str | None = None, floor_local: float = 0.0,
+                          floor_sigma: float = 0.01) -> dict:
     """Fit the p(z) temperature T so the 68% interval covers ``target`` of a *simulated* split.
 
     Digit logits are computed once (or read from ``logits``, a file of :func:`compute_split_logits` for this
@@ -772,6 +773,7 @@ def calibrate_temperature(adapter: str, dataset: str, split: str = "val", limit:
     ``outlier``, each bin (and the whole set) also gets the smallest outlier weight (p(z) mass spread
     evenly over the model's domain, :func:`fit_outlier`) whose 99% intervals hold ``tail`` of the truths
     (0.99: calibrated tails; higher: conservative tails, wider 99% intervals, fewer confidently wrong answers),
+    a ``floor_local`` share of that mass being the model's own p(z) broadened by a Gaussian of ``floor_sigma``,
     with T refitted beside it; the weights are made non-increasing in S/N. Refuses
     the adapter's own training split. With ``write`` the result goes into the adapter card
     (``calibration``), which every later prediction uses.
@@ -783,6 +785,8 @@ def calibrate_temperature(adapter: str, dataset: str, split: str = "val", limit:
         raise ConfigError("calibrate on a held-out split (val), never on training spectra")
     if snr_bins == 1 or snr_bins < 0:
         raise ConfigError(f"--snr-bins {snr_bins}: use 0 (one global T) or at least 2 bins")
+    if not (0.0 <= floor_local <= 1.0) or not (0.0 < floor_sigma <= 0.2):
+        raise ConfigError(f"--floor-local {floor_local} must be in [0, 1] and --floor-sigma {floor_sigma} in (0, 0.2]")
     if not (0.5 < tail < 1.0):
         raise ConfigError(f"--tail {tail}: the 99% interval's coverage target must be in (0.5, 1)")
     path = resolve_adapter(adapter)
@@ -803,6 +807,7 @@ def calibrate_temperature(adapter: str, dataset: str, split: str = "val", limit:
             raise ConfigError(f"{len(z)} spectra with an S/N are too few for {snr_bins} S/N bins (need 40 per bin)")
     rt = ModelRuntime.load(card.get("base_model") or "embedded", path, device=device)
     pred = RedshiftPredictor.from_runtime(rt)
+    pred.floor_local, pred.floor_sigma = float(floor_local), float(floor_sigma)
     raws = [raw_all]
     grid = np.round(np.exp(np.linspace(np.log(0.1), np.log(3.0), 69)), 4)
     rows = _fit_T(raws, pred, z, grid, target)
@@ -826,7 +831,7 @@ def calibrate_temperature(adapter: str, dataset: str, split: str = "val", limit:
         out["pz_temperature_snr"] = {"snr": [b["snr_median"] for b in bins], "T": [round(t, 4) for t in Ts]}
         out["snr_bins"] = bins
     if outlier:
-        out["tail_coverage_target"] = tail
+        out.update(tail_coverage_target=tail, pz_floor_local=float(floor_local), pz_floor_sigma=float(floor_sigma))
         g = fit_outlier(pred, raw_all, z, target, target99=tail)
         out.update(pz_temperature=g["T"], pz_outlier=g["w"], coverage_at_T=g["coverage_68"],
                    coverage_99=g["coverage_99"], coverage_99_without_outlier=g["coverage_99_at_w0"])

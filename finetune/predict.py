@@ -134,7 +134,8 @@ def calibration_kwargs(card: dict) -> dict:
     """The p(z) calibration an adapter card stores (``calibration``), as :class:`RedshiftPredictor` arguments."""
     cal = card.get("calibration") or {}
     return {"temperature": float(cal.get("pz_temperature", 1.0)), "snr_temperature": cal.get("pz_temperature_snr"),
-            "outlier": float(cal.get("pz_outlier", 0.0)), "snr_outlier": cal.get("pz_outlier_snr")}
+            "outlier": float(cal.get("pz_outlier", 0.0)), "snr_outlier": cal.get("pz_outlier_snr"),
+            "floor_local": float(cal.get("pz_floor_local", 0.0)), "floor_sigma": float(cal.get("pz_floor_sigma", 0.01))}
 
 
 class RedshiftPredictor:
@@ -144,6 +145,8 @@ class RedshiftPredictor:
     domain_z_max: float | None = None
     outlier: float = 0.0
     snr_outlier: dict | None = None
+    floor_local: float = 0.0
+    floor_sigma: float = 0.01
     #: None, or the caches of a predictor whose weights cannot change (the catalog's own: no training, no
     #: adapter switch): the prompt head's KV cache, kept between batches, and the output layer's digit rows
     prefix_cache: dict | None = None
@@ -151,7 +154,8 @@ class RedshiftPredictor:
 
     def __init__(self, runtime, preprocess_cfg: PreprocessConfig, codec_cfg: CodecConfig,
                  temperature: float = 1.0, snr_temperature: dict | None = None,
-                 outlier: float = 0.0, snr_outlier: dict | None = None):
+                 outlier: float = 0.0, snr_outlier: dict | None = None,
+                 floor_local: float = 0.0, floor_sigma: float = 0.01):
         if codec_cfg.z_int_digits != 1 or codec_cfg.z_decimals < 2:
             raise ConfigError("constrained p(z) decoding supports answers of the form d.dd[d...]")
         if not (0.05 <= temperature <= 20):
@@ -173,6 +177,13 @@ class RedshiftPredictor:
         #: 99% of a simulated split), stored in the card; 0 = none.
         self.outlier = float(outlier)
         self.snr_outlier = _check_snr_table(snr_outlier, "w", (0.0, 0.99)) if snr_outlier else None
+        if not (0.0 <= floor_local <= 1.0) or not (0.0 < floor_sigma <= 0.2):
+            raise ConfigError(f"p(z) floor: local share {floor_local} must be in [0, 1] and sigma {floor_sigma} in (0, 0.2]")
+        #: the share of the outlier mass that is *local*: the model's own p(z) broadened by a Gaussian of
+        #: ``floor_sigma`` in z, the rest spread evenly over the domain. Why: a uniform floor puts w * z / z_max of
+        #: the mass below z, so it never reaches just below a low answer — the near misses at low z (truth 0.026,
+        #: answer 0.033, 99% interval from 0.027) need mass beside the answer, not far from it.
+        self.floor_local, self.floor_sigma = float(floor_local), float(floor_sigma)
         self.rt = runtime
         self.pre = preprocess_cfg
         self.codec = codec_cfg
@@ -408,6 +419,12 @@ class RedshiftPredictor:
             n_dom = int(round(1000 * min(self.domain_z_max or 0.5, 0.999))) + 1
             flat = np.zeros(1000)
             flat[:n_dom] = 1.0 / n_dom
+            if self.floor_local > 0:  # half (say) of the floor beside the model's own peaks
+                k = self.floor_sigma * 1000.0
+                x = np.arange(-int(np.ceil(4 * k)), int(np.ceil(4 * k)) + 1)
+                kern = np.exp(-0.5 * (x / k) ** 2)
+                near = np.convolve(fine, kern / kern.sum(), mode="same")  # truncated at z = 0 and 0.999
+                flat = (1.0 - self.floor_local) * flat + self.floor_local * near / near.sum()
             fine = (1.0 - outlier) * fine + outlier * flat
             joint = fine.reshape(100, 10).sum(1)
         centers = d0 + np.arange(1000) / 1000.0

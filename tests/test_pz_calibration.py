@@ -178,3 +178,32 @@ def test_conservative_tail_target_covers_the_rare_catastrophe_a_calibrated_one_l
     assert conservative["w"] > 0 and conservative["coverage_99"] == 1.0
     res, = p.summarise_raw({k: v[:1] for k, v in raw.items()}, conservative["T"], conservative["w"])
     assert res.z_lo99 <= z[0] <= res.z_hi99 and res.z == pytest.approx(peaks[0])  # the answer itself unchanged
+
+
+def test_local_floor_reaches_just_below_a_low_answer_where_a_uniform_one_cannot():
+    """A near miss at low z (truth 0.026, answer 0.033): a uniform floor holds w * z / z_max below the truth, so the
+    99% interval still starts above it; a floor half beside the answer (its p(z) broadened by sigma = 0.01) covers it."""
+    from speclm.evals.redshift import fit_outlier
+
+    p = _Pred(T=1.0)
+    p.domain_z_max = 0.8
+    raw = _peaked([0.033], sharp=30.0)
+    uniform, = p.summarise_raw(raw, 1.0, 0.05)
+    assert uniform.z_lo99 > 0.026 and uniform.z_hi99 > 0.5  # wide upward, not downward
+    p.floor_local, p.floor_sigma = 0.5, 0.01
+    local, = p.summarise_raw(raw, 1.0, 0.05)
+    assert local.z_lo99 < 0.026 < 0.033 == pytest.approx(local.z) and local.z_hi99 > 0.1
+    assert sum(local.pz) == pytest.approx(1.0)
+    # the fit: near misses just below sharp low-z answers need a smaller weight with the local floor
+    rng = np.random.default_rng(3)
+    z = rng.uniform(0.02, 0.09, 300)
+    peaks = z.copy()
+    peaks[:6] = z[:6] + 0.008  # 2% near misses, 0.008 above the truth
+    r = _peaked(peaks, sharp=30.0)
+    p.floor_local = 0.0
+    w_uniform = fit_outlier(p, r, z, t_grid=(0.5, 1.0, 2.0))
+    p.floor_local = 0.5
+    w_local = fit_outlier(p, r, z, t_grid=(0.5, 1.0, 2.0))
+    assert w_local["coverage_99"] >= 0.99 and w_local["w"] < w_uniform["w"]
+    with pytest.raises(ConfigError, match="floor"):
+        RedshiftPredictor.__init__(_Pred(), None, None, CodecConfig(), floor_local=1.5)
