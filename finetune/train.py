@@ -413,6 +413,22 @@ def _validate(run: _Run, card: dict, X_val: np.ndarray, z_val: np.ndarray, z_tra
                            "mae_constant_median": float(np.mean(np.abs(np.median(z_train) - z_val[:n])))}
 
 
+def inherit_domain(card: dict, warm: dict | None, z_train) -> None:
+    """A warm-started adapter keeps its init adapter's ``domain`` (the galaxies and z range it answers for) when
+    the new training redshifts lie inside it. Why: the domain sets the p(z) floor's range and the out-of-domain
+    warnings; a bundle that lost it silently spread the floor over 0-0.5 instead of 0-0.8 (v24, 2026-12-08).
+    Outside it (or without a warm start) the card gets no domain and the bundler must write one."""
+    dom = (warm or {}).get("domain")
+    if not isinstance(dom, dict) or not dom.get("z_max"):
+        return
+    z = np.asarray(z_train, dtype=float)
+    if z.size and np.nanmax(z) >= float(dom["z_max"]):
+        print(f"warning: training redshifts reach {np.nanmax(z):.3f}, beyond the init adapter's domain "
+              f"z < {dom['z_max']}: the card gets no domain; write one before bundling")
+        return
+    card["domain"] = dict(dom) | {"inherited_from": warm.get("path")}
+
+
 def train_arrays(preset: Preset, out_dir: str | os.PathLike, X_train: np.ndarray, z_train: np.ndarray,
                  X_val: np.ndarray, z_val: np.ndarray, *, train_ids: Sequence[str], val_ids: Sequence[str],
                  dataset_info: dict | None = None, resume: bool = True, max_steps: int | None = None,
@@ -426,6 +442,7 @@ def train_arrays(preset: Preset, out_dir: str | os.PathLike, X_train: np.ndarray
     (a graceful stop; the resume tests use it, and a real SIGKILL is tested too).
     """
     def validate(run, card):
+        inherit_domain(card, run.warm, z_train)
         if len(X_val) and preset.train.n_eval:
             _validate(run, card, X_val, z_val, z_train, progress)
 
@@ -512,7 +529,7 @@ def warm_start(model, preset: Preset, path: str) -> dict:
     ids = read_train_ids(src)
     prior = card.get("init_adapter") or {}
     return {"path": str(Path(src).resolve()), "steps": card.get("steps"), "train_ids_sha": ids_sha(ids),
-            "base_model": card.get("base_model"), "train_ids": ids,
+            "base_model": card.get("base_model"), "train_ids": ids, "domain": card.get("domain"),
             # what every adapter up the warm-start chain was trained on, so the card alone can
             # rebuild it (held-out checks) after the intermediate directories are gone
             "datasets": [card.get("dataset") or {}] + list(prior.get("datasets") or [])}

@@ -147,6 +147,19 @@ def test_warm_start_from_adapter(tmp_path):
                         val_ids=ids[32:], progress=False)
     assert card["init_adapter"]["n_train_ids"] == 16 and card["n_train_including_init"] == 32
     assert (tmp_path / "b" / "train_ids.txt").read_text().split() == ids[:32]
+    assert "domain" not in card  # the init adapter had none
+    # an init adapter's domain is kept when the new redshifts lie inside it, dropped when they do not
+    ca = json.loads((tmp_path / "a" / "training_card.json").read_text())
+    ca["domain"] = {"spectype": "GALAXY", "z_max": float(z[16:32].max()) + 0.01, "why": "test"}
+    (tmp_path / "a" / "training_card.json").write_text(json.dumps(ca))
+    card = train_arrays(pw, tmp_path / "d", X[16:32], z[16:32], X[32:], z[32:], train_ids=ids[16:32],
+                        val_ids=ids[32:], progress=False)
+    assert card["domain"]["z_max"] == ca["domain"]["z_max"] and card["domain"]["inherited_from"].endswith("a")
+    ca["domain"]["z_max"] = float(z[16:32].max()) - 0.01
+    (tmp_path / "a" / "training_card.json").write_text(json.dumps(ca))
+    card = train_arrays(pw, tmp_path / "e", X[16:32], z[16:32], X[32:], z[32:], train_ids=ids[16:32],
+                        val_ids=ids[32:], progress=False)
+    assert "domain" not in card
     # the warm start's training spectra may not be validated on
     with pytest.raises(TrainingError, match="both train and validation"):
         train_arrays(pw, tmp_path / "c", X[16:32], z[16:32], X[:8], z[:8], train_ids=ids[16:32],
