@@ -18,6 +18,7 @@ from pathlib import Path
 
 def main(argv=None) -> int:
     from speclm.evals.redshift import compute_split_logits, load_split_logits
+    from speclm.tools.errors import SpeclmError
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--adapter", required=True, help="adapter directory, or 'bundled'")
@@ -36,7 +37,11 @@ def main(argv=None) -> int:
             return 0
         except ValueError as e:
             print(f"{out}: {e}; recomputing", file=sys.stderr)
-    d = compute_split_logits(args.adapter, args.dataset, args.split, limit=args.limit, seed=args.seed, out=out)
+    try:
+        d = compute_split_logits(args.adapter, args.dataset, args.split, limit=args.limit, seed=args.seed, out=out)
+    except SpeclmError as e:  # a bad adapter, dataset or split: one line, nothing written
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     print(f"wrote {out}: {len(d['z'])} spectra")
     return 0
 

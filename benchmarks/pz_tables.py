@@ -19,14 +19,9 @@ import numpy as np
 
 
 def main(argv=None) -> int:
-    from tqdm.auto import tqdm
-
     from speclm.evals.metrics import redshift_metrics
-    from speclm.evals.redshift import _subset, concat_logits, dataset_snr, load_split_logits
-    from speclm.finetune.codec import build_prompt
-    from speclm.finetune.datasets import open_dataset
+    from speclm.evals.redshift import compute_split_logits, load_split_logits
     from speclm.finetune.predict import RedshiftPredictor, calibration_kwargs
-    from speclm.finetune.preprocess import PreprocessConfig
     from speclm.finetune.runtime import ModelRuntime, read_card, resolve_adapter
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -50,16 +45,9 @@ def main(argv=None) -> int:
     if args.logits:
         d = load_split_logits(args.logits, adapter=args.adapter, dataset=args.dataset, split=args.split,
                               limit=args.limit, seed=args.seed if args.limit else None)
-        raw, z, snr = d["raw"], d["z"], d["snr"]
     else:
-        ds = open_dataset(args.dataset)
-        X, z = ds.features(args.split, PreprocessConfig.from_dict(card["preprocess"])), ds.z(args.split)
-        ok = np.flatnonzero(np.isfinite(z) & ~np.isnan(X).any(1))
-        ok = ok[_subset(ok.size, args.limit, args.seed)]
-        snr, X, z = dataset_snr(ds, args.split, ok), X[ok], z[ok]
-        prompts = [build_prompt(x, p0.codec) for x in X]
-        raw = concat_logits([p0.raw_logits(prompts[i : i + 16])
-                             for i in tqdm(range(0, len(prompts), 16), desc="logits", unit="batch")])
+        d = compute_split_logits(args.adapter, args.dataset, args.split, limit=args.limit, seed=args.seed)
+    raw, z, snr = d["raw"], d["z"], d["snr"]
     out = {"dataset": args.dataset, "split": args.split, "n": int(len(z))}
     edges = [0, 1.5, 3, 5, 10, 1e9]
     fin = np.isfinite(snr)

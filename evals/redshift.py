@@ -778,15 +778,14 @@ def calibrate_temperature(adapter: str, dataset: str, split: str = "val", limit:
     the adapter's own training split. With ``write`` the result goes into the adapter card
     (``calibration``), which every later prediction uses.
     """
-    from speclm.finetune.predict import RedshiftPredictor
+    from speclm.finetune.predict import RedshiftPredictor, calibration_kwargs, check_floor
     from speclm.finetune.runtime import ModelRuntime, read_card, resolve_adapter
 
     if split == "train":
         raise ConfigError("calibrate on a held-out split (val), never on training spectra")
     if snr_bins == 1 or snr_bins < 0:
         raise ConfigError(f"--snr-bins {snr_bins}: use 0 (one global T) or at least 2 bins")
-    if not (0.0 <= floor_local <= 1.0) or not (0.0 < floor_sigma <= 0.2):
-        raise ConfigError(f"--floor-local {floor_local} must be in [0, 1] and --floor-sigma {floor_sigma} in (0, 0.2]")
+    check_floor(floor_local, floor_sigma)
     if not (0.5 < tail < 1.0):
         raise ConfigError(f"--tail {tail}: the 99% interval's coverage target must be in (0.5, 1)")
     path = resolve_adapter(adapter)
@@ -806,8 +805,9 @@ def calibrate_temperature(adapter: str, dataset: str, split: str = "val", limit:
         if len(z) < 40 * snr_bins:
             raise ConfigError(f"{len(z)} spectra with an S/N are too few for {snr_bins} S/N bins (need 40 per bin)")
     rt = ModelRuntime.load(card.get("base_model") or "embedded", path, device=device)
-    pred = RedshiftPredictor.from_runtime(rt)
-    pred.floor_local, pred.floor_sigma = float(floor_local), float(floor_sigma)
+    base = RedshiftPredictor.from_runtime(rt)
+    pred = RedshiftPredictor(rt, base.pre, base.codec, **(calibration_kwargs(card) | {
+        "floor_local": floor_local, "floor_sigma": floor_sigma}))
     raws = [raw_all]
     grid = np.round(np.exp(np.linspace(np.log(0.1), np.log(3.0), 69)), 4)
     rows = _fit_T(raws, pred, z, grid, target)

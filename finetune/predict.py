@@ -130,6 +130,13 @@ def _check_snr_table(tab: dict, key: str = "T", bounds: tuple[float, float] = (0
     return {"snr": snr, key: T}
 
 
+def check_floor(local: float, sigma: float) -> tuple[float, float]:
+    """The p(z) floor's local share (0-1) and its Gaussian sigma in z (0-0.2], checked."""
+    if not (0.0 <= local <= 1.0) or not (0.0 < sigma <= 0.2):
+        raise ConfigError(f"p(z) floor: local share {local} must be in [0, 1] and sigma {sigma} in (0, 0.2]")
+    return float(local), float(sigma)
+
+
 def calibration_kwargs(card: dict) -> dict:
     """The p(z) calibration an adapter card stores (``calibration``), as :class:`RedshiftPredictor` arguments."""
     cal = card.get("calibration") or {}
@@ -177,13 +184,11 @@ class RedshiftPredictor:
         #: 99% of a simulated split), stored in the card; 0 = none.
         self.outlier = float(outlier)
         self.snr_outlier = _check_snr_table(snr_outlier, "w", (0.0, 0.99)) if snr_outlier else None
-        if not (0.0 <= floor_local <= 1.0) or not (0.0 < floor_sigma <= 0.2):
-            raise ConfigError(f"p(z) floor: local share {floor_local} must be in [0, 1] and sigma {floor_sigma} in (0, 0.2]")
         #: the share of the outlier mass that is *local*: the model's own p(z) broadened by a Gaussian of
         #: ``floor_sigma`` in z, the rest spread evenly over the domain. Why: a uniform floor puts w * z / z_max of
         #: the mass below z, so it never reaches just below a low answer — the near misses at low z (truth 0.026,
         #: answer 0.033, 99% interval from 0.027) need mass beside the answer, not far from it.
-        self.floor_local, self.floor_sigma = float(floor_local), float(floor_sigma)
+        self.floor_local, self.floor_sigma = check_floor(floor_local, floor_sigma)
         self.rt = runtime
         self.pre = preprocess_cfg
         self.codec = codec_cfg
@@ -419,7 +424,7 @@ class RedshiftPredictor:
             n_dom = int(round(1000 * min(self.domain_z_max or 0.5, 0.999))) + 1
             flat = np.zeros(1000)
             flat[:n_dom] = 1.0 / n_dom
-            if self.floor_local > 0:  # half (say) of the floor beside the model's own peaks
+            if self.floor_local > 0:  # that share of the floor beside the model's own peaks
                 k = self.floor_sigma * 1000.0
                 x = np.arange(-int(np.ceil(4 * k)), int(np.ceil(4 * k)) + 1)
                 kern = np.exp(-0.5 * (x / k) ** 2)
