@@ -1,4 +1,4 @@
-"""`speclm predict`, `speclm train` and `speclm soup`: the model runtime from the command line."""
+"""`speclm predict`, `speclm train`, `speclm soup` and `speclm bundle`: the model runtime from the command line."""
 from __future__ import annotations
 
 import argparse
@@ -73,6 +73,19 @@ def register(sub) -> None:
                    help="one positive weight per adapter, summing to 1 (default: equal)")
     s.add_argument("--fp32", action="store_true", help="store the soup in float32 (default float16)")
     s.set_defaults(func=cmd_soup)
+
+    b = sub.add_parser("bundle", help="make a trained adapter ready to ship: float16 weights and a declared domain",
+                       description="Casts the LoRA weights to float16, copies train_ids.txt, and writes the domain (the "
+                                   "galaxies and z range the model answers for) into the card: from the run's card, "
+                                   "or --domain-z-max. Refused without a domain, or when the run's training redshifts "
+                                   "(where its datasets are on this machine) reach beyond it. The calibration is "
+                                   "refitted afterwards: speclm eval calibrate --adapter OUT ... --write.")
+    b.add_argument("run", help="a finished adapter run directory (speclm train --out, or speclm soup --out)")
+    b.add_argument("--out", required=True, help="new, empty output directory")
+    b.add_argument("--domain-z-max", type=float, default=None,
+                   help="galaxies at z below this are the model's domain (default: the run card's domain)")
+    b.add_argument("--domain-why", default=None, help="one sentence on where the domain comes from (kept in the card)")
+    b.set_defaults(func=cmd_bundle)
 
 
 # -- predict -----------------------------------------------------------------------------------
@@ -260,6 +273,19 @@ def cmd_soup(args) -> int:
     print(f"wrote {args.out}: rank {card['lora']['r']}, weights "
           f"{', '.join(format(a['weight'], '.3g') for a in s['adapters'])}, {s['layers']} LoRA layers, "
           f"max relative error of dW {s['max_rel_error_dW']:.1e}, {card['n_train_including_init']} training ids")
+    return 0
+
+
+def cmd_bundle(args) -> int:
+    from speclm.finetune.bundle import bundle_adapter
+
+    card = bundle_adapter(args.run, args.out, domain_z_max=args.domain_z_max, domain_why=args.domain_why)
+    b, d = card["bundle"], card["domain"]
+    zt = "training z up to " + format(b["training_z_max"], ".3f") if b["training_z_max"] is not None else \
+        "training datasets not on this machine (z range not checked)"
+    print(f"wrote {args.out}: {b['tensors']} tensors in float16 (max relative error {b['max_rel_error']:.1e}), domain "
+          f"{d['spectype']} z < {d['z_max']}, {zt}"
+          + ("; calibration dropped: refit it with speclm eval calibrate --write" if b["calibration_dropped"] else ""))
     return 0
 
 

@@ -92,7 +92,6 @@ def answer_loss(model, ids, mask, labels):
     """Causal-LM cross-entropy on answer tokens only (labels == -100 elsewhere), computing logits
     just for the answer window: the vocabulary projection over every prompt position is most of
     the memory of a 135M model's step and is wasted work when the prompt carries no loss."""
-    import torch
     import torch.nn.functional as F
 
     pos = (mask.cumsum(-1) - 1).clamp(min=0)

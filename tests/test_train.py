@@ -252,3 +252,58 @@ def test_soup_is_the_weighted_mean_of_the_adapters_updates(tmp_path):
                  progress=False)
     with pytest.raises(ConfigError, match="preprocess differ"):
         soup_adapters([tmp_path / "a", tmp_path / "c"], tmp_path / "t")
+
+
+def test_bundle_casts_to_fp16_and_requires_a_domain(tmp_path):
+    """`speclm bundle`: float16 weights within fp16 precision of the run's, train ids carried, calibration
+    dropped, and the domain required: from the card, or --domain-z-max; refused when training z reach past it."""
+    from safetensors.torch import load_file
+
+    from speclm.cli import main
+    from speclm.finetune.bundle import bundle_adapter
+    from speclm.finetune.datasets import write_dataset
+    from speclm.tools.errors import ConfigError
+    from speclm.tools.synthetic import synthetic_spectrum
+
+    X, z, ids = _data(40)
+    p = get_preset("tiny", train={"n_eval": 0})
+    train_arrays(p, tmp_path / "a", X[:16], z[:16], X[32:], z[32:], train_ids=ids[:16], val_ids=ids[32:], progress=False)
+    card_path = tmp_path / "a" / "training_card.json"
+    ca = json.loads(card_path.read_text())
+    assert "domain" not in ca
+    # no domain anywhere: refused, and nothing is written
+    with pytest.raises(ConfigError, match="no domain"):
+        bundle_adapter(str(tmp_path / "a"), str(tmp_path / "b0"))
+    assert not (tmp_path / "b0").exists()
+    # a training dataset still on this machine whose redshifts reach past the declared domain: refused
+    specs = [synthetic_spectrum(zz, lines={"Halpha": 20.0}, continuum=(5.0, 0.0), noise=0.3, seed=i,
+                                meta={"id": f"d{i}", "source": "test"}) for i, zz in enumerate([0.1, 0.3, 0.62])]
+    ds = write_dataset(tmp_path / "ds", specs, split_of=["train"] * 3, meta={"source": "test"})
+    ca["dataset"] = {"path": str(ds)}
+    ca["calibration"] = {"pz_temperature": 0.9}
+    card_path.write_text(json.dumps(ca))
+    with pytest.raises(ConfigError, match="up to 0.620"):
+        bundle_adapter(str(tmp_path / "a"), str(tmp_path / "b1"), domain_z_max=0.5)
+    assert main(["bundle", str(tmp_path / "a"), "--out", str(tmp_path / "b"), "--domain-z-max", "0.8",
+                 "--domain-why", "test"]) == 0
+    cb = json.loads((tmp_path / "b" / "training_card.json").read_text())
+    assert cb["domain"] == {"spectype": "GALAXY", "z_max": 0.8, "why": "test"}
+    assert "calibration" not in cb and cb["bundle"]["calibration_dropped"]
+    assert abs(cb["bundle"]["training_z_max"] - 0.62) < 1e-9
+    wa, wb = load_file(tmp_path / "a" / "adapter_model.safetensors"), load_file(tmp_path / "b" / "adapter_model.safetensors")
+    assert set(wa) == set(wb) and all(v.dtype == torch.float16 for v in wb.values())
+    for k in wa:
+        a = wa[k].float()
+        assert float((wb[k].float() - a).abs().max()) <= 1e-3 * float(a.abs().max()) + 1e-8, k
+    assert 0 < cb["bundle"]["max_rel_error"] < 1e-3
+    assert (tmp_path / "b" / "train_ids.txt").read_text() == (tmp_path / "a" / "train_ids.txt").read_text()
+    # the bundle's domain is read by the predictor, and the card's domain is used when no flag is given
+    rt = ModelRuntime.load("tiny", str(tmp_path / "b"))
+    assert RedshiftPredictor.from_runtime(rt).domain_z_max == 0.8
+    assert bundle_adapter(str(tmp_path / "b"), str(tmp_path / "c"))["domain"]["z_max"] == 0.8
+    with pytest.raises(ConfigError, match="not an empty directory"):
+        bundle_adapter(str(tmp_path / "a"), str(tmp_path / "b"), domain_z_max=0.8)
+    with pytest.raises(ConfigError, match="must lie in"):
+        bundle_adapter(str(tmp_path / "a"), str(tmp_path / "b2"), domain_z_max=12.0)
+    with pytest.raises(ConfigError, match="not a finished adapter run"):
+        bundle_adapter(str(tmp_path / "ds"), str(tmp_path / "b3"), domain_z_max=0.8)
