@@ -408,15 +408,38 @@ class RedshiftPredictor:
         c.batch_repeat_interleave(B)
         return c
 
-    def _summarise(self, d0, joint, leaves, p3, g1, g2, outlier: float = 0.0) -> RedshiftPrediction:
-        """``leaves``: the expanded leaves, most probable first; ``p3`` (len(leaves), 10): p(d3) on each;
-        ``outlier``: the share of p(z) spread evenly over 0 <= z <= the domain's z_max (answers 0.xxx only)."""
+    def fine_pz(self, raw: dict, temperature, outlier=0.0) -> list[tuple[int, np.ndarray]]:
+        """Each spectrum's p(z) on the 0.001 grid: (d0, density over z = d0 + i/1000, i < 1000), at the given
+        temperature and outlier weight (one value, or one per spectrum) — what :meth:`summarise_raw`'s quantiles
+        are read from, for combining several readings of one spectrum (:mod:`speclm.finetune.shift_ensemble`)."""
+        B = raw["l1"].shape[0]
+        Tb = np.broadcast_to(np.asarray(temperature, dtype=float), (B,))
+        Wb = np.broadcast_to(np.asarray(outlier, dtype=float), (B,))
+        x = {k: np.asarray(raw[k], dtype=float) for k in ("l1", "l2", "l3")}
+
+        def sm(a, T):
+            a = a / T.reshape((-1,) + (1,) * (a.ndim - 1))
+            a = a - a.max(-1, keepdims=True)
+            e = np.exp(a)
+            return e / e.sum(-1, keepdims=True)
+
+        p1, p2, p3 = sm(x["l1"], Tb), sm(x["l2"], Tb), sm(x["l3"], Tb)
+        leaves = np.asarray(raw["leaf"]).reshape(B, -1)
+        p3 = p3.reshape(B, leaves.shape[1], 10)
+        out = []
+        for b in range(B):
+            joint = (p1[b][:, None] * p2[b]).reshape(100)
+            d0 = int(raw["d0"][b])
+            out.append((d0, self._fine(d0, joint, [int(v) for v in leaves[b]], p3[b], float(Wb[b]))[0]))
+        return out
+
+    def _fine(self, d0, joint, leaves, p3, outlier: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+        """(fine, joint): the 0.001-resolution density of one reading and its 0.01-leaf sums (see :meth:`_summarise`)."""
         joint = joint / joint.sum()
         # 0.001-resolution density: uniform inside each 0.01 leaf except the expanded ones (p(d3)).
         # The codec *rounds* labels (f"{z:.3f}"), so the answer "0.021" stands for 0.0205 <= z < 0.0215:
         # each digit's mass is centred on the digit, not on [0.021, 0.022) (that put every quantile
         # 0.0005 high; issue 10).
-        nd = self.codec.z_decimals
         fine = np.repeat(joint / 10.0, 10)
         for lf, p in zip(leaves, p3):
             fine[lf * 10 : lf * 10 + 10] = joint[lf] * p / p.sum()
@@ -432,6 +455,13 @@ class RedshiftPredictor:
                 flat = (1.0 - self.floor_local) * flat + self.floor_local * near / near.sum()
             fine = (1.0 - outlier) * fine + outlier * flat
             joint = fine.reshape(100, 10).sum(1)
+        return fine, joint
+
+    def _summarise(self, d0, joint, leaves, p3, g1, g2, outlier: float = 0.0) -> RedshiftPrediction:
+        """``leaves``: the expanded leaves, most probable first; ``p3`` (len(leaves), 10): p(d3) on each;
+        ``outlier``: the share of p(z) spread evenly over 0 <= z <= the domain's z_max (answers 0.xxx only)."""
+        nd = self.codec.z_decimals
+        fine, joint = self._fine(d0, joint, leaves, p3, outlier)
         centers = d0 + np.arange(1000) / 1000.0
         cdf = np.cumsum(fine)
         edges = d0 + (np.arange(1001) - 0.5) / 1000.0
