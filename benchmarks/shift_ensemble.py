@@ -14,6 +14,13 @@ from pathlib import Path
 import numpy as np
 
 
+def _weights(path) -> str:
+    import hashlib
+
+    return hashlib.sha256((Path(path) / "adapter_model.safetensors").read_bytes()).hexdigest()[:16] + ":" + \
+        hashlib.sha256((Path(path) / "training_card.json").read_bytes()).hexdigest()[:16]
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--adapter", default="bundled")
@@ -22,13 +29,18 @@ def main(argv=None) -> int:
     ap.add_argument("--shifts", type=int, default=4)
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--limit", type=int, default=0, help="the first N spectra of the split (0 = all)")
+    ap.add_argument("--intervals", default="mixture", choices=("mixture", "nearest"),
+                    help="the ensemble's intervals (finetune/shift_ensemble.py: combine_readings)")
+    ap.add_argument("--readings", default=None,
+                    help="an .npz of the K readings' digit logits: written when missing, read (no model run) when present")
+    ap.add_argument("--only", type=int, default=None, help="score reading J alone (K odd: J = (K-1)/2 is the unshifted one)")
     ap.add_argument("--out", required=True)
     args = ap.parse_args(argv)
     from speclm.evals.metrics import redshift_metrics
     from speclm.finetune.datasets import open_dataset
     from speclm.finetune.predict import RedshiftPredictor
     from speclm.finetune.runtime import ModelRuntime, read_train_ids, resolve_adapter
-    from speclm.finetune.shift_ensemble import predict_shifted
+    from speclm.finetune.shift_ensemble import combine_readings, read_shifted
     from speclm.tools.spectrum import r_band_snr
 
     path = resolve_adapter(args.adapter)
@@ -43,10 +55,24 @@ def main(argv=None) -> int:
     rt = ModelRuntime.load("embedded", path)
     pred = RedshiftPredictor.from_runtime(rt)
     t0 = time.perf_counter()
-    if args.shifts == 1:
+    if args.shifts == 1 and not args.readings:
         res = pred.predict_spectra(spectra, batch_size=args.batch_size, progress=True)
     else:
-        res = predict_shifted(pred, spectra, args.shifts, batch_size=args.batch_size, progress=True)
+        rd = Path(args.readings) if args.readings else None
+        if rd is not None and rd.exists():
+            f = np.load(rd, allow_pickle=False)
+            if list(f["ids"]) != ids or int(f["k"]) != args.shifts or str(f["weights"]) != _weights(path):
+                raise SystemExit(f"{rd} holds other readings (spectra, K or adapter weights differ)")
+            readings = {"raw": {k[4:]: f[k] for k in f.files if k.startswith("raw_")}, "offsets": f["offsets"],
+                        "snr": [None if not np.isfinite(v) else float(v) for v in f["snr"]], "k": int(f["k"])}
+        else:
+            readings = read_shifted(pred, spectra, args.shifts, batch_size=args.batch_size, progress=True)
+            if rd is not None:
+                rd.parent.mkdir(parents=True, exist_ok=True)
+                np.savez_compressed(rd, ids=np.array(ids), k=readings["k"], offsets=readings["offsets"],
+                                    snr=np.array([np.nan if v is None else v for v in readings["snr"]], float),
+                                    weights=_weights(path), **{f"raw_{k}": v for k, v in readings["raw"].items()})
+        res = combine_readings(pred, readings, args.intervals, only=args.only)
     secs = time.perf_counter() - t0
     m = redshift_metrics(z, [r.z for r in res], [r.z_lo for r in res], [r.z_hi for r in res],
                          z95=(np.array([r.z_lo95 for r in res]), np.array([r.z_hi95 for r in res])),

@@ -95,38 +95,71 @@ def combine(raw_cdfs: Sequence[np.ndarray], cal_cdfs: Sequence[np.ndarray], gree
     return pred
 
 
-def predict_shifted(predictor, spectra: Sequence, k: int, batch_size: int = 8, progress: bool = False):
-    """K readings of each spectrum, combined (see the module docstring). ``predictor``: a RedshiftPredictor."""
+def read_shifted(predictor, spectra: Sequence, k: int, batch_size: int = 8, progress: bool = False) -> dict:
+    """The digit logits of K readings of each spectrum (spectrum-major: reading j of spectrum i is row i*K + j),
+    with the shifts ``offsets`` and each spectrum's r-band S/N ``snr`` (of the unshifted spectrum)."""
     from tqdm.auto import tqdm
 
-    from speclm.finetune.codec import format_redshift
     from speclm.finetune.predict import spectrum_prompt
     from speclm.tools.spectrum import r_band_snr
 
     k = check_shifts(k, predictor.pre)
     offs = shift_offsets(k, predictor.pre)
-    out = []
+    parts, snr = [], []
     step = max(1, batch_size // k)  # spectra per forward pass: K prompts each
     for i in tqdm(range(0, len(spectra), step), desc=f"predict x{k}", unit="batch", disable=not progress):
         chunk = spectra[i:i + step]
-        prompts, snr = [], []
-        for s in chunk:
-            x = r_band_snr(s)
-            for o in offs:
-                prompts.append(spectrum_prompt(shifted(s, o), predictor.pre, predictor.codec))
-                snr.append(x)
-        raw = predictor.raw_logits(prompts)
-        T = [predictor.temperature_for(x) for x in snr]
-        W = [predictor.outlier_for(x) for x in snr]
-        f_raw = predictor.fine_pz(raw, 1.0, 0.0)
-        f_cal = predictor.fine_pz(raw, T, W)
-        greedy = predictor.summarise_raw(raw, 1.0, 0.0)
-        for j in range(len(chunk)):
-            sl = range(j * k, (j + 1) * k)
-            rc = [cdf_back(*f_raw[m], offs[m - j * k]) for m in sl]
-            cc = [cdf_back(*f_cal[m], offs[m - j * k]) for m in sl]
-            m0 = j * k + int(np.argmin(np.abs(offs)))  # the reading nearest the unshifted spectrum writes the text
-            g = (1.0 + greedy[m0].z_greedy) * math.exp(-offs[m0 - j * k]) - 1.0
-            out.append(combine(rc, cc, max(0.0, g), predictor.codec.answer_prefix, predictor.codec.z_decimals,
-                               predictor.domain_z_max, lambda v: format_redshift(v, predictor.codec)))
+        prompts = [spectrum_prompt(shifted(s, o), predictor.pre, predictor.codec) for s in chunk for o in offs]
+        snr += [r_band_snr(s) for s in chunk]
+        parts.append(predictor.raw_logits(prompts))
+    raw = {key: np.concatenate([p[key] for p in parts]) for key in parts[0]} if parts else {}
+    return {"raw": raw, "offsets": offs, "snr": snr, "k": k}
+
+
+def _rows(raw: dict, rows) -> dict:
+    return {key: v[rows] for key, v in raw.items()}
+
+
+def combine_readings(predictor, readings: dict, intervals: str = "mixture", only: int | None = None) -> list:
+    """One prediction per spectrum from :func:`read_shifted`'s readings.
+
+    intervals: "mixture" — quantiles of the mean calibrated CDF of the K readings; "nearest" — the calibrated
+    intervals of the one reading whose own (raw) median lies nearest the ensemble's point estimate, mapped back
+    (each reading is calibrated as a single reading is; the mixture of K calibrated readings is wider than any).
+    only: use reading ``only`` alone (its answer mapped back): a single reading at that phase.
+    """
+    from speclm.finetune.codec import format_redshift
+
+    if intervals not in ("mixture", "nearest"):
+        raise ConfigError(f"intervals {intervals!r}: use 'mixture' or 'nearest'")
+    raw, offs, snr, k = readings["raw"], readings["offsets"], readings["snr"], readings["k"]
+    n = len(snr)
+    out = []
+    fmt = lambda v: format_redshift(v, predictor.codec)  # noqa: E731
+    for i in range(n):
+        rows = np.arange(i * k, (i + 1) * k) if only is None else np.array([i * k + only])
+        sub = _rows(raw, rows)
+        o = offs[rows - i * k]
+        T, W = predictor.temperature_for(snr[i]), predictor.outlier_for(snr[i])
+        f_raw = predictor.fine_pz(sub, 1.0, 0.0)
+        f_cal = predictor.fine_pz(sub, T, W)
+        rc = [cdf_back(*f_raw[m], o[m]) for m in range(len(rows))]
+        cc = [cdf_back(*f_cal[m], o[m]) for m in range(len(rows))]
+        one = predictor.summarise_raw(sub, 1.0, 0.0)
+        m0 = int(np.argmin(np.abs(o)))  # the reading nearest the unshifted spectrum writes the text
+        g = max(0.0, (1.0 + one[m0].z_greedy) * math.exp(-o[m0]) - 1.0)
+        if intervals == "nearest" and len(rows) > 1:
+            zc = quantile(np.mean(rc, axis=0), 0.5)
+            near = int(np.argmin([abs(quantile(c, 0.5) - zc) for c in rc]))
+            r = combine(rc, [cc[near]], g, predictor.codec.answer_prefix, predictor.codec.z_decimals,
+                        predictor.domain_z_max, fmt)
+        else:
+            r = combine(rc, cc, g, predictor.codec.answer_prefix, predictor.codec.z_decimals, predictor.domain_z_max, fmt)
+        out.append(r)
     return out
+
+
+def predict_shifted(predictor, spectra: Sequence, k: int, batch_size: int = 8, progress: bool = False,
+                    intervals: str = "mixture"):
+    """K readings of each spectrum, combined (see the module docstring). ``predictor``: a RedshiftPredictor."""
+    return combine_readings(predictor, read_shifted(predictor, spectra, k, batch_size, progress), intervals)
