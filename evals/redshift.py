@@ -198,6 +198,16 @@ def load_dataset_split(cfg: RedshiftEvalConfig, pre) -> EvalSet:
     return EvalSet([ids[i] for i in pick], z[pick], X[pick], info, skipped, snr=dataset_snr(ds, cfg.split, pick))
 
 
+def dataset_spectra(path: str, split: str, ids: list) -> list:
+    """The Spectrum objects of ``ids`` (in that order) from a dataset split."""
+    from speclm.finetune.datasets import open_dataset
+
+    ds = open_dataset(path)
+    want = set(ids)
+    got = {s.meta.get("id"): s for s in ds.iter_spectra(split) if s.meta.get("id") in want}
+    return [got[i] for i in ids]
+
+
 def load_folder(cfg: RedshiftEvalConfig, pre) -> EvalSet:
     """Every readable spectrum file with a catalog z; the rest are skipped and listed with why."""
     from tqdm.auto import tqdm
@@ -379,7 +389,11 @@ def run_redshift_eval(cfg: RedshiftEvalConfig) -> dict:
     pred = RedshiftPredictor.from_runtime(rt)
     t0 = time.perf_counter()
     snr = None if ev.snr is None else [None if not np.isfinite(v) else float(v) for v in ev.snr]
-    res = pred.predict_values(ev.X, batch_size=cfg.batch_size, progress=cfg.progress, snr=snr)
+    if pred.shifts > 1:  # several readings per spectrum (the card's decoding): they need the pixels
+        spectra = ev.spectra if ev.spectra is not None else dataset_spectra(cfg.dataset, cfg.split, ev.ids)
+        res = pred.predict_spectra(spectra, batch_size=max(1, cfg.batch_size // pred.shifts), progress=cfg.progress)
+    else:
+        res = pred.predict_values(ev.X, batch_size=cfg.batch_size, progress=cfg.progress, snr=snr)
     pred_s = time.perf_counter() - t0
     zm = np.array([r.z for r in res])
     lo = np.array([r.z_lo for r in res])
@@ -390,7 +404,8 @@ def run_redshift_eval(cfg: RedshiftEvalConfig) -> dict:
     metrics = {"model": redshift_metrics(ev.z, zm, lo, hi, train_median=train_median, z95=iv95, z99=iv99)}
     metrics["model_greedy"] = redshift_metrics(ev.z, [r.z_greedy for r in res])
     timing = {"device": rt.device, "base_load_seconds": round(load_s, 2), "predict_seconds": round(pred_s, 3),
-              "spectra_per_s": round(len(res) / pred_s, 2) if pred_s > 0 else None, "batch_size": cfg.batch_size}
+              "spectra_per_s": round(len(res) / pred_s, 2) if pred_s > 0 else None, "batch_size": cfg.batch_size,
+              "readings_per_spectrum": pred.shifts}
     z_unc = None
     if cfg.unconstrained:
         prompts = [build_prompt(x, pred.codec) for x in ev.X]

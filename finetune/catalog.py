@@ -227,7 +227,12 @@ def process_chunk(refs: list[str], cfg: dict) -> list[dict]:
             row["ERROR"] = str(exc)
         rows.append(row)
     snr = [r_band_snr(s) for _, s in keep]
-    if prompts and cfg.get("engine") == "vllm":
+    if prompts and pred.shifts > 1:  # several readings per spectrum (the card's decoding): they need the pixels
+        if cfg.get("engine") == "vllm":
+            raise ConfigError("--engine vllm reads each spectrum once; this adapter's card asks for "
+                              f"{pred.shifts} readings (decoding.shifts): use --engine hf")
+        preds = pred.predict_spectra([s for _, s in keep], batch_size=max(1, cfg["batch_size"] // pred.shifts))
+    elif prompts and cfg.get("engine") == "vllm":
         ids = [pred.rt.tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
         raw = _vllm(cfg["adapter"], cfg["base"], pred).raw_logits(ids)
         preds = pred.summarise_at_snr(raw, snr)

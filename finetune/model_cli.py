@@ -157,7 +157,10 @@ def cmd_predict(args) -> int:
             rows.append({"file": label, "error": str(exc), "error_type": type(exc).__name__})
     # the same per-S/N p(z) temperature as the agent and `speclm eval redshift` (predict_spectra)
     snr = [r_band_snr(s) for _, s in keep]
-    results = pred.predict_prompts(prompts, batch_size=args.batch_size or 8, progress=len(prompts) > 8, snr=snr)
+    if pred.shifts > 1:  # the card asks for several readings per spectrum: they need the pixels
+        results = pred.predict_spectra([s for _, s in keep], batch_size=args.batch_size or 8, progress=len(keep) > 8)
+    else:
+        results = pred.predict_prompts(prompts, batch_size=args.batch_size or 8, progress=len(prompts) > 8, snr=snr)
     for (label, s), r, sn in zip(keep, results, snr):
         d = {"file": label, **r.to_dict(), "z_catalog": s.z_catalog, "snr_r": sn, "pz_temperature": pred.temperature_for(sn),
              "pz_outlier": pred.outlier_for(sn),

@@ -158,6 +158,10 @@ class RedshiftPredictor:
     #: adapter switch): the prompt head's KV cache, kept between batches, and the output layer's digit rows
     prefix_cache: dict | None = None
     _head_ids: list[int] | None = None
+    #: readings per spectrum at sub-bin shifts, and how their intervals are combined (the card's ``decoding``;
+    #: 1 = one reading; see :mod:`speclm.finetune.shift_ensemble`)
+    shifts: int = 1
+    shift_intervals: str = "nearest"
 
     def __init__(self, runtime, preprocess_cfg: PreprocessConfig, codec_cfg: CodecConfig,
                  temperature: float = 1.0, snr_temperature: dict | None = None,
@@ -197,6 +201,14 @@ class RedshiftPredictor:
         dom = card.get("domain") if isinstance(card, dict) else None
         if isinstance(dom, dict) and dom.get("z_max"):
             self.domain_z_max = float(dom["z_max"])
+        dec = card.get("decoding") if isinstance(card, dict) else None
+        if isinstance(dec, dict) and dec.get("shifts"):
+            from speclm.finetune.shift_ensemble import check_shifts
+
+            self.shifts = check_shifts(dec["shifts"], preprocess_cfg)
+            self.shift_intervals = str(dec.get("intervals", "nearest"))
+            if self.shift_intervals not in ("mixture", "nearest"):
+                raise ConfigError(f"the card's decoding.intervals {self.shift_intervals!r}: use 'mixture' or 'nearest'")
 
     @classmethod
     def from_runtime(cls, runtime) -> "RedshiftPredictor":
@@ -222,8 +234,15 @@ class RedshiftPredictor:
         return float(np.interp(math.log(snr), np.log(tab["snr"]), tab["w"]))
 
     def predict_spectra(self, spectra: Sequence[Spectrum], batch_size: int = 8, progress: bool = False):
+        """Predictions for spectra: the one entry point that honours the card's ``decoding`` (several readings
+        of each spectrum at sub-bin shifts need its pixels, not its vector). ``batch_size``: spectra per pass."""
         from speclm.tools.spectrum import r_band_snr
 
+        if self.shifts > 1:
+            from speclm.finetune.shift_ensemble import predict_shifted
+
+            return predict_shifted(self, list(spectra), self.shifts, batch_size=batch_size * self.shifts,
+                                   progress=progress, intervals=self.shift_intervals)
         prompts = [spectrum_prompt(s, self.pre, self.codec) for s in spectra]
         return self.predict_prompts(prompts, batch_size=batch_size, progress=progress,
                                     snr=[r_band_snr(s) for s in spectra])
@@ -234,9 +253,16 @@ class RedshiftPredictor:
         prompts = [build_prompt(v, self.codec) for v in vectors]
         return self.predict_prompts(prompts, batch_size=batch_size, progress=progress, snr=snr)
 
+    def single_reading_only(self, what: str) -> None:
+        """Refuse a vector or prompt input when the card asks for several readings per spectrum."""
+        if self.shifts > 1:
+            raise ConfigError(f"{what}: this adapter reads each spectrum {self.shifts} times at sub-bin shifts (its "
+                              "card's decoding); that needs the spectra (predict_spectra), not vectors or prompts")
+
     def predict_prompts(self, prompts: Sequence[str], batch_size: int = 8, progress: bool = False, snr=None):
         from tqdm.auto import tqdm
 
+        self.single_reading_only("predict_prompts")
         if snr is not None and len(snr) != len(prompts):
             raise ConfigError(f"{len(snr)} S/N values for {len(prompts)} prompts")
         out: list[RedshiftPrediction] = []

@@ -80,3 +80,50 @@ def test_one_reading_is_todays_prediction(tmp_path):
         assert a.z_lo99 == pytest.approx(b.z_lo99, abs=2e-4) and a.z_hi99 == pytest.approx(b.z_hi99, abs=2e-4)
     four = predict_shifted(p, specs, 4, batch_size=8)
     assert len(four) == 3 and all(r.z_lo <= r.z <= r.z_hi for r in four)
+
+
+def test_a_card_with_decoding_shifts_is_honoured_everywhere(tmp_path, capsys):
+    """The card's ``decoding`` turns every spectrum entry point into the ensemble; vector inputs are refused."""
+    import json
+
+    from speclm.cli import main
+    from speclm.finetune.presets import get_preset
+    from speclm.finetune.runtime import ModelRuntime
+    from speclm.finetune.shift_ensemble import predict_shifted
+    from speclm.finetune.train import train_arrays
+    from speclm.tools.synthetic import write_synthetic_fits
+
+    rng = np.random.default_rng(1)
+    pre = get_preset("tiny").preprocess
+    X, z = rng.uniform(0, 99, (24, pre.n_bins)).round(), rng.uniform(0, 0.5, 24)
+    ad = tmp_path / "a"
+    train_arrays(get_preset("tiny", train={"n_eval": 0}), ad, X[:16], z[:16], X[16:], z[16:],
+                 train_ids=[f"t{i}" for i in range(16)], val_ids=[f"v{i}" for i in range(8)], progress=False)
+    card = json.loads((ad / "training_card.json").read_text())
+    card["decoding"] = {"shifts": 3, "intervals": "nearest"}
+    (ad / "training_card.json").write_text(json.dumps(card))
+    p = RedshiftPredictor.from_runtime(ModelRuntime.load("tiny", str(ad), dtype="float32"))
+    assert p.shifts == 3 and p.shift_intervals == "nearest"
+    specs = [synthetic_spectrum(v, seed=i) for i, v in enumerate((0.08, 0.3))]
+    a = p.predict_spectra(specs)
+    b = predict_shifted(p, specs, 3, intervals="nearest")
+    assert [(r.z, r.z_lo, r.z_hi) for r in a] == [(r.z, r.z_lo, r.z_hi) for r in b]
+    with pytest.raises(ConfigError, match="sub-bin shifts"):
+        p.predict_values(X[:2])
+    # the command line reads the files and gives the ensemble's answers
+    d = tmp_path / "fits"
+    d.mkdir()
+    for i, v in enumerate((0.08, 0.3)):
+        write_synthetic_fits(d / f"spec-0266-51630-{i + 1:04d}.fits", v, seed=i)
+    assert main(["predict", str(d), "--adapter", str(ad), "--base", "tiny", "--json"]) == 0
+    rows = [json.loads(x) for x in capsys.readouterr().out.splitlines() if x.startswith("{")]
+    from speclm.tools.spectrum import read_spectrum
+
+    want = predict_shifted(p, [read_spectrum(f) for f in sorted(d.iterdir())], 3, intervals="nearest")
+    for r, w in zip(rows, want):  # (float32 FITS round trip: the intervals' fourth decimal may move)
+        assert r["z"] == pytest.approx(w.z, abs=1e-3) and r["z_lo"] == pytest.approx(w.z_lo, abs=5e-4)
+        assert r["z_hi"] == pytest.approx(w.z_hi, abs=5e-4)
+    bad = dict(card, decoding={"shifts": 3, "intervals": "vote"})
+    (ad / "training_card.json").write_text(json.dumps(bad))
+    with pytest.raises(ConfigError, match="decoding.intervals"):
+        RedshiftPredictor.from_runtime(ModelRuntime.load("tiny", str(ad), dtype="float32"))
