@@ -17,8 +17,7 @@ import numpy as np
 def _weights(path) -> str:
     import hashlib
 
-    return hashlib.sha256((Path(path) / "adapter_model.safetensors").read_bytes()).hexdigest()[:16] + ":" + \
-        hashlib.sha256((Path(path) / "training_card.json").read_bytes()).hexdigest()[:16]
+    return hashlib.sha256((Path(path) / "adapter_model.safetensors").read_bytes()).hexdigest()[:16]  # the weights only
 
 
 def main(argv=None) -> int:
@@ -61,7 +60,7 @@ def main(argv=None) -> int:
         rd = Path(args.readings) if args.readings else None
         if rd is not None and rd.exists():
             f = np.load(rd, allow_pickle=False)
-            if list(f["ids"]) != ids or int(f["k"]) != args.shifts or str(f["weights"]) != _weights(path):
+            if list(f["ids"]) != ids or int(f["k"]) != args.shifts or str(f["weights"]).split(":")[0] != _weights(path):
                 raise SystemExit(f"{rd} holds other readings (spectra, K or adapter weights differ)")
             readings = {"raw": {k[4:]: f[k] for k in f.files if k.startswith("raw_")}, "offsets": f["offsets"],
                         "snr": [None if not np.isfinite(v) else float(v) for v in f["snr"]], "k": int(f["k"])}
