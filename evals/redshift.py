@@ -805,6 +805,11 @@ def calibrate_temperature(adapter: str, dataset: str, split: str = "val", limit:
         raise ConfigError(f"--tail {tail}: the 99% interval's coverage target must be in (0.5, 1)")
     path = resolve_adapter(adapter)
     card = read_card(path)
+    shifts = int((card.get("decoding") or {}).get("shifts") or 1)
+    if shifts > 1 and not logits:
+        raise ConfigError(f"{adapter} reads each spectrum {shifts} times (its card's decoding): its intervals are one "
+                          "reading's, chosen by the ensemble, so it is calibrated on those readings — build them with "
+                          "benchmarks/ensemble_calibration_logits.py and pass --logits")
     if logits:
         try:
             d = load_split_logits(logits, adapter=adapter, dataset=dataset, split=split, limit=limit, seed=seed)

@@ -123,6 +123,11 @@ def test_a_card_with_decoding_shifts_is_honoured_everywhere(tmp_path, capsys):
     for r, w in zip(rows, want):  # (float32 FITS round trip: the intervals' fourth decimal may move)
         assert r["z"] == pytest.approx(w.z, abs=1e-3) and r["z_lo"] == pytest.approx(w.z_lo, abs=5e-4)
         assert r["z_hi"] == pytest.approx(w.z_hi, abs=5e-4)
+    # its calibration is fitted on the ensemble's chosen readings, never on single readings by mistake
+    from speclm.evals.redshift import calibrate_temperature
+
+    with pytest.raises(ConfigError, match="reads each spectrum 3 times"):
+        calibrate_temperature(str(ad), str(tmp_path / "no-such-dataset"), write=True)
     bad = dict(card, decoding={"shifts": 3, "intervals": "vote"})
     (ad / "training_card.json").write_text(json.dumps(bad))
     with pytest.raises(ConfigError, match="decoding.intervals"):
