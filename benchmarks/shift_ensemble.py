@@ -32,6 +32,8 @@ def main(argv=None) -> int:
                     help="the ensemble's intervals (finetune/shift_ensemble.py: combine_readings)")
     ap.add_argument("--readings", default=None,
                     help="an .npz of the K readings' digit logits: written when missing, read (no model run) when present")
+    ap.add_argument("--mode", default="centred", choices=("centred", "forward"),
+                    help="where the K shifts lie: centred on the unshifted reading, or forward (0 .. (K-1)/K of a bin)")
     ap.add_argument("--only", type=int, default=None, help="score reading J alone (K odd: J = (K-1)/2 is the unshifted one)")
     ap.add_argument("--out", required=True)
     args = ap.parse_args(argv)
@@ -39,7 +41,7 @@ def main(argv=None) -> int:
     from speclm.finetune.datasets import open_dataset
     from speclm.finetune.predict import RedshiftPredictor
     from speclm.finetune.runtime import ModelRuntime, read_train_ids, resolve_adapter
-    from speclm.finetune.shift_ensemble import combine_readings, read_shifted
+    from speclm.finetune.shift_ensemble import combine_readings, read_shifted, shift_offsets
     from speclm.tools.spectrum import r_band_snr
 
     path = resolve_adapter(args.adapter)
@@ -60,12 +62,14 @@ def main(argv=None) -> int:
         rd = Path(args.readings) if args.readings else None
         if rd is not None and rd.exists():
             f = np.load(rd, allow_pickle=False)
-            if list(f["ids"]) != ids or int(f["k"]) != args.shifts or str(f["weights"]).split(":")[0] != _weights(path):
+            want = shift_offsets(args.shifts, pred.pre, args.mode)
+            if (list(f["ids"]) != ids or int(f["k"]) != args.shifts or str(f["weights"]).split(":")[0] != _weights(path)
+                    or not np.allclose(f["offsets"], want)):
                 raise SystemExit(f"{rd} holds other readings (spectra, K or adapter weights differ)")
             readings = {"raw": {k[4:]: f[k] for k in f.files if k.startswith("raw_")}, "offsets": f["offsets"],
                         "snr": [None if not np.isfinite(v) else float(v) for v in f["snr"]], "k": int(f["k"])}
         else:
-            readings = read_shifted(pred, spectra, args.shifts, batch_size=args.batch_size, progress=True)
+            readings = read_shifted(pred, spectra, args.shifts, batch_size=args.batch_size, progress=True, mode=args.mode)
             if rd is not None:
                 rd.parent.mkdir(parents=True, exist_ok=True)
                 np.savez_compressed(rd, ids=np.array(ids), k=readings["k"], offsets=readings["offsets"],

@@ -162,6 +162,7 @@ class RedshiftPredictor:
     #: 1 = one reading; see :mod:`speclm.finetune.shift_ensemble`)
     shifts: int = 1
     shift_intervals: str = "nearest"
+    shift_mode: str = "centred"
 
     def __init__(self, runtime, preprocess_cfg: PreprocessConfig, codec_cfg: CodecConfig,
                  temperature: float = 1.0, snr_temperature: dict | None = None,
@@ -209,6 +210,11 @@ class RedshiftPredictor:
             self.shift_intervals = str(dec.get("intervals", "nearest"))
             if self.shift_intervals not in ("mixture", "nearest"):
                 raise ConfigError(f"the card's decoding.intervals {self.shift_intervals!r}: use 'mixture' or 'nearest'")
+            from speclm.finetune.shift_ensemble import SHIFT_MODES
+
+            self.shift_mode = str(dec.get("mode", "centred"))
+            if self.shift_mode not in SHIFT_MODES:
+                raise ConfigError(f"the card's decoding.mode {self.shift_mode!r}: use one of {', '.join(SHIFT_MODES)}")
 
     @classmethod
     def from_runtime(cls, runtime) -> "RedshiftPredictor":
@@ -242,7 +248,7 @@ class RedshiftPredictor:
             from speclm.finetune.shift_ensemble import predict_shifted
 
             return predict_shifted(self, list(spectra), self.shifts, batch_size=batch_size * self.shifts,
-                                   progress=progress, intervals=self.shift_intervals)
+                                   progress=progress, intervals=self.shift_intervals, mode=self.shift_mode)
         prompts = [spectrum_prompt(s, self.pre, self.codec) for s in spectra]
         return self.predict_prompts(prompts, batch_size=batch_size, progress=progress,
                                     snr=[r_band_snr(s) for s in spectra])

@@ -36,10 +36,20 @@ def check_shifts(k: int, pre) -> int:
     return k
 
 
-def shift_offsets(k: int, pre) -> np.ndarray:
-    """The K shifts in ln(wavelength): fractions (j - (K - 1) / 2) / K of one bin of the model's log grid."""
+#: "centred": shifts (j - (K - 1) / 2) / K of a bin, j = 0..K-1 (the unshifted reading in the middle for odd K);
+#: "forward": j / K of a bin, never negative. Why both: a reading at a negative shift cannot say z < 1 - exp(s)
+#: (the model answers z' >= 0 in its own frame, and z' = 0 maps back to exp(-s) - 1 > 0), so centred shifts push
+#: the lowest redshifts up (tta27c's 13 confidently wrong low-z answers); forward shifts represent every z >= 0.
+SHIFT_MODES = ("centred", "forward")
+
+
+def shift_offsets(k: int, pre, mode: str = "centred") -> np.ndarray:
+    """The K shifts in ln(wavelength), as fractions of one bin of the model's log grid (see :data:`SHIFT_MODES`)."""
+    if mode not in SHIFT_MODES:
+        raise ConfigError(f"shift mode {mode!r}: use one of {', '.join(SHIFT_MODES)}")
     d = math.log(pre.wave_max / pre.wave_min) / pre.n_bins
-    return (np.arange(k) - (k - 1) / 2.0) / k * d
+    j = np.arange(k, dtype=float)
+    return (j - (k - 1) / 2.0) / k * d if mode == "centred" else j / k * d
 
 
 def shifted(spectrum, s: float):
@@ -95,7 +105,8 @@ def combine(raw_cdfs: Sequence[np.ndarray], cal_cdfs: Sequence[np.ndarray], gree
     return pred
 
 
-def read_shifted(predictor, spectra: Sequence, k: int, batch_size: int = 8, progress: bool = False) -> dict:
+def read_shifted(predictor, spectra: Sequence, k: int, batch_size: int = 8, progress: bool = False,
+                 mode: str = "centred") -> dict:
     """The digit logits of K readings of each spectrum (spectrum-major: reading j of spectrum i is row i*K + j),
     with the shifts ``offsets`` and each spectrum's r-band S/N ``snr`` (of the unshifted spectrum)."""
     from tqdm.auto import tqdm
@@ -104,7 +115,7 @@ def read_shifted(predictor, spectra: Sequence, k: int, batch_size: int = 8, prog
     from speclm.tools.spectrum import r_band_snr
 
     k = check_shifts(k, predictor.pre)
-    offs = shift_offsets(k, predictor.pre)
+    offs = shift_offsets(k, predictor.pre, mode)
     parts, snr = [], []
     step = max(1, batch_size // k)  # spectra per forward pass: K prompts each
     for i in tqdm(range(0, len(spectra), step), desc=f"predict x{k}", unit="batch", disable=not progress):
@@ -160,6 +171,6 @@ def combine_readings(predictor, readings: dict, intervals: str = "mixture", only
 
 
 def predict_shifted(predictor, spectra: Sequence, k: int, batch_size: int = 8, progress: bool = False,
-                    intervals: str = "mixture"):
+                    intervals: str = "mixture", mode: str = "centred"):
     """K readings of each spectrum, combined (see the module docstring). ``predictor``: a RedshiftPredictor."""
-    return combine_readings(predictor, read_shifted(predictor, spectra, k, batch_size, progress), intervals)
+    return combine_readings(predictor, read_shifted(predictor, spectra, k, batch_size, progress, mode), intervals)

@@ -27,6 +27,9 @@ def test_offsets_span_one_bin_symmetrically():
     d = math.log(pre.wave_max / pre.wave_min) / pre.n_bins
     assert shift_offsets(1, pre).tolist() == [0.0]
     assert np.allclose(shift_offsets(4, pre) / d, [-0.375, -0.125, 0.125, 0.375])
+    assert np.allclose(shift_offsets(5, pre, "forward") / d, [0.0, 0.2, 0.4, 0.6, 0.8])
+    with pytest.raises(ConfigError, match="shift mode"):
+        shift_offsets(4, pre, "backward")
     with pytest.raises(ConfigError, match="log-wavelength grid"):
         check_shifts(4, PreprocessConfig(grid="linear"))
     with pytest.raises(ConfigError, match="use 1"):
@@ -43,6 +46,15 @@ def test_a_shifted_reading_maps_back_to_the_unshifted_redshift():
     m = np.mean([cdf_back(0, _peak(0.100), 0.0), cdf_back(0, _peak(0.400), 0.0)], axis=0)
     assert quantile(m, 0.25) == pytest.approx(0.100, abs=1e-3) and quantile(m, 0.75) == pytest.approx(0.400, abs=1e-3)
     assert EDGES[0] < 0 < EDGES[-1]
+
+
+def test_a_blueward_reading_cannot_reach_the_lowest_redshifts_a_forward_one_can():
+    """Why forward shifts exist: the model answers z' >= 0, so a reading at s < 0 says at least exp(-s) - 1."""
+    s = 0.005
+    low = cdf_back(0, _peak(0.0), -s)  # the lowest answer a blueward reading can give
+    assert quantile(low, 0.5) > 0.004
+    fwd = cdf_back(0, _peak(round((1.002) * math.exp(s) - 1.0, 3)), s)  # a z = 0.002 galaxy read redward
+    assert quantile(fwd, 0.5) == pytest.approx(0.002, abs=6e-4)
 
 
 def test_shifting_the_pixels_is_a_redshift_on_the_model_grid():
