@@ -101,16 +101,14 @@ def fit_profiles(w, f, iv, window=(5020.0, 5075.0)) -> dict:
         "fitted_amplitude": round(float(free.x[1]), 3), "chi2_required": round(2 * float(req.cost), 1),
         "chi2_free": round(2 * float(free.cost), 1), "delta_chi2": round(2 * float(req.cost - free.cost), 1),
         "pixels": int(m2.sum())}
-    sk = fits["skewed Gaussian (Lyα-like)"][0]
+    # the line's peak, from the best-fitting (skewed) profile on a fine grid
     xs = np.linspace(window[0], window[1], 2000)
     p = out["skewed Gaussian (Lyα-like)"]["params"]
     t = (xs - p[1]) / p[2]
-    from scipy.special import erf as _erf
-    prof = p[3] * np.exp(-0.5 * t ** 2) * (1 + _erf(p[4] * t / np.sqrt(2)))
+    prof = p[3] * np.exp(-0.5 * t ** 2) * (1 + erf(p[4] * t / np.sqrt(2)))
     out["peak_A"] = round(float(xs[np.argmax(prof)]), 2)
     out["z_if"] = {"[OIII]5007": round(out["peak_A"] / OIII_5007 - 1, 4), "[OII]3727": round(out["peak_A"] / 3728.5 - 1, 4),
                    "Lyα": round(out["peak_A"] / LYA - 1, 4)}
-    del sk
     return out
 
 
