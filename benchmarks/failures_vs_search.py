@@ -60,4 +60,9 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from speclm.tools.errors import SpeclmError
+
+    try:
+        raise SystemExit(main())
+    except SpeclmError as e:  # a bad path, adapter or dataset: one line
+        raise SystemExit(f"error: {e}") from None

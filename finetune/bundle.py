@@ -32,6 +32,16 @@ from speclm.tools.errors import ConfigError
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors", "training_card.json", "train_ids.txt")
 
 
+def new_out_dir(out, sources) -> Path:
+    """``out`` as a Path, refused when it is one of ``sources`` or an existing non-empty folder (nothing is overwritten)."""
+    outp = Path(out).expanduser()
+    if outp.resolve() in [Path(p).resolve() for p in sources]:
+        raise ConfigError(f"--out {outp} is one of the sources: write to a new directory")
+    if outp.exists() and (not outp.is_dir() or any(outp.iterdir())):
+        raise ConfigError(f"--out {outp} exists and is not an empty directory: choose a new one (nothing is overwritten)")
+    return outp
+
+
 def _sha(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
 
@@ -66,11 +76,7 @@ def bundle_adapter(run: str, out: str, *, domain_z_max: float | None = None, dom
     missing = [f for f in ADAPTER_FILES if not (src / f).is_file()]
     if missing:
         raise ConfigError(f"{src} is not a finished adapter run: {', '.join(missing)} missing")
-    outp = Path(out).expanduser()
-    if outp.resolve() == src.resolve():
-        raise ConfigError(f"--out {outp} is the run itself: bundle into a new directory")
-    if outp.exists() and (not outp.is_dir() or any(outp.iterdir())):
-        raise ConfigError(f"--out {outp} exists and is not an empty directory: choose a new one (nothing is overwritten)")
+    outp = new_out_dir(out, [src])
     card = json.loads((src / "training_card.json").read_text())
 
     z_int = int((card.get("codec") or {}).get("z_int_digits", 1))

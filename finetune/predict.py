@@ -145,6 +145,21 @@ def calibration_kwargs(card: dict) -> dict:
             "floor_local": float(cal.get("pz_floor_local", 0.0)), "floor_sigma": float(cal.get("pz_floor_sigma", 0.01))}
 
 
+def _digit_probs(raw: dict, T: np.ndarray):
+    """(p1, p2, p3, leaves): the digits' probabilities at one temperature per spectrum (``T``, shape (B,)).
+    raw["leaf"] (B, K) / raw["l3"] (B, K, 10): the K expanded leaves, most probable first (a (B,) / (B, 10)
+    pair from one expanded leaf is read as K = 1); p3 comes back as (B, K, 10)."""
+    def sm(x):
+        x = x / T.reshape((-1,) + (1,) * (x.ndim - 1))
+        x = x - x.max(-1, keepdims=True)
+        e = np.exp(x)
+        return e / e.sum(-1, keepdims=True)
+
+    p1, p2, p3 = sm(raw["l1"]), sm(raw["l2"]), sm(raw["l3"])
+    leaves = np.asarray(raw["leaf"]).reshape(p1.shape[0], -1)
+    return p1, p2, p3.reshape(p1.shape[0], leaves.shape[1], 10), leaves
+
+
 class RedshiftPredictor:
     """Batched constrained prediction on a ModelRuntime (adapter on)."""
 
@@ -317,23 +332,13 @@ class RedshiftPredictor:
     def summarise_raw(self, raw: dict, temperature, outlier=0.0) -> list[RedshiftPrediction]:
         """Predictions from the digit logits of :meth:`raw_logits` at a given p(z) temperature and
         outlier weight (each one value, or one per spectrum of the batch)."""
-        def sm(x, T):
-            x = x / T.reshape((-1,) + (1,) * (x.ndim - 1))
-            x = x - x.max(-1, keepdims=True)
-            e = np.exp(x)
-            return e / e.sum(-1, keepdims=True)
-
         B = raw["l1"].shape[0]
         Tb = np.broadcast_to(np.asarray(temperature, dtype=float), (B,)).copy()
         Wb = np.broadcast_to(np.asarray(outlier, dtype=float), (B,)).copy()
 
         def at(T: np.ndarray, W: np.ndarray) -> list[RedshiftPrediction]:
-            p1, p2, p3 = sm(raw["l1"], T), sm(raw["l2"], T), sm(raw["l3"], T)
+            p1, p2, p3, leaves = _digit_probs(raw, T)
             out = []
-            # raw["leaf"] (B, K) / raw["l3"] (B, K, 10): the K expanded leaves, most probable first
-            # (a (B,) / (B, 10) pair from one expanded leaf is read as K = 1)
-            leaves = np.asarray(raw["leaf"]).reshape(p1.shape[0], -1)
-            p3 = p3.reshape(p1.shape[0], leaves.shape[1], 10)
             for b in range(p1.shape[0]):
                 joint = (p1[b][:, None] * p2[b]).reshape(100)
                 g1 = int(p1[b].argmax())
@@ -447,17 +452,7 @@ class RedshiftPredictor:
         B = raw["l1"].shape[0]
         Tb = np.broadcast_to(np.asarray(temperature, dtype=float), (B,))
         Wb = np.broadcast_to(np.asarray(outlier, dtype=float), (B,))
-        x = {k: np.asarray(raw[k], dtype=float) for k in ("l1", "l2", "l3")}
-
-        def sm(a, T):
-            a = a / T.reshape((-1,) + (1,) * (a.ndim - 1))
-            a = a - a.max(-1, keepdims=True)
-            e = np.exp(a)
-            return e / e.sum(-1, keepdims=True)
-
-        p1, p2, p3 = sm(x["l1"], Tb), sm(x["l2"], Tb), sm(x["l3"], Tb)
-        leaves = np.asarray(raw["leaf"]).reshape(B, -1)
-        p3 = p3.reshape(B, leaves.shape[1], 10)
+        p1, p2, p3, leaves = _digit_probs(raw, Tb)
         out = []
         for b in range(B):
             joint = (p1[b][:, None] * p2[b]).reshape(100)

@@ -35,6 +35,7 @@ def soup_adapters(paths: Sequence[str], out: str, weights: Sequence[float] | Non
     from peft import PeftModel
     from safetensors.torch import load_file, save_file
 
+    from speclm.finetune.bundle import new_out_dir
     from speclm.finetune.runtime import load_base_model, read_card, read_train_ids, resolve_adapter
 
     if len(paths) < 2:
@@ -49,11 +50,7 @@ def soup_adapters(paths: Sequence[str], out: str, weights: Sequence[float] | Non
     for key in MUST_AGREE:
         if not _same(cards, key):
             raise ConfigError(f"the adapters' {key} differ: a soup needs adapters of one base, preprocessing and codec")
-    outp = Path(out).expanduser()
-    if outp.resolve() in [p.resolve() for p in src]:
-        raise ConfigError(f"--out {outp} is one of the sources")
-    if outp.exists() and (not outp.is_dir() or any(outp.iterdir())):
-        raise ConfigError(f"--out {outp} exists and is not an empty directory: choose a new one (nothing is overwritten)")
+    outp = new_out_dir(out, src)
 
     model, _, _ = load_base_model(base or cards[0].get("base_model") or "embedded", device="cpu", dtype="float32")
     names = [f"a{i}" for i in range(len(src))]
